@@ -1,0 +1,40 @@
+/** The one interface every inference backend implements: a batch tensor in, raw embeddings out. */
+
+/** How the model wants its input: what the preprocessing stage packs. */
+export type InputLayout = "uint8-nhwc" | "float32-nchw";
+
+/** Square side of the model's input, in pixels (OpenCLIP ViT-B/32). */
+export const INPUT_SIZE = 224;
+/** Bytes of one image in UINT8 NHWC (224 * 224 * 3). */
+export const IMAGE_BYTES = INPUT_SIZE * INPUT_SIZE * 3;
+
+export interface ModelDescription {
+  /** e.g. "vit-b32" or the ONNX file's name. */
+  readonly name: string;
+  /** A stable fingerprint of the weights (e.g. a hash prefix), so clients can tell models apart. */
+  readonly version: string;
+  readonly dimension: number;
+  readonly layout: InputLayout;
+  /** The largest batch the backend accepts in one `infer` call. */
+  readonly maxBatchSize: number;
+  /** "onnxruntime", "triton" or "noop". */
+  readonly backend: string;
+}
+
+/** A packed batch: `count` images in the model's layout, row-major, no padding. */
+export type BatchTensor =
+  | { readonly layout: "uint8-nhwc"; readonly data: Uint8Array; readonly count: number }
+  | { readonly layout: "float32-nchw"; readonly data: Float32Array; readonly count: number };
+
+export interface Backend {
+  /** Loads or connects; resolves once the model can answer. */
+  start(): Promise<ModelDescription>;
+  /**
+   * Runs one batch of at most `maxBatchSize` images and returns `count * dimension` floats,
+   * one row per image in input order. Rows need not be normalised: the caller L2-normalises.
+   */
+  infer(batch: BatchTensor, signal?: AbortSignal): Promise<Float32Array>;
+  /** True only when the model answers right now (used by /readyz). */
+  ready(): Promise<boolean>;
+  close(): Promise<void>;
+}

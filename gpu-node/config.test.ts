@@ -1,0 +1,49 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, helpText, parseConfig, SETTINGS } from "./config.ts";
+
+describe("parseConfig", () => {
+  it("has safe defaults", () => {
+    const c = parseConfig([], {});
+    expect(c).toMatchObject({
+      host: "127.0.0.1",
+      port: 50051,
+      backend: "onnxruntime",
+      model: "vit-b32",
+      maxBatchSize: 32,
+      maxBatchWaitMs: 2,
+      maxImagesPerRequest: 64,
+      maxImageBytes: 20 * 1024 * 1024,
+      maxImagePixels: 100_000_000,
+      token: "",
+    });
+    expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  it("reads the environment, and flags win over it", () => {
+    const env = { GPU_NODE_PORT: "6000", GPU_NODE_MODEL: "vit-tiny" };
+    expect(parseConfig([], env)).toMatchObject({ port: 6000, model: "vit-tiny" });
+    expect(parseConfig(["--port", "7000"], env)).toMatchObject({ port: 7000, model: "vit-tiny" });
+  });
+
+  it.each([
+    [
+      ["--port", "70000"],
+      /--port \(GPU_NODE_PORT\) must be an integer from 0 to 65535, got "70000"/,
+    ],
+    [["--max-batch-size", "abc"], /--max-batch-size/],
+    [["--backend", "tensorflow"], /must be one of onnxruntime, noop/],
+    [["--bogus", "1"], /bogus/],
+    [["--max-images-per-request", "1000"], /must not exceed --max-queued-images/],
+  ])("rejects %j with a clear message", (argv, message) => {
+    expect(() => parseConfig(argv, {})).toThrow(ConfigError);
+    expect(() => parseConfig(argv, {})).toThrow(message);
+  });
+
+  it("documents every setting in --help", () => {
+    const text = helpText();
+    for (const s of Object.values(SETTINGS)) {
+      expect(text).toContain(`--${s.flag}`);
+      expect(text).toContain(s.env);
+    }
+  });
+});

@@ -1,0 +1,90 @@
+/** One TCP port for HTTP/1.1 and cleartext HTTP/2 (h2c prior knowledge): sniffs each connection's first bytes and hands it to the matching Node server. */
+import * as http from "node:http";
+import * as http2 from "node:http2";
+import * as net from "node:net";
+
+// Browsers and the Workers runtime speak HTTP/1.1; gRPC needs HTTP/2. Without TLS there is no
+// ALPN, so the HTTP/2 client preface ("PRI * HTTP/2.0...") is what tells them apart.
+const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+export type RequestHandler = (
+  req: http.IncomingMessage | http2.Http2ServerRequest,
+  res: http.ServerResponse | http2.Http2ServerResponse,
+) => void;
+
+export interface DualListener {
+  readonly port: number;
+  /** Stops accepting connections and asks open ones to finish (GOAWAY / Connection: close). */
+  stopAccepting(): void;
+  /** Destroys every remaining connection. */
+  destroyAll(): void;
+}
+
+export interface ListenOptions {
+  readonly host: string;
+  readonly port: number;
+  /** Closes connections that send nothing for this long (slow-loris guard). */
+  readonly idleTimeoutMs?: number;
+}
+
+export async function listenDual(
+  handler: RequestHandler,
+  opts: ListenOptions,
+): Promise<DualListener> {
+  const idle = opts.idleTimeoutMs ?? 120_000;
+  const h1 = http.createServer({ keepAliveTimeout: 65_000, headersTimeout: 30_000 }, handler);
+  h1.requestTimeout = 0; // deadlines are the RPC layer's job; streams may run long
+  const h2 = http2.createServer({}, handler);
+  h2.setTimeout(idle);
+  const sessions = new Set<http2.ServerHttp2Session>();
+  h2.on("session", (s) => {
+    sessions.add(s);
+    s.on("close", () => sessions.delete(s));
+  });
+  const sockets = new Set<net.Socket>();
+
+  const tcp = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    socket.setTimeout(idle, () => socket.destroy());
+    let head = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk]);
+      const n = Math.min(head.length, PREFACE.length);
+      const isH2 = head.subarray(0, n).equals(PREFACE.subarray(0, n));
+      if (isH2 && head.length < PREFACE.length) return; // need more bytes to be sure
+      socket.off("data", onData);
+      socket.pause();
+      socket.unshift(head);
+      socket.setTimeout(0);
+      (isH2 ? h2 : h1).emit("connection", socket);
+      socket.resume();
+    };
+    socket.on("data", onData);
+    socket.on("error", () => socket.destroy());
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    tcp.once("error", reject);
+    tcp.listen(opts.port, opts.host, () => {
+      tcp.off("error", reject);
+      resolve();
+    });
+  });
+  const address = tcp.address() as net.AddressInfo;
+
+  return {
+    port: address.port,
+    stopAccepting() {
+      tcp.close();
+      h1.close(); // stops keep-alive reuse; idle sockets are closed below
+      h1.closeIdleConnections();
+      for (const s of sessions) s.close(); // GOAWAY: in-flight streams finish, no new ones
+    },
+    destroyAll() {
+      h1.closeAllConnections();
+      for (const s of sessions) s.destroy();
+      for (const s of sockets) s.destroy();
+    },
+  };
+}

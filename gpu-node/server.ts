@@ -1,0 +1,288 @@
+/** The gpu-node server: wires config, model, backend, batcher and the Connect routes onto one HTTP/1.1 + h2c port; listens only when run directly. */
+import { createHash, randomUUID, timingSafeEqual } from "node:crypto";
+import { endianness } from "node:os";
+import {
+  Code,
+  ConnectError,
+  createContextKey,
+  createContextValues,
+  type Interceptor,
+} from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { EmbedderService } from "../proto/gen/embedder/v1/embedder_pb.js";
+import type { Backend, ModelDescription } from "./backends/backend.ts";
+import { createNoopBackend } from "./backends/noop.ts";
+import { createOnnxRuntimeBackend } from "./backends/onnxruntime.ts";
+import { createBatchRunner } from "./batch-runner.ts";
+import { MicroBatcher } from "./batcher.ts";
+import { type Config, ConfigError, helpText, parseConfig } from "./config.ts";
+import { createEmbedService, type Decoder } from "./embed-service.ts";
+import { toConnectError } from "./errors.ts";
+import { type DualListener, listenDual, type RequestHandler } from "./listener.ts";
+import { createLogger, type Logger } from "./logger.ts";
+import { ensureModel } from "./model/index.ts";
+import { decodeForClip } from "./preprocess.ts";
+import { Semaphore } from "./semaphore.ts";
+
+export interface GpuNode {
+  readonly url: string;
+  readonly port: number;
+  readonly model: ModelDescription;
+  /** Calls running now. */
+  inFlight(): number;
+  ready(): Promise<boolean>;
+  /** Graceful: stop accepting, let in-flight calls finish (up to drainTimeoutMs), release the model. */
+  close(): Promise<void>;
+}
+
+export interface GpuNodeOverrides {
+  /** A backend to use instead of the one the config names (tests inject fakes). */
+  readonly backend?: Backend;
+  readonly decode?: Decoder;
+  readonly log?: Logger;
+}
+
+const requestIdKey = createContextKey<string>("", { description: "request id" });
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** Creates the backend the config asks for (the model is generated on first use). */
+export async function createBackend(config: Config, log: Logger): Promise<Backend> {
+  if (config.backend === "noop") return createNoopBackend(config.maxBatchSize);
+  const t0 = performance.now();
+  const model = await ensureModel(config.model, config.cacheDir);
+  log.info(
+    { model: model.name, path: model.path, ms: Math.round(performance.now() - t0) },
+    "model file ready",
+  );
+  return createOnnxRuntimeBackend({
+    modelPath: model.path,
+    name: model.name,
+    version: model.sha256.slice(0, 12),
+    threads: config.threads,
+    maxBatchSize: config.maxBatchSize,
+  });
+}
+
+/** Constant-time check of `Authorization: Bearer <token>` (hashing first makes lengths equal). */
+function tokenMatches(header: string | null, token: string): boolean {
+  const given = header?.startsWith("Bearer ") ? header.slice(7) : "";
+  const a = createHash("sha256").update(given).digest();
+  const b = createHash("sha256").update(token).digest();
+  return timingSafeEqual(a, b) && given.length > 0;
+}
+
+interface CallState {
+  draining: boolean;
+  inFlight: number;
+}
+
+/** Per call: request id, auth, refusal while draining, one log line, error translation. */
+function callInterceptor(config: Config, log: Logger, state: CallState): Interceptor {
+  return (next) => async (req) => {
+    const requestId = req.contextValues.get(requestIdKey);
+    const started = performance.now();
+    const method = req.method.name;
+    const finish = (code: string, extra: Record<string, unknown> = {}) => {
+      state.inFlight--;
+      log.info(
+        { requestId, method, code, ms: +(performance.now() - started).toFixed(2), ...extra },
+        "call",
+      );
+    };
+    const translate = (err: unknown) =>
+      toConnectError(err, (e) => log.error({ requestId, method, err: e }, "internal error"));
+    state.inFlight++;
+    try {
+      if (state.draining) throw new ConnectError("server is shutting down", Code.Unavailable);
+      if (config.token !== "" && !tokenMatches(req.header.get("authorization"), config.token)) {
+        throw new ConnectError("missing or invalid credentials", Code.Unauthenticated);
+      }
+      const res = await next(req);
+      res.header.set("x-request-id", requestId);
+      if (!res.stream) {
+        finish("ok");
+        return res;
+      }
+      const messages = res.message;
+      return {
+        ...res,
+        message: (async function* () {
+          let count = 0;
+          let code = "ok";
+          try {
+            for await (const m of messages) {
+              count++;
+              yield m;
+            }
+          } catch (err) {
+            const ce = translate(err);
+            code = Code[ce.code];
+            throw ce;
+          } finally {
+            finish(code, { messages: count });
+          }
+        })(),
+      };
+    } catch (err) {
+      const ce = translate(err);
+      finish(Code[ce.code]);
+      throw ce;
+    }
+  };
+}
+
+/** Loads the model and starts listening. Tests call this with port 0. */
+export async function startGpuNode(
+  config: Config,
+  overrides: GpuNodeOverrides = {},
+): Promise<GpuNode> {
+  if (endianness() !== "LE")
+    throw new Error(
+      "vectors are sent as little-endian float32: big-endian hosts are not supported",
+    );
+  const log = overrides.log ?? createLogger(config.logLevel);
+  const backend = overrides.backend ?? (await createBackend(config, log));
+  const model = await backend.start();
+  log.info({ ...model }, "model loaded");
+
+  const batcher = new MicroBatcher({
+    maxBatchSize: Math.min(config.maxBatchSize, model.maxBatchSize),
+    maxWaitMs: config.maxBatchWaitMs,
+    // An in-process CPU backend gains nothing from overlapping batches.
+    maxConcurrentBatches: 1,
+    run: createBatchRunner(backend, model),
+  });
+  const state: CallState = { draining: false, inFlight: 0 };
+  const shutdown = new AbortController();
+
+  const service = createEmbedService({
+    config,
+    model,
+    batcher,
+    admission: new Semaphore(config.maxQueuedImages),
+    decodeSlots: new Semaphore(config.decodeConcurrency),
+    decode: overrides.decode ?? decodeForClip,
+  });
+
+  const isReady = async () => !state.draining && (await backend.ready().catch(() => false));
+  const handler = connectNodeAdapter({
+    routes: (router) => router.service(EmbedderService, service),
+    readMaxBytes: config.maxMessageBytes,
+    maxTimeoutMs: config.maxDeadlineMs,
+    shutdownSignal: shutdown.signal,
+    interceptors: [callInterceptor(config, log, state)],
+    contextValues: (req) => {
+      const given = req.headers["x-request-id"];
+      const id = typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID();
+      return createContextValues().set(requestIdKey, id);
+    },
+    fallback: (req, res) => {
+      const path = (req.url ?? "").split("?")[0];
+      const json = (status: number, body: unknown) => {
+        res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store" });
+        res.end(JSON.stringify(body));
+      };
+      if (req.method !== "GET" && req.method !== "HEAD") return json(404, { error: "not found" });
+      if (path === "/healthz") return json(200, { status: "ok" });
+      if (path === "/readyz") {
+        void isReady().then((ok) =>
+          json(ok ? 200 : 503, {
+            status: ok ? "ready" : state.draining ? "draining" : "not ready",
+            model: model.name,
+            backend: model.backend,
+          }),
+        );
+        return;
+      }
+      json(404, { error: "not found" });
+    },
+  });
+
+  const listener: DualListener = await listenDual(handler as RequestHandler, {
+    host: config.host,
+    port: config.port,
+  });
+  const host = config.host.includes(":") ? `[${config.host}]` : config.host;
+  const url = `http://${host}:${listener.port}`;
+  log.info({ url, ...summary(config) }, "listening");
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    port: listener.port,
+    model,
+    inFlight: () => state.inFlight,
+    ready: isReady,
+    close() {
+      closing ??= (async () => {
+        state.draining = true;
+        listener.stopAccepting();
+        const deadline = performance.now() + config.drainTimeoutMs;
+        while (state.inFlight > 0 && performance.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        if (state.inFlight > 0) {
+          log.warn({ inFlight: state.inFlight }, "drain timeout: cancelling remaining calls");
+          shutdown.abort(new ConnectError("server shut down", Code.Unavailable));
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        listener.destroyAll();
+        await backend.close();
+        log.info("stopped");
+      })();
+      return closing;
+    },
+  };
+}
+
+/** The limits worth seeing in the start-up log line (no secrets). */
+function summary(config: Config) {
+  const { token: _token, ...rest } = config;
+  return { ...rest, token: config.token === "" ? "off" : "set" };
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  if (argv.includes("--help") || argv.includes("-h")) {
+    process.stdout.write(`${helpText()}\n`);
+    return;
+  }
+  let config: Config;
+  try {
+    config = parseConfig(argv, process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`gpu-node: ${err.message}\nRun with --help for the list of settings.\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const log = createLogger(config.logLevel);
+  const node = await startGpuNode(config, { log });
+  let signals = 0;
+  const stop = (signal: string) => {
+    if (++signals > 1) {
+      log.warn({ signal }, "second signal: exiting now");
+      process.exit(1);
+    }
+    log.info({ signal, inFlight: node.inFlight() }, "draining");
+    node.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+}
+
+if (import.meta.main) {
+  main().catch((err: unknown) => {
+    process.stderr.write(
+      `gpu-node: failed to start: ${err instanceof Error ? err.message : String(err)}\n`,
+    );
+    process.exit(1);
+  });
+}
