@@ -232,9 +232,7 @@ export function createEmbedService(deps: EmbedServiceDeps): ServiceImpl<typeof E
         dimension: model.dimension,
         inputSize: INPUT_SIZE,
         inputLayout:
-          model.layout === "uint8-nhwc"
-            ? InputLayout.UINT8_NHWC
-            : InputLayout.FLOAT32_NCHW,
+          model.layout === "uint8-nhwc" ? InputLayout.UINT8_NHWC : InputLayout.FLOAT32_NCHW,
         backend: model.backend,
         maxBatchSize: model.maxBatchSize,
         maxImagesPerRequest: config.maxImagesPerRequest,

@@ -16,6 +16,8 @@ export interface DualListener {
   readonly port: number;
   /** Stops accepting connections and asks open ones to finish (GOAWAY / Connection: close). */
   stopAccepting(): void;
+  /** Resolves once every connection has closed by itself, or at `deadline` (performance.now()). */
+  drained(deadline: number): Promise<boolean>;
   /** Destroys every remaining connection. */
   destroyAll(): void;
 }
@@ -55,10 +57,16 @@ export async function listenDual(
       if (isH2 && head.length < PREFACE.length) return; // need more bytes to be sure
       socket.off("data", onData);
       socket.pause();
-      socket.unshift(head);
       socket.setTimeout(0);
-      (isH2 ? h2 : h1).emit("connection", socket);
-      socket.resume();
+      socket.unshift(head);
+      if (isH2) {
+        // The HTTP/2 session takes over the native handle and first consumes what is buffered
+        // in JS; resuming the JS stream here would steal its bytes.
+        h2.emit("connection", socket);
+      } else {
+        h1.emit("connection", socket);
+        socket.resume();
+      }
     };
     socket.on("data", onData);
     socket.on("error", () => socket.destroy());
@@ -80,6 +88,14 @@ export async function listenDual(
       h1.close(); // stops keep-alive reuse; idle sockets are closed below
       h1.closeIdleConnections();
       for (const s of sessions) s.close(); // GOAWAY: in-flight streams finish, no new ones
+    },
+    async drained(deadline) {
+      while (sockets.size > 0 && performance.now() < deadline) {
+        // Keep-alive HTTP/1.1 connections turn idle once their response is out: close them.
+        h1.closeIdleConnections();
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      return sockets.size === 0;
     },
     destroyAll() {
       h1.closeAllConnections();

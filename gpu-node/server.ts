@@ -224,8 +224,9 @@ export async function startGpuNode(
         if (state.inFlight > 0) {
           log.warn({ inFlight: state.inFlight }, "drain timeout: cancelling remaining calls");
           shutdown.abort(new ConnectError("server shut down", Code.Unavailable));
-          await new Promise((r) => setTimeout(r, 50));
         }
+        // Handlers are done; let their responses reach the clients before closing sockets.
+        await listener.drained(Math.max(deadline, performance.now() + 200));
         listener.destroyAll();
         await backend.close();
         log.info("stopped");

@@ -3,7 +3,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { Backend } from "../gpu-node/backends/backend.ts";
 import { createNoopBackend } from "../gpu-node/backends/noop.ts";
 import { testConfig } from "../gpu-node/config.ts";
@@ -268,6 +268,7 @@ describe("gpu-node limits and failure modes (noop backend)", () => {
       const client = embedderClient(n.url);
       const img = await photo(64, 64, 2);
       const first = client.embed({ images: [{ id: "", data: img }] });
+      await vi.waitUntil(() => backend.batches === 1); // the backend is now busy for 300 ms
       const t0 = performance.now();
       const [code] = await codeOf(
         client.embed(

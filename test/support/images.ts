@@ -42,7 +42,16 @@ export async function photo(
   format: Format = "jpeg",
   quality = 85,
 ): Promise<Buffer> {
-  const img = sharp(photoPixels(width, height, seed), { raw: { width, height, channels: 3 } });
+  // Large photos are drawn small and scaled up: drawing pixels in JS is the slow part.
+  const scale = Math.min(1, 480 / Math.max(width, height));
+  const w = Math.max(1, Math.round(width * scale));
+  const h = Math.max(1, Math.round(height * scale));
+  let img = sharp(photoPixels(w, h, seed), { raw: { width: w, height: h, channels: 3 } });
+  if (w !== width || h !== height) {
+    img = sharp(await img.resize(width, height, { fit: "fill" }).raw().toBuffer(), {
+      raw: { width, height, channels: 3 },
+    });
+  }
   if (format === "png") return img.png().toBuffer();
   if (format === "webp") return img.webp({ quality }).toBuffer();
   return img.jpeg({ quality }).toBuffer();
