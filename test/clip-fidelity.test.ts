@@ -1,0 +1,91 @@
+// Fidelity with the calibrated vit-b32: our preprocessing gives the embeddings Pillow's would
+// (cosine ≥ 0.999), and different real photos get clearly different embeddings (median ≤ 0.6).
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Backend } from "../gpu-node/backends/backend.ts";
+import { createOnnxRuntimeBackend } from "../gpu-node/backends/onnxruntime.ts";
+import { l2Normalise } from "../gpu-node/batch-runner.ts";
+import { testConfig } from "../gpu-node/config.ts";
+import { ensureModel } from "../gpu-node/model/index.ts";
+import { decodeForClip } from "../gpu-node/preprocess.ts";
+import { packUint8Nhwc } from "../gpu-node/tensor-pack.ts";
+import { cosine } from "./support/gpu-node-client.ts";
+
+const ROOT = resolve(import.meta.dirname, "..");
+const PARITY = join(ROOT, "test/fixtures/parity");
+const CORPUS = resolve(ROOT, "../shared/corpus");
+const limits = { maxPixels: 100_000_000, maxBytes: 20 * 1024 * 1024 };
+
+let backend: Backend;
+beforeAll(async () => {
+  const config = testConfig();
+  const model = await ensureModel("vit-b32", config.cacheDir);
+  backend = createOnnxRuntimeBackend({
+    modelPath: model.path,
+    name: model.name,
+    version: model.sha256.slice(0, 12),
+    threads: 2,
+    maxBatchSize: 32,
+  });
+  await backend.start();
+}, 180_000);
+afterAll(() => backend?.close());
+
+async function embed(pixels: readonly Uint8Array[]): Promise<Float32Array[]> {
+  const out = await backend.infer({
+    layout: "uint8-nhwc",
+    data: packUint8Nhwc(pixels),
+    count: pixels.length,
+  });
+  return pixels.map((_, i) => l2Normalise(out.slice(i * 512, (i + 1) * 512)));
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+};
+
+describe("embedding fidelity (calibrated vit-b32)", () => {
+  it("matches Pillow's preprocessing: cosine ≥ 0.999 on every parity fixture", async () => {
+    const manifest = JSON.parse(readFileSync(join(PARITY, "manifest.json"), "utf8")) as {
+      cases: { image: string; reference: string }[];
+    };
+    const ours = await Promise.all(
+      manifest.cases.map(
+        async (c) => (await decodeForClip(readFileSync(join(PARITY, c.image)), limits)).pixels,
+      ),
+    );
+    const pillow = manifest.cases.map((c) => readFileSync(join(PARITY, c.reference)));
+    const a = await embed(ours);
+    const b = await embed(pillow);
+    const cosines = manifest.cases.map((c, i) => [c.image, cosine(a[i]!, b[i]!)] as const);
+    console.log("cosine vs Pillow:", cosines.map(([n, c]) => `${n} ${c.toFixed(6)}`).join(", "));
+    for (const [name, c] of cosines) expect(c, name).toBeGreaterThanOrEqual(0.999);
+  });
+
+  it.skipIf(!existsSync(CORPUS))(
+    "tells different real photos apart: median pairwise cosine ≤ 0.6",
+    async () => {
+      // One file per scene: the orientation_* files are one scene stored eight ways.
+      const files = readdirSync(join(CORPUS, "photos"))
+        .filter((f) => /\.(jpe?g|tiff?|heif)$/i.test(f))
+        .filter((f) => !f.startsWith("orientation_") || f === "orientation_landscape_1.jpg")
+        .map((f) => join(CORPUS, "photos", f));
+      expect(files.length).toBeGreaterThanOrEqual(8);
+      const pixels = await Promise.all(
+        files.map(async (f) => (await decodeForClip(readFileSync(f), limits)).pixels),
+      );
+      const vs: Float32Array[] = [];
+      for (let i = 0; i < pixels.length; i += 8) vs.push(...(await embed(pixels.slice(i, i + 8))));
+      const pairs: number[] = [];
+      for (let i = 0; i < vs.length; i++) {
+        for (let j = i + 1; j < vs.length; j++) pairs.push(cosine(vs[i]!, vs[j]!));
+      }
+      console.log(
+        `${files.length} photos, median cosine ${median(pairs).toFixed(3)}, max ${Math.max(...pairs).toFixed(3)}`,
+      );
+      expect(median(pairs)).toBeLessThanOrEqual(0.6);
+    },
+  );
+});
