@@ -1,0 +1,165 @@
+/** Child processes for the benchmarks: the gpu-node CLI (parsed "listening" line) and /proc readings of a pid. */
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { createInterface } from "node:readline";
+
+export const ROOT = resolve(import.meta.dirname, "../..");
+const SERVER = resolve(ROOT, "gpu-node/server.ts");
+/** Linux clock ticks per second for /proc/<pid>/stat times (100 on every mainstream kernel). */
+const CLK_TCK = 100;
+
+export interface GpuNodeChild {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  readonly url: string;
+  /** The start-up log lines (up to "listening"). */
+  readonly startLog: readonly Record<string, unknown>[];
+  /** Milliseconds from spawn to the "listening" line. */
+  readonly startMs: number;
+  /** Last bytes of stdout/stderr after start-up, for diagnostics. */
+  tail(): string;
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process has exited. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/** Keeps the last `max` characters of a stream without parsing it (the child's logs must keep flowing). */
+function ring(max: number) {
+  let text = "";
+  return {
+    push(chunk: string) {
+      text = (text + chunk).slice(-max);
+    },
+    get: () => text,
+  };
+}
+
+async function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, "exit");
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+  try {
+    await exited;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Starts `node gpu-node/server.ts --port 0 ...args` (the Node running this script) and waits for
+ * its "listening" JSON log line. The child is killed if it does not start in `startTimeoutMs`.
+ */
+export async function startGpuNodeChild(
+  args: readonly string[],
+  startTimeoutMs = 120_000,
+): Promise<GpuNodeChild> {
+  const t0 = performance.now();
+  const child = spawn(process.execPath, [SERVER, "--port", "0", "--host", "127.0.0.1", ...args], {
+    cwd: ROOT,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, GPU_NODE_LOG_LEVEL: "info" },
+  });
+  const out = ring(16_384);
+  const err = ring(16_384);
+  child.stderr!.setEncoding("utf8").on("data", (c: string) => err.push(c));
+  const startLog: Record<string, unknown>[] = [];
+  const lines = createInterface({ input: child.stdout! });
+  try {
+    const url = await new Promise<string>((resolveUrl, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`gpu-node did not start in ${startTimeoutMs} ms`)),
+        startTimeoutMs,
+      );
+      child.once("error", reject);
+      child.once("exit", (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`gpu-node exited early (${code ?? signal}): ${err.get().slice(-2000)}`));
+      });
+      lines.on("line", (line) => {
+        let entry: Record<string, unknown>;
+        try {
+          entry = JSON.parse(line) as Record<string, unknown>;
+        } catch {
+          return;
+        }
+        startLog.push(entry);
+        if (entry.msg === "listening" && typeof entry.url === "string") {
+          clearTimeout(timer);
+          resolveUrl(entry.url);
+        }
+      });
+    });
+    // From here on the per-call log lines are only drained (parsing them would cost the
+    // benchmark process CPU that the server competes for on a small machine).
+    lines.removeAllListeners("line");
+    lines.close();
+    child.stdout!.setEncoding("utf8").on("data", (c: string) => out.push(c));
+    child.stdout!.resume();
+    return {
+      child,
+      pid: child.pid!,
+      url,
+      startLog,
+      startMs: performance.now() - t0,
+      tail: () => `${out.get().slice(-3000)}\n${err.get().slice(-3000)}`,
+      stop: (graceMs = 15_000) => stopChild(child, graceMs),
+    };
+  } catch (error) {
+    await stopChild(child, 2000);
+    throw error;
+  }
+}
+
+/** Runs `node <script> <json>` and resolves with the JSON object printed on its last stdout line. */
+export async function runJsonChild<T>(
+  script: string,
+  input: unknown,
+  timeoutMs: number,
+): Promise<{ result: T; pid: number }> {
+  const child = spawn(process.execPath, [script, JSON.stringify(input)], {
+    cwd: ROOT,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  const err = ring(8192);
+  child.stdout!.setEncoding("utf8").on("data", (c: string) => {
+    stdout += c;
+  });
+  child.stderr!.setEncoding("utf8").on("data", (c: string) => err.push(c));
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  try {
+    const [code, signal] = (await once(child, "exit")) as [number | null, string | null];
+    if (code !== 0) {
+      throw new Error(`${script} failed (${code ?? signal}): ${err.get().slice(-2000)}`);
+    }
+    const last = stdout.trim().split("\n").pop() ?? "";
+    return { result: JSON.parse(last) as T, pid: child.pid! };
+  } finally {
+    clearTimeout(timer);
+    await stopChild(child, 1000);
+  }
+}
+
+/** CPU seconds (user + system) the process has used so far, from /proc/<pid>/stat. */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // Fields after the command name, which may itself contain spaces or parentheses.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // utime and stime are fields 14 and 15 of the full line, i.e. 11 and 12 after "state".
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+}
+
+/** VmHWM (peak resident set) and VmRSS of a process, in MiB, from /proc/<pid>/status. */
+export function memoryMiB(pid: number): { peakRss: number; rss: number } {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(status)?.[1]);
+  return { peakRss: kb("VmHWM") / 1024, rss: kb("VmRSS") / 1024 };
+}
+
+/** This process's CPU seconds so far (all threads: sharp's and ORT's pools included). */
+export function ownCpuSeconds(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
