@@ -1,6 +1,8 @@
+import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 
-// One project per runtime. The edge's workerd project joins when the edge exists.
+// One project per runtime: Node (gpu-node, end-to-end, and the edge's Node entry) and workerd
+// (the edge Worker, with the real wrangler.toml).
 export default defineConfig({
   test: {
     projects: [
@@ -8,10 +10,20 @@ export default defineConfig({
         test: {
           name: "node",
           environment: "node",
-          include: ["gpu-node/**/*.test.ts", "test/**/*.test.ts"],
+          include: ["gpu-node/**/*.test.ts", "test/**/*.test.ts", "edge/**/*.node.test.ts"],
           exclude: ["test/bench/**"],
           testTimeout: 60_000,
-          hookTimeout: 120_000,
+          hookTimeout: 180_000,
+        },
+      },
+      {
+        plugins: [cloudflareTest({ wrangler: { configPath: "./wrangler.toml" } })],
+        test: {
+          name: "workers",
+          globalSetup: ["./test/support/edge-fixtures.setup.ts"],
+          include: ["edge/**/*.test.ts"],
+          exclude: ["edge/**/*.node.test.ts"],
+          testTimeout: 30_000,
         },
       },
     ],

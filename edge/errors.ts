@@ -9,12 +9,13 @@ export type ErrorCode =
   | "rate_limited"
   | "overloaded"
   | "unavailable"
+  | "bad_gateway"
   | "timeout"
   | "internal";
 
 export class HttpError extends Error {
   override readonly name = "HttpError";
-  readonly status: 400 | 401 | 404 | 405 | 413 | 415 | 422 | 429 | 500 | 503 | 504;
+  readonly status: 400 | 401 | 404 | 405 | 413 | 415 | 422 | 429 | 500 | 502 | 503 | 504;
   readonly code: ErrorCode;
   /** Seconds, for 429/503 answers. */
   readonly retryAfter: number | undefined;

@@ -8,6 +8,8 @@ export interface ResizeInput {
   /** Stored (pre-orientation) dimensions, read from the header. */
   readonly width: number;
   readonly height: number;
+  /** EXIF orientation 1..8 from the header (validate.ts), when known. */
+  readonly orientation?: number;
 }
 
 export interface ResizeOptions {

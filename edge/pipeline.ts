@@ -1,0 +1,128 @@
+/** The ingest pipeline for one request: validate every upload, resize each to a small clean JPEG, one gpu-node call for all, per-stage times recorded. */
+import type { EdgeConfig } from "./config.ts";
+import { HttpError, imageLabel } from "./errors.ts";
+import type { EmbeddedImages, GpuClient } from "./gpu-client.ts";
+import type { Resizer } from "./resize/resizer.ts";
+import { stripJpegMetadata } from "./strip-metadata.ts";
+import type { Upload } from "./upload.ts";
+import { readHeader, validateImage } from "./validate.ts";
+
+export interface ImageReport {
+  readonly sha256: string;
+  readonly original: { format: string; width: number; height: number; bytes: number };
+  readonly sent: { width: number; height: number; bytes: number };
+}
+
+export interface PipelineResult {
+  readonly images: ImageReport[];
+  readonly embedded: EmbeddedImages;
+}
+
+/** Stage timer: the route turns these into Server-Timing entries. */
+export type StageTimer = <T>(
+  stage: "validate" | "resize" | "gpu",
+  work: () => Promise<T>,
+) => Promise<T>;
+
+export interface PipelineDeps {
+  readonly config: EdgeConfig;
+  readonly resizer: Resizer;
+  readonly gpu: GpuClient;
+  readonly time: StageTimer;
+  readonly requestId: string;
+  readonly signal?: AbortSignal;
+}
+
+async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
+  return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+export async function runPipeline(
+  uploads: readonly Upload[],
+  deps: PipelineDeps,
+): Promise<PipelineResult> {
+  const { config, resizer, gpu, time } = deps;
+  const label = (i: number) => imageLabel(i, uploads[i]?.name);
+
+  // Validate everything before any decode: one bad file fails fast and cheaply.
+  const valid = await time("validate", async () =>
+    uploads.map((u, i) => {
+      const v = validateImage(
+        u.bytes,
+        { maxBytes: config.maxImageBytes, maxPixels: config.maxImagePixels },
+        label(i),
+      );
+      if (!resizer.supports(v.format)) {
+        throw new HttpError(
+          415,
+          "unsupported_media_type",
+          `${label(i)}: ${v.format.toUpperCase()} is not supported by the ${resizer.name} resizer`,
+        );
+      }
+      return v;
+    }),
+  );
+
+  const resized = await time("resize", () =>
+    Promise.all(
+      valid.map(async (v, i) => {
+        try {
+          const out = await resizer.resize(
+            {
+              bytes: v.bytes,
+              format: v.format,
+              width: v.width,
+              height: v.height,
+              orientation: v.orientation,
+            },
+            { shortSide: config.targetShortSide, quality: config.jpegQuality },
+          );
+          const bytes = stripJpegMetadata(out.bytes);
+          const header = readHeader(bytes, "jpeg");
+          return { bytes, width: header.width, height: header.height };
+        } catch (err) {
+          if (err instanceof HttpError && err.status < 500) {
+            throw new HttpError(err.status, err.code, `${label(i)}: ${err.message}`, {
+              cause: err,
+            });
+          }
+          throw err;
+        }
+      }),
+    ),
+  );
+
+  const embedded = await time("gpu", () =>
+    gpu.embed(
+      resized.map((r) => r.bytes),
+      deps.requestId,
+      deps.signal,
+    ),
+  );
+  if (embedded.vectors.length !== uploads.length) {
+    throw new HttpError(
+      502,
+      "bad_gateway",
+      "the embedding service returned the wrong number of vectors",
+    );
+  }
+
+  const images = await Promise.all(
+    valid.map(async (v, i) => ({
+      sha256: await sha256Hex(v.bytes),
+      original: {
+        format: v.format,
+        width: v.orientedWidth,
+        height: v.orientedHeight,
+        bytes: v.bytes.length,
+      },
+      sent: {
+        width: resized[i]!.width,
+        height: resized[i]!.height,
+        bytes: resized[i]!.bytes.length,
+      },
+    })),
+  );
+  return { images, embedded };
+}

@@ -1,0 +1,144 @@
+/** Upload parsing: a raw image body, multipart `image` parts, or the seed's base64 JSON, into a bounded list of byte arrays. Content-Type says how to parse, never what the image is. */
+import type { EdgeConfig } from "./config.ts";
+import { HttpError, imageLabel } from "./errors.ts";
+
+export interface Upload {
+  readonly bytes: Uint8Array;
+  /** For error messages: the part's file name, if any. */
+  readonly name?: string;
+}
+
+export type EncodingFormat = "float" | "base64";
+
+export interface ParsedUpload {
+  readonly uploads: Upload[];
+  readonly encodingFormat: EncodingFormat;
+}
+
+function encodingFormat(value: unknown): EncodingFormat {
+  if (value === undefined || value === null || value === "" || value === "float") return "float";
+  if (value === "base64") return "base64";
+  throw new HttpError(400, "bad_request", 'encoding_format must be "float" or "base64"');
+}
+
+function checkCount(n: number, config: EdgeConfig): void {
+  if (n === 0) throw new HttpError(400, "bad_request", "the request holds no image");
+  if (n > config.maxImagesPerRequest) {
+    throw new HttpError(
+      413,
+      "payload_too_large",
+      `the request holds ${n} images; the limit is ${config.maxImagesPerRequest}`,
+    );
+  }
+}
+
+/** POST /v1/embeddings: `image/*` (or octet-stream) raw body, or multipart/form-data with `image` parts. */
+export async function parseEmbeddingsUpload(
+  req: Request,
+  config: EdgeConfig,
+): Promise<ParsedUpload> {
+  const type = (req.headers.get("content-type") ?? "").toLowerCase();
+  const query = new URL(req.url).searchParams.get("encoding_format") ?? undefined;
+  if (type.startsWith("multipart/form-data")) {
+    let form: FormData;
+    try {
+      form = await req.formData();
+    } catch (err) {
+      if (err instanceof HttpError) throw err;
+      throw new HttpError(400, "bad_request", "the multipart body could not be parsed", {
+        cause: err,
+      });
+    }
+    const parts = form.getAll("image");
+    checkCount(parts.length, config);
+    const uploads: Upload[] = [];
+    for (const [i, part] of parts.entries()) {
+      if (typeof part === "string") {
+        throw new HttpError(
+          400,
+          "bad_request",
+          `${imageLabel(i)}: the "image" part must be a file`,
+        );
+      }
+      uploads.push({
+        bytes: new Uint8Array(await part.arrayBuffer()),
+        name: part.name || undefined,
+      });
+    }
+    const field = form.get("encoding_format");
+    return { uploads, encodingFormat: encodingFormat(typeof field === "string" ? field : query) };
+  }
+  if (type.startsWith("image/") || type.startsWith("application/octet-stream")) {
+    const bytes = new Uint8Array(await req.arrayBuffer());
+    return { uploads: [{ bytes }], encodingFormat: encodingFormat(query) };
+  }
+  throw new HttpError(
+    415,
+    "unsupported_media_type",
+    "send one image as the body (Content-Type: image/*) or multipart/form-data with image parts",
+  );
+}
+
+/** The seed's PyTorch FastAPI request: `{"images": [base64 or data URI, ...], "model_name"?, "pretrained"?}`. */
+export interface Base64Request {
+  readonly uploads: Upload[];
+  readonly modelName: string | undefined;
+  readonly pretrained: string | undefined;
+}
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+export async function parseBase64Upload(req: Request, config: EdgeConfig): Promise<Base64Request> {
+  let body: unknown;
+  try {
+    body = await req.json();
+  } catch (err) {
+    if (err instanceof HttpError) throw err;
+    throw new HttpError(400, "bad_request", "the body is not valid JSON", { cause: err });
+  }
+  const images = (body as { images?: unknown })?.images;
+  if (!Array.isArray(images)) {
+    throw new HttpError(400, "bad_request", 'the body must be {"images": [base64, ...]}');
+  }
+  checkCount(images.length, config);
+  const uploads = images.map((item, i): Upload => {
+    if (typeof item !== "string") {
+      throw new HttpError(400, "bad_request", `${imageLabel(i)}: must be a base64 string`);
+    }
+    // Accept data URIs ("data:image/jpeg;base64,...") as the seed's clients send them.
+    const comma = item.startsWith("data:") ? item.indexOf(",") : -1;
+    const text = (comma >= 0 ? item.slice(comma + 1) : item).replace(/\s+/g, "");
+    if (!BASE64.test(text) || text.length % 4 === 1) {
+      throw new HttpError(400, "bad_request", `${imageLabel(i)}: not valid base64`);
+    }
+    if ((text.length * 3) / 4 > config.maxImageBytes + 3) {
+      throw new HttpError(
+        413,
+        "payload_too_large",
+        `${imageLabel(i)}: larger than ${config.maxImageBytes} bytes`,
+      );
+    }
+    return { bytes: fromBase64(text) };
+  });
+  const b = body as { model_name?: unknown; pretrained?: unknown };
+  return {
+    uploads,
+    modelName: typeof b.model_name === "string" ? b.model_name : undefined,
+    pretrained: typeof b.pretrained === "string" ? b.pretrained : undefined,
+  };
+}
+
+function fromBase64(text: string): Uint8Array {
+  const bin = atob(text);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+export function toBase64(bytes: Uint8Array): string {
+  let bin = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(bin);
+}
