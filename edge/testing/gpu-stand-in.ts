@@ -9,7 +9,7 @@ import {
 } from "../../proto/gen/embedder/v1/embedder_pb.js";
 
 export interface StandIn {
-  readonly fetch: typeof fetch;
+  fetch: typeof fetch;
   /** Every image received, in arrival order. */
   readonly received: Uint8Array[];
   readonly headers: Headers[];

@@ -1,0 +1,79 @@
+// The self-hosted edge on Node: same app, sharp resizer, a real gpu-node (noop backend) behind it.
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import sharp from "sharp";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createNoopBackend } from "../gpu-node/backends/noop.ts";
+import { testConfig } from "../gpu-node/config.ts";
+import { decodeForClip } from "../gpu-node/preprocess.ts";
+import { type GpuNode, startGpuNode } from "../gpu-node/server.ts";
+import { photoPixels } from "../test/support/images.ts";
+import { createNodeEdge } from "./node-server.ts";
+
+const HEIF = resolve(import.meta.dirname, "../../shared/corpus/photos/samplefilehub.heif");
+let gpu: GpuNode;
+const received: Uint8Array[] = [];
+let edge: ReturnType<typeof createNodeEdge>;
+
+beforeAll(async () => {
+  gpu = await startGpuNode(testConfig({ port: 0, token: "t" }), {
+    backend: createNoopBackend(32),
+    decode: (data, limits) => {
+      received.push(new Uint8Array(data));
+      return decodeForClip(data, limits);
+    },
+  });
+  edge = createNodeEdge({
+    GPU_NODE_URLS: gpu.url,
+    GPU_NODE_TOKEN: "t",
+    API_KEY_HASHES: createHash("sha256").update("k").digest("hex"),
+  });
+});
+afterAll(() => gpu?.close());
+
+const post = (body: Uint8Array) =>
+  edge.app.request(
+    "/v1/embeddings",
+    { method: "POST", headers: { authorization: "Bearer k", "content-type": "image/jpeg" }, body },
+    edge.bindings,
+  );
+
+describe("edge on Node (sharp resizer)", () => {
+  it("orients, shrinks and strips a photo before the gpu-node sees it", async () => {
+    const jpeg = await sharp(photoPixels(900, 600, 3), {
+      raw: { width: 900, height: 600, channels: 3 },
+    })
+      .jpeg()
+      .withExif({ IFD0: { Make: "Phone" } })
+      .withMetadata({ orientation: 6 })
+      .toBuffer();
+    received.length = 0;
+    const res = await post(jpeg);
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { data: { embedding: number[]; sent: object }[] };
+    expect(body.data[0]!.embedding).toHaveLength(512);
+    expect(body.data[0]!.sent).toMatchObject({ width: 256, height: 384 });
+    const meta = await sharp(received[0]!).metadata();
+    expect([meta.width, meta.height, meta.exif, meta.icc, meta.orientation]).toEqual([
+      256,
+      384,
+      undefined,
+      undefined,
+      undefined,
+    ]);
+  });
+
+  it("refuses bad settings at start, naming the variable", () => {
+    expect(() => createNodeEdge({ MAX_IMAGE_PIXELS: "lots" })).toThrow(/MAX_IMAGE_PIXELS/);
+  });
+
+  it.skipIf(!existsSync(HEIF))(
+    "answers HEIC with a clear 415 (this libvips has no HEVC)",
+    async () => {
+      const res = await post(readFileSync(HEIF));
+      expect(res.status).toBe(415);
+      expect(await res.text()).toContain("HEIC is not supported by the sharp resizer");
+    },
+  );
+});

@@ -1,0 +1,40 @@
+/** The self-hosted resizer (Node only, never in the Worker bundle): sharp/libvips orients, converts to sRGB, shrinks and re-encodes without metadata. */
+import sharp from "sharp";
+import { HttpError } from "../errors.ts";
+import type { ImageFormat } from "../validate.ts";
+import { type Resizer, targetSize } from "./resizer.ts";
+
+// The prebuilt libvips has no HEVC decoder: HEIC is refused here (the gpu-node decodes it).
+const FORMATS: ReadonlySet<ImageFormat> = new Set(["jpeg", "png", "webp", "gif", "tiff", "avif"]);
+
+export function createSharpResizer(): Resizer {
+  return {
+    name: "sharp",
+    supports: (format) => FORMATS.has(format),
+    async resize(input, options) {
+      const oriented =
+        input.orientation !== undefined && input.orientation >= 5
+          ? { width: input.height, height: input.width }
+          : { width: input.width, height: input.height };
+      const size = targetSize(oriented.width, oriented.height, options.shortSide);
+      try {
+        const { data, info } = await sharp(input.bytes, {
+          failOn: "error",
+          limitInputPixels: input.width * input.height,
+          pages: 1,
+        })
+          .autoOrient()
+          .resize(size.width, size.height, { fit: "fill", kernel: "lanczos3" })
+          .toColourspace("srgb")
+          // sharp writes no metadata unless asked: no EXIF, XMP or ICC.
+          .jpeg({ quality: options.quality, mozjpeg: false })
+          .toBuffer({ resolveWithObject: true });
+        return { bytes: new Uint8Array(data), width: info.width, height: info.height };
+      } catch (err) {
+        throw new HttpError(422, "unprocessable_image", "the image could not be decoded", {
+          cause: err,
+        });
+      }
+    },
+  };
+}
