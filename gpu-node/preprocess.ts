@@ -51,10 +51,13 @@ const ACCEPTED_FORMATS = new Set(["jpeg", "png", "webp", "gif", "tiff", "heif"])
 // 'error' rejects truncated files (no half-grey images) and decoder errors, yet accepts files
 // with harmless libjpeg warnings, as Pillow does.
 const FAIL_ON = "error";
-// Pillow (open_clip's reference) ignores embedded ICC profiles, and so does the HEIC decoder.
-// Colour-managing instead moved tensors 13-15 grey levels away from Pillow on the corpus photos
-// tagged "Generic RGB" (and would leave HEIC, decoded in WASM without ICC, inconsistent).
-const IGNORE_ICC = true;
+// Embedded ICC profiles ARE honoured (converted to sRGB), unlike Pillow in open_clip: the edge
+// converts wide-gamut phone photos (Display P3) to sRGB before they get here, and a photo must
+// embed the same whether it came through the edge or straight to this node. Untagged images
+// (all the Pillow parity fixtures) are unaffected; tagged ones move 13-15 grey levels away from
+// Pillow's output (measured on the corpus photos tagged "Generic RGB"). HEIC, decoded in WASM,
+// carries no profile through and is treated as sRGB.
+const IGNORE_ICC = false;
 // Full-strength JPEG shrink-on-load (DCT scaling down to 1/8) saved ~11% on 12 MP but cost
 // 1.6-1.9 grey levels on real 2-3 MP photos; `false` still DCT-scales, leaving at least a 2x
 // kernel reduction (0.2-0.33 grey levels). WebP needs `false` or libwebp ignores the kernel.

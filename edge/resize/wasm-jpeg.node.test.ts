@@ -1,0 +1,414 @@
+/**
+ * The WASM JPEG resizer's pipeline (edge/resize/wasm/core.ts, the same module the Worker runs)
+ * in Node, where sharp makes fixtures and references: fidelity against sharp, every EXIF
+ * orientation, grey and CMYK input, progressive files, the 48 MP memory bound, and fuzzed input.
+ *
+ * `UPDATE_WASM_FIXTURES=1 npx vitest run --project node edge/resize/wasm-jpeg.node.test.ts`
+ * regenerates edge/resize/wasm/test-fixtures.ts (the workerd test's sharp-made JPEGs).
+ */
+import { readFileSync, writeFileSync } from "node:fs";
+import sharp, { type JpegOptions } from "sharp";
+import { describe, expect, it } from "vitest";
+import { HttpError } from "../errors.ts";
+import { targetSize } from "./resizer.ts";
+import { compileJpegWasm } from "./wasm/codec.ts";
+import { createJpegWasmResizer, type WasmResizeInput } from "./wasm/core.ts";
+
+const MiB = 1024 * 1024;
+const wasmModule = await compileJpegWasm(
+  readFileSync(new URL("./wasm/jpeg.wasm", import.meta.url)),
+);
+
+/** Deterministic photo-like RGB: gradients, stripes, a disc, a dark block, seeded noise. */
+function photoLike(w: number, h: number, seed = 1, noise = 12): Buffer {
+  const buf = Buffer.allocUnsafe(w * h * 3);
+  let s = seed >>> 0;
+  const cx = w * 0.6;
+  const cy = h * 0.4;
+  const r2 = (Math.min(w, h) * 0.25) ** 2;
+  const clamp = (v: number) => Math.max(0, Math.min(255, v));
+  for (let y = 0; y < h; y++) {
+    const v = y / h;
+    for (let x = 0; x < w; x++) {
+      const u = x / w;
+      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+      const n = ((s >>> 24) / 255 - 0.5) * noise;
+      let r = 60 + 140 * u + Math.sin(u * 40 + v * 13) * 25 + n;
+      let g = 80 + 120 * v + 30 * Math.sin(v * 25) + n;
+      let b = 180 - 120 * u * v + n;
+      if ((x - cx) ** 2 + (y - cy) ** 2 < r2) {
+        r = 230 - 40 * v + n;
+        g = 200 - 60 * u + n;
+        b = 40 + n;
+      }
+      if (x > w * 0.1 && x < w * 0.3 && y > h * 0.6 && y < h * 0.9) {
+        r = 20 + n;
+        g = 30 + n;
+        b = 35 + 60 * u + n;
+      }
+      const o = (y * w + x) * 3;
+      buf[o] = clamp(r);
+      buf[o + 1] = clamp(g);
+      buf[o + 2] = clamp(b);
+    }
+  }
+  return buf;
+}
+
+function jpegOf(w: number, h: number, options: JpegOptions = {}, orientation = 1) {
+  let img = sharp(photoLike(w, h), { raw: { width: w, height: h, channels: 3 } });
+  if (orientation !== 1) img = img.withMetadata({ orientation });
+  return img.jpeg({ quality: 85, ...options }).toBuffer();
+}
+
+function input(bytes: Uint8Array, w: number, h: number, extra: Partial<WasmResizeInput> = {}) {
+  return { bytes, format: "jpeg", width: w, height: h, ...extra } as WasmResizeInput;
+}
+
+async function rawOf(jpeg: Uint8Array) {
+  const { data, info } = await sharp(jpeg)
+    .removeAlpha()
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  return { data, width: info.width, height: info.height, channels: info.channels };
+}
+
+/** sharp's reference: full-resolution decode (no shrink-on-load), EXIF rotation, cubic resize. */
+async function sharpReference(jpeg: Uint8Array, width: number, height: number) {
+  const { data } = await sharp(jpeg, { failOn: "none" })
+    .rotate()
+    .resize(width, height, { fit: "fill", kernel: "cubic", fastShrinkOnLoad: false })
+    .toColourspace("srgb")
+    .removeAlpha()
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  return data;
+}
+
+function meanAbsDiff(a: Uint8Array, b: Uint8Array) {
+  expect(a.length).toBe(b.length);
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += Math.abs(a[i]! - b[i]!);
+  return s / a.length;
+}
+
+/** Marker codes before SOS, and whether anything but EOI follows the entropy data. */
+function markers(jpeg: Uint8Array) {
+  const out: number[] = [];
+  let p = 2;
+  while (p + 4 <= jpeg.length) {
+    const m = jpeg[p + 1]!;
+    out.push(m);
+    if (m === 0xda) break;
+    p += 2 + ((jpeg[p + 2]! << 8) | jpeg[p + 3]!);
+  }
+  return out;
+}
+
+async function expectHttpError(p: Promise<unknown>, status: number) {
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  expect(e).toBeInstanceOf(HttpError);
+  expect((e as HttpError).status).toBe(status);
+  return e as HttpError;
+}
+
+describe("wasm JPEG resizer (Node)", () => {
+  it("matches sharp's full-resolution cubic resize at every DCT scale", async () => {
+    const resizer = createJpegWasmResizer(wasmModule);
+    // denom 1, 2, 4, 8 and 8 with a 2.9x remaining reduction
+    const cases = [
+      [480, 360, 1],
+      [1024, 768, 2],
+      [2000, 1500, 4],
+      [4032, 3024, 8],
+      [6000, 4500, 8],
+    ] as const;
+    for (const [w, h, denom] of cases) {
+      const src = await jpegOf(w, h, { quality: 90 });
+      const out = await resizer.resize(input(src, w, h), { shortSide: 256, quality: 90 });
+      const t = targetSize(w, h, 256);
+      expect([out.width, out.height]).toEqual([t.width, t.height]);
+      expect(resizer.lastRun?.denom).toBe(denom);
+      const got = await rawOf(out.bytes);
+      expect([got.width, got.height, got.channels]).toEqual([t.width, t.height, 3]);
+      const diff = meanAbsDiff(got.data, await sharpReference(src, t.width, t.height));
+      console.log(`${w}x${h} denom ${denom}: mean |diff| vs sharp ${diff.toFixed(2)}`);
+      expect(diff, `${w}x${h}`).toBeLessThan(3);
+    }
+  });
+
+  it("applies all eight EXIF orientations like sharp's rotate()", async () => {
+    const resizer = createJpegWasmResizer(wasmModule);
+    for (let o = 1; o <= 8; o++) {
+      const src = await jpegOf(1200, 800, {}, o);
+      const out = await resizer.resize(input(src, 1200, 800), { shortSide: 224, quality: 90 });
+      const expected = o >= 5 ? [224, 336] : [336, 224];
+      expect([out.width, out.height], `orientation ${o}`).toEqual(expected);
+      expect(resizer.lastRun?.orientation).toBe(o);
+      const diff = meanAbsDiff(
+        (await rawOf(out.bytes)).data,
+        await sharpReference(src, out.width, out.height),
+      );
+      expect(diff, `orientation ${o}`).toBeLessThan(3);
+    }
+  });
+
+  it("takes the orientation from the caller when given", async () => {
+    const resizer = createJpegWasmResizer(wasmModule);
+    const src = await jpegOf(1200, 800);
+    const out = await resizer.resize(input(src, 1200, 800, { orientation: 8 }), {
+      shortSide: 224,
+      quality: 80,
+    });
+    expect([out.width, out.height]).toEqual([224, 336]);
+  });
+
+  it("writes a bare baseline JPEG: no EXIF, XMP, ICC or comments", async () => {
+    const resizer = createJpegWasmResizer(wasmModule);
+    const src = await sharp(photoLike(1600, 1200), {
+      raw: { width: 1600, height: 1200, channels: 3 },
+    })
+      .withIccProfile("p3")
+      .withXmp('<x:xmpmeta xmlns:x="adobe:ns:meta/"></x:xmpmeta>')
+      .withMetadata({ orientation: 3 })
+      .jpeg({ quality: 80, progressive: true })
+      .toBuffer();
+    expect(markers(src)).toContain(0xe1);
+    expect(markers(src)).toContain(0xe2);
+    const out = await resizer.resize(input(src, 1600, 1200), { shortSide: 256, quality: 80 });
+    const m = markers(out.bytes);
+    expect(new Set(m)).toEqual(new Set([0xe0, 0xdb, 0xc0, 0xc4, 0xda]));
+    expect(out.bytes.subarray(-2)).toEqual(new Uint8Array([0xff, 0xd9]));
+    const meta = await sharp(out.bytes).metadata();
+    expect(meta.isProgressive).toBe(false);
+    expect(meta.icc).toBeUndefined();
+    expect(meta.exif).toBeUndefined();
+    expect(meta.xmp).toBeUndefined();
+    expect(meta.chromaSubsampling).toBe("4:2:0");
+    expect(resizer.lastRun?.progressive).toBe(true);
+  });
+
+  it("turns greyscale into RGB", async () => {
+    const resizer = createJpegWasmResizer(wasmModule);
+    const src = await sharp(photoLike(1000, 800), {
+      raw: { width: 1000, height: 800, channels: 3 },
+    })
+      .toColourspace("b-w")
+      .jpeg({ quality: 90 })
+      .toBuffer();
+    expect((await sharp(src).metadata()).channels).toBe(1);
+    const out = await resizer.resize(input(src, 1000, 800), { shortSide: 256, quality: 90 });
+    const got = await rawOf(out.bytes);
+    expect(got.channels).toBe(3);
+    expect(meanAbsDiff(got.data, await sharpReference(src, out.width, out.height))).toBeLessThan(3);
+  });
+
+  it("turns Adobe (inverted) CMYK into RGB", async () => {
+    const resizer = createJpegWasmResizer(wasmModule);
+    const src = await sharp(photoLike(1000, 800), {
+      raw: { width: 1000, height: 800, channels: 3 },
+    })
+      .toColourspace("cmyk")
+      .jpeg({ quality: 90 })
+      .toBuffer();
+    const meta = await sharp(src).metadata();
+    expect(meta.space).toBe("cmyk");
+    const out = await resizer.resize(input(src, 1000, 800), { shortSide: 256, quality: 90 });
+    const got = await rawOf(out.bytes);
+    // sharp converts through an ICC CMYK profile; we use the naive formula (as Pillow does), so
+    // colours differ somewhat but the picture must be the same, not inverted or garbage.
+    const diff = meanAbsDiff(got.data, await sharpReference(src, out.width, out.height));
+    console.log(`CMYK: mean |diff| vs sharp ${diff.toFixed(2)}`);
+    expect(diff).toBeLessThan(25);
+    const inverted = Uint8Array.from(got.data, (v) => 255 - v);
+    expect(meanAbsDiff(inverted, await sharpReference(src, out.width, out.height))).toBeGreaterThan(
+      60,
+    );
+  });
+
+  it("decodes a 12 MP progressive JPEG", async () => {
+    const resizer = createJpegWasmResizer(wasmModule);
+    const src = await jpegOf(4032, 3024, { progressive: true, quality: 85 });
+    const out = await resizer.resize(input(src, 4032, 3024), { shortSide: 256, quality: 80 });
+    expect([out.width, out.height]).toEqual([341, 256]);
+    expect(resizer.lastRun?.progressive).toBe(true);
+    expect(resizer.lastRun?.denom).toBe(8);
+    expect(resizer.peakMemoryBytes).toBeLessThanOrEqual(96 * MiB);
+    const diff = meanAbsDiff((await rawOf(out.bytes)).data, await sharpReference(src, 341, 256));
+    expect(diff).toBeLessThan(3);
+  });
+
+  it("48 MP baseline: decoded at 1/8, WASM memory far under 128 MB", async () => {
+    const resizer = createJpegWasmResizer(wasmModule);
+    const src = await jpegOf(8000, 6000, { quality: 90 });
+    const out = await resizer.resize(input(src, 8000, 6000), { shortSide: 256, quality: 80 });
+    expect([out.width, out.height]).toEqual([341, 256]);
+    expect(resizer.lastRun?.denom).toBe(8);
+    expect([resizer.lastRun?.decodedWidth, resizer.lastRun?.decodedHeight]).toEqual([1000, 750]);
+    // input copy + 1000x750 RGB + libjpeg's working set
+    expect(resizer.lastRun!.wasmMemoryBytes).toBeLessThanOrEqual(src.length + 16 * MiB);
+    expect(resizer.peakMemoryBytes).toBeLessThanOrEqual(128 * MiB);
+  });
+
+  it("48 MP progressive: refused with 422 instead of growing past the budget", async () => {
+    const resizer = createJpegWasmResizer(wasmModule);
+    // 4:2:0 progressive needs its whole coefficient buffer: 8000x6000x1.5x2 B = 144 MB
+    const src = await jpegOf(8000, 6000, { progressive: true, quality: 70 });
+    const e = await expectHttpError(
+      resizer.resize(input(src, 8000, 6000), { shortSide: 256, quality: 80 }),
+      422,
+    );
+    expect(e.code).toBe("unprocessable_image");
+    expect(e.message).toMatch(/too large/);
+    expect(resizer.peakMemoryBytes).toBeLessThanOrEqual(96 * MiB);
+    // and the resizer still works afterwards
+    const ok = await jpegOf(640, 480);
+    await expect(
+      resizer.resize(input(ok, 640, 480), { shortSide: 256, quality: 80 }),
+    ).resolves.toMatchObject({ width: 341, height: 256 });
+  });
+
+  it("refuses truncated, corrupt and non-JPEG data with 422, and recovers", async () => {
+    const resizer = createJpegWasmResizer(wasmModule);
+    const src = await jpegOf(1600, 1200);
+    const opts = { shortSide: 256, quality: 80 };
+    for (const cut of [0, 2, 100, 600, Math.floor(src.length / 2), src.length - 2]) {
+      const e = await expectHttpError(
+        resizer.resize(input(src.subarray(0, cut), 1600, 1200), opts),
+        422,
+      );
+      expect(e.code).toBe("unprocessable_image");
+    }
+    const garbage = new Uint8Array(5000).map((_, i) => (i * 7919) & 255);
+    await expectHttpError(resizer.resize(input(garbage, 10, 10), opts), 422);
+    // a JPEG-looking start with nonsense after it
+    const fake = new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 0x00, 0x04, 0x00, 0x00, ...garbage]);
+    await expectHttpError(resizer.resize(input(fake, 10, 10), opts), 422);
+    // lossless (SOF3) is a JPEG variant this build cannot decode: 415
+    const sof3 = Uint8Array.from(src);
+    const at = sof3.findIndex((v, i) => v === 0xff && sof3[i + 1] === 0xc0);
+    sof3[at + 1] = 0xc3;
+    const e415 = await expectHttpError(resizer.resize(input(sof3, 1600, 1200), opts), 415);
+    expect(e415.code).toBe("unsupported_media_type");
+    // non-JPEG formats are refused before any work
+    expect(resizer.supports("png" as WasmResizeInput["format"])).toBe(false);
+    await expectHttpError(
+      resizer.resize(
+        { ...input(src, 1600, 1200), format: "png" as WasmResizeInput["format"] },
+        opts,
+      ),
+      415,
+    );
+    const ok = await resizer.resize(input(src, 1600, 1200), opts);
+    expect([ok.width, ok.height]).toEqual([341, 256]);
+  });
+
+  it("fuzz: corrupted bytes only ever give a JPEG or a 4xx, in bounded time and memory", async () => {
+    const resizer = createJpegWasmResizer(wasmModule);
+    const src = await jpegOf(2000, 1500, { quality: 80 });
+    let seed = 12345;
+    const rnd = () => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed / 2 ** 32;
+    };
+    let failures = 0;
+    for (let round = 0; round < 60; round++) {
+      const bad = Uint8Array.from(src);
+      const flips = 1 + Math.floor(rnd() * 20);
+      for (let f = 0; f < flips; f++) bad[Math.floor(rnd() * bad.length)] = Math.floor(rnd() * 256);
+      const t = performance.now();
+      try {
+        await resizer.resize(input(bad, 2000, 1500), { shortSide: 256, quality: 80 });
+      } catch (e) {
+        expect(e).toBeInstanceOf(HttpError);
+        expect([415, 422]).toContain((e as HttpError).status);
+        failures++;
+      }
+      expect(performance.now() - t).toBeLessThan(5000);
+    }
+    expect(failures).toBeGreaterThan(0);
+    expect(resizer.peakMemoryBytes).toBeLessThanOrEqual(32 * MiB);
+  });
+
+  it("extreme aspect ratios decode at a smaller scale instead of past the pixel cap", async () => {
+    const resizer = createJpegWasmResizer(wasmModule, { decodedBytes: 4 * MiB });
+    const src = await jpegOf(400, 6000, { quality: 80 });
+    // 400x6000x3 = 7.2 MB at 1/1 is over the 4 MiB cap: decoded at 1/2 (3.6 MB) instead
+    const out = await resizer.resize(input(src, 400, 6000), { shortSide: 256, quality: 80 });
+    expect(resizer.lastRun?.denom).toBe(2);
+    expect([out.width, out.height]).toEqual([256, 3840]);
+  });
+
+  it("refuses scan bombs (more than 500 scans)", async () => {
+    const resizer = createJpegWasmResizer(wasmModule);
+    const bomb = new Uint8Array(2 + 501 * 2 + 2);
+    bomb.set([0xff, 0xd8]);
+    for (let i = 0; i < 501; i++) bomb.set([0xff, 0xda], 2 + i * 2);
+    const e = await expectHttpError(
+      resizer.resize(input(bomb, 100, 100), { shortSide: 256, quality: 80 }),
+      422,
+    );
+    expect(e.message).toMatch(/scans/);
+  });
+});
+
+// Regenerates the fixtures the workerd test uses (sharp-made, so they come from Node).
+describe.runIf(process.env.UPDATE_WASM_FIXTURES === "1")("fixtures", () => {
+  it("writes edge/resize/wasm/test-fixtures.ts", async () => {
+    const [w, h] = [1536, 1152];
+    const xmp =
+      '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description xmlns:exif="http://ns.adobe.com/exif/1.0/" exif:GPSLatitude="48,51.5N"/></rdf:RDF></x:xmpmeta>';
+    const photo = await sharp(photoLike(w, h, 7, 4), { raw: { width: w, height: h, channels: 3 } })
+      .withIccProfile("p3")
+      .withXmp(xmp)
+      .withExif({ IFD0: { Make: "TestCam" }, IFD3: { GPSLatitudeRef: "N" } })
+      .withMetadata({ orientation: 6 })
+      .jpeg({ quality: 70 })
+      .toBuffer();
+    const meta = await sharp(photo).metadata();
+    expect([meta.orientation, !!meta.icc, !!meta.xmp, !!meta.exif]).toEqual([6, true, true, true]);
+    const t = targetSize(h, w, 256); // after rotation: portrait
+    const reference = await sharp(photo)
+      .rotate()
+      .resize(t.width, t.height, { fit: "fill", kernel: "cubic", fastShrinkOnLoad: false })
+      .jpeg({ quality: 95 })
+      .toBuffer();
+    const chunks = (b: Buffer) =>
+      (b.toString("base64").match(/.{1,96}/g) ?? []).map((c) => `    "${c}",`).join("\n");
+    const text = `/**
+ * Generated by \`UPDATE_WASM_FIXTURES=1 npx vitest run --project node edge/resize/wasm-jpeg.node.test.ts\`
+ * with sharp ${sharp.versions.sharp} (libvips ${sharp.versions.vips}); do not edit. Test data only.
+ */
+
+/** A ${w}x${h} photo-like JPEG stored with EXIF orientation 6, a Display P3 ICC profile, XMP and GPS EXIF. */
+export const PORTRAIT_O6 = {
+  width: ${w},
+  height: ${h},
+  orientation: 6,
+  base64: [
+${chunks(photo)}
+  ].join(""),
+};
+
+/** sharp's reference for it: rotated, full-resolution decode, cubic resize to ${t.width}x${t.height}, q95. */
+export const PORTRAIT_O6_SHARP = {
+  width: ${t.width},
+  height: ${t.height},
+  base64: [
+${chunks(reference)}
+  ].join(""),
+};
+
+export function bytesOf(base64: string): Uint8Array {
+  const s = atob(base64);
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+  return out;
+}
+`;
+    writeFileSync(new URL("./wasm/test-fixtures.ts", import.meta.url), text);
+  });
+});

@@ -1,0 +1,161 @@
+/**
+ * Edge fidelity benchmark (`npm run bench:fidelity`): for real photos, the cosine between the
+ * embedding of the edge's small JPEG and the embedding of the original preprocessed directly at
+ * full resolution, per short side, JPEG quality and resizer, with the bytes sent per image.
+ * Calibrated vit-b32 on ONNX Runtime (CPU). Next to it, the median cosine between different
+ * photos, for scale.
+ */
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import type { Resizer } from "../../edge/resize/resizer.ts";
+import { createSharpResizer } from "../../edge/resize/sharp.ts";
+import { compileJpegWasm } from "../../edge/resize/wasm/codec.ts";
+import { createJpegWasmResizer } from "../../edge/resize/wasm/core.ts";
+import { validateImage } from "../../edge/validate.ts";
+import { createOnnxRuntimeBackend } from "../../gpu-node/backends/onnxruntime.ts";
+import { l2Normalise } from "../../gpu-node/batch-runner.ts";
+import { testConfig } from "../../gpu-node/config.ts";
+import { ensureModel } from "../../gpu-node/model/index.ts";
+import { decodeForClip } from "../../gpu-node/preprocess.ts";
+import { packUint8Nhwc } from "../../gpu-node/tensor-pack.ts";
+import { cosine } from "../support/gpu-node-client.ts";
+import { photo } from "../support/images.ts";
+
+const ROOT = resolve(import.meta.dirname, "../..");
+const CORPUS = resolve(ROOT, "../shared/corpus");
+const limits = { maxPixels: 100_000_000, maxBytes: 50 * 1024 * 1024 };
+
+interface Variant {
+  readonly resizer: string;
+  readonly shortSide: number;
+  readonly quality: number;
+}
+
+async function loadResizers(): Promise<Resizer[]> {
+  // The WASM resizer's module is compiled from the committed .wasm, as wrangler would bundle it.
+  const module = await compileJpegWasm(readFileSync(join(ROOT, "edge/resize/wasm/jpeg.wasm")));
+  return [createSharpResizer(), createJpegWasmResizer(module)];
+}
+
+async function inputs(): Promise<{ name: string; bytes: Uint8Array }[]> {
+  if (existsSync(CORPUS)) {
+    return ["photos", "odd-metadata"].flatMap((dir) =>
+      readdirSync(join(CORPUS, dir))
+        .filter((f) => /\.(jpe?g|tiff?)$/i.test(f))
+        .map((f) => ({
+          name: `${dir}/${f}`,
+          bytes: new Uint8Array(readFileSync(join(CORPUS, dir, f))),
+        })),
+    );
+  }
+  console.log("(../shared/corpus is absent: using generated photos instead)");
+  return Promise.all(
+    Array.from({ length: 12 }, async (_, i) => ({
+      name: `generated-${i}`,
+      bytes: new Uint8Array(await photo(1600 + 80 * i, 1200, 100 + i, "jpeg", 92)),
+    })),
+  );
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function main(): Promise<void> {
+  const model = await ensureModel("vit-b32", testConfig().cacheDir);
+  const backend = createOnnxRuntimeBackend({
+    modelPath: model.path,
+    name: model.name,
+    version: model.sha256.slice(0, 12),
+    threads: 2,
+    maxBatchSize: 32,
+  });
+  await backend.start();
+  const embed = async (pixels: Uint8Array) =>
+    l2Normalise(
+      (
+        await backend.infer({ layout: "uint8-nhwc", data: packUint8Nhwc([pixels]), count: 1 })
+      ).slice(),
+    );
+
+  const photos = await inputs();
+  const resizers = await loadResizers();
+  const reference = new Map<string, Float32Array>();
+  for (const p of photos)
+    reference.set(p.name, await embed((await decodeForClip(p.bytes, limits)).pixels));
+
+  const refs = [...reference.values()];
+  const between: number[] = [];
+  for (let i = 0; i < refs.length; i++)
+    for (let j = i + 1; j < refs.length; j++) between.push(cosine(refs[i]!, refs[j]!));
+
+  const variants: Variant[] = resizers.flatMap((r) =>
+    [224, 256].flatMap((shortSide) =>
+      [80, 90].map((quality) => ({ resizer: r.name, shortSide, quality })),
+    ),
+  );
+  const rows: Record<string, unknown>[] = [];
+  for (const v of variants) {
+    const resizer = resizers.find((r) => r.name === v.resizer)!;
+    const cosines: number[] = [];
+    const sizes: number[] = [];
+    let worst = { name: "", cosine: 1 };
+    for (const p of photos) {
+      const valid = validateImage(p.bytes, limits, p.name);
+      if (!resizer.supports(valid.format)) continue;
+      const out = await resizer.resize(
+        {
+          bytes: p.bytes,
+          format: valid.format,
+          width: valid.width,
+          height: valid.height,
+          orientation: valid.orientation,
+        },
+        { shortSide: v.shortSide, quality: v.quality },
+      );
+      const c = cosine(
+        reference.get(p.name)!,
+        await embed((await decodeForClip(out.bytes, limits)).pixels),
+      );
+      cosines.push(c);
+      sizes.push(out.bytes.length);
+      if (c < worst.cosine) worst = { name: p.name, cosine: c };
+    }
+    rows.push({
+      ...v,
+      photos: cosines.length,
+      medianCosine: +median(cosines).toFixed(5),
+      worstCosine: +worst.cosine.toFixed(5),
+      worstPhoto: worst.name,
+      medianBytes: median(sizes),
+      maxBytes: Math.max(...sizes),
+      meetsTarget: median(cosines) >= 0.995 && worst.cosine >= 0.97 && median(sizes) <= 25_000,
+    });
+  }
+  await backend.close();
+
+  console.log(
+    `\n${photos.length} photos; model ${model.name} (calibrated, ${model.sha256.slice(0, 12)})`,
+  );
+  console.log(
+    `median cosine between DIFFERENT photos: ${median(between).toFixed(3)} (for scale)\n`,
+  );
+  console.log(
+    "| resizer | short side | quality | median cosine | worst cosine (photo) | median bytes | max bytes | target |",
+  );
+  console.log("|---|---|---|---|---|---|---|---|");
+  for (const r of rows) {
+    console.log(
+      `| ${r.resizer} | ${r.shortSide} | ${r.quality} | ${r.medianCosine} | ${r.worstCosine} (${r.worstPhoto}) | ${r.medianBytes} | ${r.maxBytes} | ${r.meetsTarget ? "PASS" : "MISS"} |`,
+    );
+  }
+  console.log("\ntarget: median ≥ 0.995, worst ≥ 0.97, median ≤ 25 KB per image");
+  const dir = join(ROOT, ".cache/bench");
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `fidelity-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
+  writeFileSync(
+    file,
+    JSON.stringify({ photos: photos.length, betweenMedian: median(between), rows }, null, 2),
+  );
+  console.log(`\nwrote ${file}`);
+}
+
+await main();

@@ -1,0 +1,171 @@
+/**
+ * Resize benchmark: the edge's in-Worker WASM JPEG resizer (edge/resize/wasm/core.ts, the module
+ * the Worker runs, here in Node's V8) against sharp (a stand-in for the Images binding, which
+ * runs through sharp under `wrangler dev`), for 0.3, 3, 12 and 48 MP photo-like JPEGs.
+ *
+ *   npm exec -- node test/bench/resize.ts [--runs 5] [--short 256] [--quality 80]
+ *
+ * Prints a Markdown table: median time, bytes out and peak memory. For WASM, peak memory is the
+ * WASM linear memory (what counts against the isolate's 128 MB, with the input bytes and a few MB
+ * of JS-side buffers); for sharp, the peak RSS growth of a fresh process doing one resize (native,
+ * multi-threaded, libvips' cache off).
+ */
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs, promisify } from "node:util";
+import sharp from "sharp";
+import { targetSize } from "../../edge/resize/resizer.ts";
+import { compileJpegWasm } from "../../edge/resize/wasm/codec.ts";
+import { createJpegWasmResizer, type WasmResizeInput } from "../../edge/resize/wasm/core.ts";
+
+const { values } = parseArgs({
+  options: {
+    runs: { type: "string", default: "5" },
+    short: { type: "string", default: "256" },
+    quality: { type: "string", default: "80" },
+  },
+});
+const runs = Math.max(1, Number(values.runs));
+const shortSide = Number(values.short);
+const quality = Number(values.quality);
+const MiB = 1024 * 1024;
+const run = promisify(execFile);
+
+sharp.cache(false);
+
+/** Deterministic photo-like RGB: gradients, stripes, a disc, a dark block, sensor-like noise. */
+function photoLike(w: number, h: number, noise = 16): Buffer {
+  const buf = Buffer.allocUnsafe(w * h * 3);
+  let s = 1;
+  const cx = w * 0.6;
+  const cy = h * 0.4;
+  const r2 = (Math.min(w, h) * 0.25) ** 2;
+  const clamp = (v: number) => Math.max(0, Math.min(255, v));
+  for (let y = 0; y < h; y++) {
+    const v = y / h;
+    for (let x = 0; x < w; x++) {
+      const u = x / w;
+      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+      const n = ((s >>> 24) / 255 - 0.5) * noise;
+      let r = 60 + 140 * u + Math.sin(u * 40 + v * 13) * 25 + n;
+      let g = 80 + 120 * v + 30 * Math.sin(v * 25) + n;
+      let b = 180 - 120 * u * v + n;
+      if ((x - cx) ** 2 + (y - cy) ** 2 < r2) {
+        r = 230 - 40 * v + n;
+        g = 200 - 60 * u + n;
+        b = 40 + n;
+      }
+      const o = (y * w + x) * 3;
+      buf[o] = clamp(r);
+      buf[o + 1] = clamp(g);
+      buf[o + 2] = clamp(b);
+    }
+  }
+  return buf;
+}
+
+/**
+ * sharp's memory for one resize: peak RSS of a fresh Node process that loads sharp and does just
+ * that, minus the same process's RSS before the resize (native memory, invisible to V8).
+ */
+async function sharpPeakRss(input: Buffer, width: number, height: number): Promise<number> {
+  const dir = mkdtempSync(join(tmpdir(), "resize-bench-"));
+  const file = join(dir, "in.jpg");
+  writeFileSync(file, input);
+  const script = `
+    import sharp from "sharp";
+    import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs, promisify } from "node:util";
+    sharp.cache(false);
+    const input = readFileSync(${JSON.stringify(file)});
+    const before = process.memoryUsage.rss();
+    await sharp(input).rotate().resize(${width}, ${height}, { fit: "fill", kernel: "cubic" })
+      .jpeg({ quality: ${quality} }).toBuffer();
+    console.log(process.resourceUsage().maxRSS * 1024 - before);`;
+  try {
+    const { stdout } = await run(process.execPath, ["--input-type=module", "-e", script], {
+      cwd: fileURLToPath(new URL("../..", import.meta.url)),
+    });
+    return Math.max(0, Number(stdout.trim()));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function median(xs: number[]) {
+  const s = xs.slice().sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+const cases = [
+  { label: "0.3 MP", w: 640, h: 480, progressive: false },
+  { label: "3 MP", w: 2000, h: 1500, progressive: false },
+  { label: "12 MP", w: 4032, h: 3024, progressive: false },
+  { label: "12 MP progressive", w: 4032, h: 3024, progressive: true },
+  { label: "48 MP", w: 8000, h: 6000, progressive: false },
+];
+
+const module = await compileJpegWasm(
+  readFileSync(new URL("../../edge/resize/wasm/jpeg.wasm", import.meta.url)),
+);
+
+const rows: string[] = [];
+for (const c of cases) {
+  const input = await sharp(photoLike(c.w, c.h), { raw: { width: c.w, height: c.h, channels: 3 } })
+    .jpeg({ quality: 90, progressive: c.progressive })
+    .toBuffer();
+  const t = targetSize(c.w, c.h, shortSide);
+  const inLabel = `${c.label} (${c.w}x${c.h}, ${(input.length / MiB).toFixed(2)} MB)`;
+
+  // WASM: a fresh resizer per input, so its peak is this input's; one warm-up run.
+  const resizer = createJpegWasmResizer(module);
+  const wasmIn = { bytes: input, format: "jpeg", width: c.w, height: c.h } as WasmResizeInput;
+  await resizer.resize(wasmIn, { shortSide, quality });
+  const times: number[] = [];
+  let outBytes = 0;
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    const out = await resizer.resize(wasmIn, { shortSide, quality });
+    times.push(performance.now() - t0);
+    outBytes = out.bytes.length;
+  }
+  const run = resizer.lastRun!;
+  rows.push(
+    `| ${inLabel} | wasm (1/${run.denom} → ${run.decodedWidth}x${run.decodedHeight}) | ${median(times).toFixed(1)} | ${(outBytes / 1024).toFixed(1)} KB | ${(resizer.peakMemoryBytes / MiB).toFixed(1)} MB WASM |`,
+  );
+
+  // sharp, as the Images binding runs locally: shrink-on-load on, cubic, EXIF rotate, q as given.
+  const sharpOnce = () =>
+    sharp(input)
+      .rotate()
+      .resize(t.width, t.height, { fit: "fill", kernel: "cubic" })
+      .jpeg({ quality })
+      .toBuffer();
+  await sharpOnce();
+  const sTimes: number[] = [];
+  let sBytes = 0;
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    const out = await sharpOnce();
+    sTimes.push(performance.now() - t0);
+    sBytes = out.length;
+  }
+  const sharpPeak = await sharpPeakRss(input, t.width, t.height);
+  rows.push(
+    `| ${inLabel} | sharp (Images-binding stand-in) | ${median(sTimes).toFixed(1)} | ${(sBytes / 1024).toFixed(1)} KB | ${(sharpPeak / MiB).toFixed(1)} MB RSS |`,
+  );
+}
+
+console.log(
+  `\nResize to short side ${shortSide}, q${quality}; median of ${runs} runs after one warm-up; Node ${process.versions.node}, sharp ${sharp.versions.sharp} (libvips ${sharp.versions.vips}).\n`,
+);
+console.log("| input | resizer | time (ms) | bytes out | peak memory |");
+console.log("| --- | --- | ---: | ---: | ---: |");
+for (const r of rows) console.log(r);
