@@ -3,13 +3,8 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Backend } from "../gpu-node/backends/backend.ts";
-import { createOnnxRuntimeBackend } from "../gpu-node/backends/onnxruntime.ts";
-import { l2Normalise } from "../gpu-node/batch-runner.ts";
-import { testConfig } from "../gpu-node/config.ts";
-import { ensureModel } from "../gpu-node/model/index.ts";
 import { decodeForClip } from "../gpu-node/preprocess.ts";
-import { packUint8Nhwc } from "../gpu-node/tensor-pack.ts";
+import { openEmbedder, type PixelEmbedder } from "./support/embedder.ts";
 import { cosine } from "./support/gpu-node-client.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
@@ -17,29 +12,13 @@ const PARITY = join(ROOT, "test/fixtures/parity");
 const CORPUS = resolve(ROOT, "../shared/corpus");
 const limits = { maxPixels: 100_000_000, maxBytes: 20 * 1024 * 1024 };
 
-let backend: Backend;
+let embedder: PixelEmbedder;
 beforeAll(async () => {
-  const config = testConfig();
-  const model = await ensureModel("vit-b32", config.cacheDir);
-  backend = createOnnxRuntimeBackend({
-    modelPath: model.path,
-    name: model.name,
-    version: model.sha256.slice(0, 12),
-    threads: 2,
-    maxBatchSize: 32,
-  });
-  await backend.start();
+  embedder = await openEmbedder("vit-b32");
 }, 180_000);
-afterAll(() => backend?.close());
+afterAll(() => embedder?.close());
 
-async function embed(pixels: readonly Uint8Array[]): Promise<Float32Array[]> {
-  const out = await backend.infer({
-    layout: "uint8-nhwc",
-    data: packUint8Nhwc(pixels),
-    count: pixels.length,
-  });
-  return pixels.map((_, i) => l2Normalise(out.slice(i * 512, (i + 1) * 512)));
-}
+const embed = (pixels: readonly Uint8Array[]) => embedder.embed(pixels);
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -76,8 +55,7 @@ describe("embedding fidelity (calibrated vit-b32)", () => {
       const pixels = await Promise.all(
         files.map(async (f) => (await decodeForClip(readFileSync(f), limits)).pixels),
       );
-      const vs: Float32Array[] = [];
-      for (let i = 0; i < pixels.length; i += 8) vs.push(...(await embed(pixels.slice(i, i + 8))));
+      const vs = await embed(pixels);
       const pairs: number[] = [];
       for (let i = 0; i < vs.length; i++) {
         for (let j = i + 1; j < vs.length; j++) pairs.push(cosine(vs[i]!, vs[j]!));

@@ -1,7 +1,7 @@
 /** The production resizer: Cloudflare's Images binding (under `wrangler dev` it runs locally through sharp). Orients, converts and shrinks; metadata is stripped again by us afterwards. */
 import { HttpError } from "../errors.ts";
 import type { ImageFormat } from "../validate.ts";
-import { type Resizer, targetSize } from "./resizer.ts";
+import { orientedTargetSize, type Resizer } from "./resizer.ts";
 
 // HEIC/AVIF decode in production; under wrangler dev the local sharp cannot read HEIC and the
 // binding answers with an error, which becomes a clear 415/422 below.
@@ -20,13 +20,8 @@ export function createImagesBindingResizer(images: ImagesBinding): Resizer {
     name: "images",
     supports: (format) => FORMATS.has(format),
     async resize(input, options) {
-      // The binding applies EXIF orientation itself, so the target box is computed on the
-      // oriented size (validate.ts gives stored dimensions; orientations 5-8 swap them).
-      const oriented =
-        input.orientation !== undefined && input.orientation >= 5
-          ? { width: input.height, height: input.width }
-          : { width: input.width, height: input.height };
-      const size = targetSize(oriented.width, oriented.height, options.shortSide);
+      // The binding applies EXIF orientation itself: size the box for the oriented image.
+      const size = orientedTargetSize(input, options.shortSide);
       const stream = new Blob([input.bytes as Uint8Array<ArrayBuffer>]).stream();
       let result: ImageTransformationResult;
       try {

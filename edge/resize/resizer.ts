@@ -35,6 +35,17 @@ export interface Resizer {
   resize(input: ResizeInput, options: ResizeOptions): Promise<ResizedImage>;
 }
 
+/**
+ * The output size for `input` once EXIF orientation is applied (orientations 5-8 swap width and
+ * height): short side scaled to `shortSide`, never upscaled, long side rounded.
+ */
+export function orientedTargetSize(input: ResizeInput, shortSide: number) {
+  const turned = input.orientation !== undefined && input.orientation >= 5;
+  return turned
+    ? targetSize(input.height, input.width, shortSide)
+    : targetSize(input.width, input.height, shortSide);
+}
+
 /** The output size: short side scaled to `shortSide`, never upscaled; long side rounded. */
 export function targetSize(width: number, height: number, shortSide: number) {
   const short = Math.min(width, height);

@@ -2,7 +2,7 @@
 import sharp from "sharp";
 import { HttpError } from "../errors.ts";
 import type { ImageFormat } from "../validate.ts";
-import { type Resizer, targetSize } from "./resizer.ts";
+import { orientedTargetSize, type Resizer } from "./resizer.ts";
 
 // The prebuilt libvips has no HEVC decoder: HEIC is refused here (the gpu-node decodes it).
 const FORMATS: ReadonlySet<ImageFormat> = new Set(["jpeg", "png", "webp", "gif", "tiff", "avif"]);
@@ -12,11 +12,7 @@ export function createSharpResizer(): Resizer {
     name: "sharp",
     supports: (format) => FORMATS.has(format),
     async resize(input, options) {
-      const oriented =
-        input.orientation !== undefined && input.orientation >= 5
-          ? { width: input.height, height: input.width }
-          : { width: input.width, height: input.height };
-      const size = targetSize(oriented.width, oriented.height, options.shortSide);
+      const size = orientedTargetSize(input, options.shortSide);
       try {
         const { data, info } = await sharp(input.bytes, {
           failOn: "error",

@@ -12,12 +12,8 @@ import { createSharpResizer } from "../../edge/resize/sharp.ts";
 import { compileJpegWasm } from "../../edge/resize/wasm/codec.ts";
 import { createJpegWasmResizer } from "../../edge/resize/wasm/core.ts";
 import { validateImage } from "../../edge/validate.ts";
-import { createOnnxRuntimeBackend } from "../../gpu-node/backends/onnxruntime.ts";
-import { l2Normalise } from "../../gpu-node/batch-runner.ts";
-import { testConfig } from "../../gpu-node/config.ts";
-import { ensureModel } from "../../gpu-node/model/index.ts";
 import { decodeForClip } from "../../gpu-node/preprocess.ts";
-import { packUint8Nhwc } from "../../gpu-node/tensor-pack.ts";
+import { openEmbedder } from "../support/embedder.ts";
 import { cosine } from "../support/gpu-node-client.ts";
 import { photo } from "../support/images.ts";
 
@@ -60,21 +56,8 @@ async function inputs(): Promise<{ name: string; bytes: Uint8Array }[]> {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main(): Promise<void> {
-  const model = await ensureModel("vit-b32", testConfig().cacheDir);
-  const backend = createOnnxRuntimeBackend({
-    modelPath: model.path,
-    name: model.name,
-    version: model.sha256.slice(0, 12),
-    threads: 2,
-    maxBatchSize: 32,
-  });
-  await backend.start();
-  const embed = async (pixels: Uint8Array) =>
-    l2Normalise(
-      (
-        await backend.infer({ layout: "uint8-nhwc", data: packUint8Nhwc([pixels]), count: 1 })
-      ).slice(),
-    );
+  const embedder = await openEmbedder("vit-b32");
+  const embed = async (pixels: Uint8Array) => (await embedder.embed([pixels]))[0]!;
 
   const photos = await inputs();
   const resizers = await loadResizers();
@@ -130,11 +113,9 @@ async function main(): Promise<void> {
       meetsTarget: median(cosines) >= 0.995 && worst.cosine >= 0.97 && median(sizes) <= 25_000,
     });
   }
-  await backend.close();
+  await embedder.close();
 
-  console.log(
-    `\n${photos.length} photos; model ${model.name} (calibrated, ${model.sha256.slice(0, 12)})`,
-  );
+  console.log(`\n${photos.length} photos; model vit-b32 (generated, calibrated)`);
   console.log(
     `median cosine between DIFFERENT photos: ${median(between).toFixed(3)} (for scale)\n`,
   );
