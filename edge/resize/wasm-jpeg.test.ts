@@ -2,7 +2,7 @@
  * The WASM JPEG resizer inside workerd, loading jpeg.wasm the way the deployed Worker does (a
  * bundled WebAssembly.Module). Fixtures are sharp-made JPEGs committed as base64
  * (wasm/test-fixtures.ts); the Node test (wasm-jpeg.node.test.ts) covers fidelity at every
- * scale, all orientations, CMYK, progressive and the 48 MP memory bound.
+ * scale, all orientations, CMYK, progressive, ICC parity with sharp and the 48 MP memory bound.
  */
 import { describe, expect, it } from "vitest";
 import { HttpError } from "../errors.ts";
@@ -10,6 +10,7 @@ import type { ImageFormat } from "../validate.ts";
 import { JpegWasm } from "./wasm/codec.ts";
 import jpegWasm from "./wasm/jpeg.wasm";
 import { bytesOf, PORTRAIT_O6, PORTRAIT_O6_SHARP } from "./wasm/test-fixtures.ts";
+import { iccSegments, withSegments } from "./wasm/test-icc.ts";
 import { createWasmJpegResizer, type WasmResizeInput } from "./wasm-jpeg.ts";
 
 const photo = bytesOf(PORTRAIT_O6.base64);
@@ -48,6 +49,14 @@ function markers(jpeg: Uint8Array) {
   return out;
 }
 
+function findBytes(bytes: Uint8Array, ascii: string): number {
+  const pattern = Array.from(ascii, (c) => c.charCodeAt(0));
+  for (let i = 0; i + pattern.length <= bytes.length; i++) {
+    if (pattern.every((v, k) => bytes[i + k] === v)) return i;
+  }
+  throw new Error(`${ascii} not found`);
+}
+
 async function rejection(p: Promise<unknown>): Promise<HttpError> {
   const e = await p.then(
     () => undefined,
@@ -72,7 +81,12 @@ describe("wasm JPEG resizer in workerd", () => {
     expect(markers(photo)).toEqual(expect.arrayContaining([0xe1, 0xe2]));
     const out = await r.resize(input(photo), opts);
     expect([out.width, out.height]).toEqual([256, 341]);
-    expect(r.lastRun).toMatchObject({ denom: 4, orientation: 6, decodedWidth: 384 });
+    expect(r.lastRun).toMatchObject({
+      denom: 4,
+      orientation: 6,
+      decodedWidth: 384,
+      icc: "converted",
+    });
 
     // SOI … EOI with only JFIF APP0, DQT, SOF0 (baseline), DHT and SOS: no APP1 (EXIF/XMP),
     // APP2 (ICC) or COM.
@@ -91,6 +105,39 @@ describe("wasm JPEG resizer in workerd", () => {
     let sum = 0;
     for (let i = 0; i < got.data.length; i++) sum += Math.abs(got.data[i]! - ref.data[i]!);
     expect(sum / got.data.length).toBeLessThan(3);
+  });
+
+  it("converts the photo's Display P3 profile to sRGB, as sharp does", async () => {
+    const r = createWasmJpegResizer();
+    const ref = await decodeRgb(bytesOf(PORTRAIT_O6_SHARP.base64));
+    const diff = async (bytes: Uint8Array) => {
+      const got = await decodeRgb((await r.resize(input(bytes), opts)).bytes);
+      let sum = 0;
+      for (let i = 0; i < got.data.length; i++) sum += Math.abs(got.data[i]! - ref.data[i]!);
+      return sum / got.data.length;
+    };
+    const converted = await diff(photo);
+    expect(r.lastRun?.icc).toBe("converted");
+    // The same file with its APP2 chunk renamed: the P3 samples are taken as sRGB.
+    const untagged = photo.slice();
+    const at = findBytes(untagged, "ICC_PROFILE");
+    untagged[at] = 0x58;
+    const asSrgb = await diff(untagged);
+    expect(r.lastRun?.icc).toBe("none");
+    expect(converted).toBeLessThan(2);
+    expect(asSrgb).toBeGreaterThan(2 * converted);
+  });
+
+  it("takes a photo with inconsistent ICC chunks as sRGB rather than failing it", async () => {
+    const r = createWasmJpegResizer();
+    const untagged = photo.slice();
+    untagged[findBytes(untagged, "ICC_PROFILE")] = 0x58;
+    const plain = await r.resize(input(untagged), opts);
+    // a second "chunk 1 of 1": a duplicate, which libjpeg's reader rejects too
+    const dup = withSegments(photo, iccSegments(new Uint8Array(200).fill(7)));
+    const out = await r.resize(input(dup), opts);
+    expect(r.lastRun?.icc).toBe("ignored:malformed");
+    expect(out.bytes).toEqual(plain.bytes);
   });
 
   it("short side 224 at quality 90", async () => {

@@ -3,16 +3,16 @@
  * bundles it: ../wasm-jpeg.ts; Node compiles it from the file: tests and the benchmark).
  *
  *   DCT-domain scaled decode (libjpeg-turbo, 1/1..1/8: never a full-size decode of a large photo)
- *   → RGB (grey, YCbCr, RGB, CMYK/YCCK with Adobe inversion) → antialiased bicubic resize to the
- *   target → EXIF orientation → baseline JPEG, JFIF APP0 only.
- *
- * ICC profiles are ignored: samples are taken as sRGB (what Pillow/open_clip and the gpu-node do).
+ *   → RGB (grey, YCbCr, RGB, CMYK/YCCK with Adobe inversion) → embedded ICC profile to sRGB
+ *   (matrix/TRC and grey profiles, icc.ts) → antialiased bicubic resize to the target → EXIF
+ *   orientation → baseline JPEG, JFIF APP0 only.
  */
 import { HttpError } from "../../errors.ts";
 import type { ResizedImage, ResizeInput, ResizeOptions, Resizer } from "../resizer.ts";
 import { targetSize } from "../resizer.ts";
 import { ColorSpace, type JpegHeader, JpegWasm, JpegWasmError, type WasmModule } from "./codec.ts";
-import { countScans, readExifOrientation } from "./jpeg-markers.ts";
+import { type IccStatus, iccToSrgb, type JpegColour, type SrgbConversion } from "./icc.ts";
+import { countScans, readExifOrientation, readIccProfile } from "./jpeg-markers.ts";
 import { cmykToRgb, orient, type Rgb, resizeRgb } from "./pixels.ts";
 
 const MiB = 1024 * 1024;
@@ -39,9 +39,12 @@ export interface WasmJpegRun {
   readonly decodedHeight: number;
   readonly orientation: number;
   readonly progressive: boolean;
+  /** What became of the embedded ICC profile (see icc.ts). */
+  readonly icc: IccStatus;
   /** WASM linear memory after the call (it only grows while an instance lives). */
   readonly wasmMemoryBytes: number;
   readonly decodeMs: number;
+  /** Colour conversion (when any) and resize. */
   readonly resizeMs: number;
   readonly encodeMs: number;
 }
@@ -83,6 +86,21 @@ export function chooseDenom(
 
 function now(): number {
   return typeof performance !== "undefined" ? performance.now() : Date.now();
+}
+
+function jpegColour(colorSpace: number): JpegColour {
+  if (colorSpace === ColorSpace.GRAY) return "gray";
+  return colorSpace === ColorSpace.CMYK || colorSpace === ColorSpace.YCCK ? "cmyk" : "rgb";
+}
+
+/** The profile read from APP2 before decoding, matched against the JPEG's colour once known. */
+function conversionFor(
+  profile: ReturnType<typeof readIccProfile>,
+  colorSpace: number,
+): SrgbConversion {
+  if (profile === undefined) return { status: "none" };
+  if (profile === "malformed") return { status: "ignored:malformed" };
+  return iccToSrgb(profile, jpegColour(colorSpace));
 }
 
 function toHttpError(e: unknown): unknown {
@@ -139,6 +157,8 @@ export function createJpegWasmResizer(
         ? given
         : readExifOrientation(bytes);
     const swap = orientation >= 5;
+    const profile = readIccProfile(bytes);
+    let icc: IccStatus = "none";
 
     codec.resetPeak();
     const t0 = now();
@@ -172,8 +192,12 @@ export function createJpegWasmResizer(
           const t = targetSize(oriented.w, oriented.h, options.shortSide);
           const tw = swap ? t.height : t.width;
           const th = swap ? t.width : t.height;
+          const conversion = conversionFor(profile, h.colorSpace);
+          icc = conversion.status;
+          // In place: px.data is libjpeg's output buffer, read once more by the resize below.
           const rgb =
             px.channels === 4 ? cmykToRgb(px.data, px.width, px.height, h.adobe).data : px.data;
+          conversion.apply?.(rgb);
           // The decoded image spans width/denom source pixels exactly; its last block may be partial.
           return resizeRgb(rgb, px.width, px.height, tw, th, h.width / denom, h.height / denom);
         },
@@ -198,6 +222,7 @@ export function createJpegWasmResizer(
       decodedHeight: decoded.height,
       orientation,
       progressive: header?.progressive ?? false,
+      icc,
       wasmMemoryBytes: runPeak,
       decodeMs: t1 - t0,
       resizeMs: t2 - t1,

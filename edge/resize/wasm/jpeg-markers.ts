@@ -1,41 +1,92 @@
-/** Reads what the resizer needs from a JPEG's marker segments without decoding: the EXIF orientation and the number of scans. Never throws; bounds-checked throughout. */
+/** Reads what the resizer needs from a JPEG's marker segments without decoding: the EXIF orientation, the embedded ICC profile and the number of scans. Never throws; bounds-checked throughout. */
 
-/** EXIF orientation (1..8) from the first APP1 "Exif" segment; 1 when absent or malformed. */
-export function readExifOrientation(jpeg: Uint8Array): number {
-  if (jpeg.length < 4 || jpeg[0] !== 0xff || jpeg[1] !== 0xd8) return 1;
+interface Segment {
+  readonly marker: number;
+  /** First payload byte (after the length field). */
+  readonly start: number;
+  /** One past the last payload byte. */
+  readonly end: number;
+}
+
+/**
+ * The header segments up to the first SOS (or EOI), in file order. Stops quietly at the first
+ * structural error: what follows cannot be trusted, and the decoder will report it.
+ */
+function* segments(jpeg: Uint8Array): Generator<Segment> {
+  if (jpeg.length < 4 || jpeg[0] !== 0xff || jpeg[1] !== 0xd8) return;
   let p = 2;
   while (p + 4 <= jpeg.length) {
-    if (jpeg[p] !== 0xff) return 1;
+    if (jpeg[p] !== 0xff) return;
     const marker = jpeg[p + 1]!;
     if (marker === 0xff) {
       p++; // fill byte
       continue;
     }
-    if (marker === 0xd9 || marker === 0xda) return 1; // EOI / SOS: no more header segments
+    if (marker === 0xd9 || marker === 0xda) return; // EOI / SOS: no more header segments
     if (marker >= 0xd0 && marker <= 0xd7) {
       p += 2;
       continue;
     }
     const len = (jpeg[p + 2]! << 8) | jpeg[p + 3]!;
-    if (len < 2 || p + 2 + len > jpeg.length) return 1;
-    if (marker === 0xe1 && len >= 16) {
-      const s = p + 4;
-      // "Exif\0\0"
-      if (
-        jpeg[s] === 0x45 &&
-        jpeg[s + 1] === 0x78 &&
-        jpeg[s + 2] === 0x69 &&
-        jpeg[s + 3] === 0x66 &&
-        jpeg[s + 4] === 0 &&
-        jpeg[s + 5] === 0
-      ) {
-        const o = tiffOrientation(jpeg.subarray(s + 6, p + 2 + len));
-        if (o !== undefined) return o;
-      }
-    }
+    if (len < 2 || p + 2 + len > jpeg.length) return;
+    yield { marker, start: p + 4, end: p + 2 + len };
     p += 2 + len;
   }
+}
+
+function startsWith(jpeg: Uint8Array, at: number, end: number, tag: readonly number[]): boolean {
+  if (end - at < tag.length) return false;
+  for (let i = 0; i < tag.length; i++) if (jpeg[at + i] !== tag[i]) return false;
+  return true;
+}
+
+/** "Exif\0\0" */
+const EXIF = [0x45, 0x78, 0x69, 0x66, 0, 0] as const;
+/** "ICC_PROFILE\0" */
+const ICC_PROFILE = [0x49, 0x43, 0x43, 0x5f, 0x50, 0x52, 0x4f, 0x46, 0x49, 0x4c, 0x45, 0] as const;
+
+/** EXIF orientation (1..8) from the first APP1 "Exif" segment; 1 when absent or malformed. */
+export function readExifOrientation(jpeg: Uint8Array): number {
+  for (const s of segments(jpeg)) {
+    if (s.marker !== 0xe1 || s.end - s.start < 14 || !startsWith(jpeg, s.start, s.end, EXIF)) {
+      continue;
+    }
+    const o = tiffOrientation(jpeg.subarray(s.start + 6, s.end));
+    if (o !== undefined) return o;
+  }
   return 1;
+}
+
+/**
+ * The ICC profile carried in APP2 "ICC_PROFILE\0" segments: each holds a 1-based sequence number
+ * and the chunk count, then its part of the profile. Reassembled in sequence order; "malformed"
+ * when the chunks disagree (count, duplicates, gaps), as libjpeg's jpeg_read_icc_profile rejects
+ * them; undefined when there is none. A single chunk is returned as a view, not copied.
+ */
+export function readIccProfile(jpeg: Uint8Array): Uint8Array | "malformed" | undefined {
+  const chunks: Uint8Array[] = [];
+  let count = 0;
+  let seen = 0;
+  for (const s of segments(jpeg)) {
+    if (s.marker !== 0xe2 || !startsWith(jpeg, s.start, s.end, ICC_PROFILE)) continue;
+    if (s.end - s.start < 14) return "malformed";
+    const seq = jpeg[s.start + 12]!;
+    const n = jpeg[s.start + 13]!;
+    if (n === 0 || seq === 0 || seq > n || (count !== 0 && n !== count) || chunks[seq]) {
+      return "malformed";
+    }
+    count = n;
+    chunks[seq] = jpeg.subarray(s.start + 14, s.end);
+    seen++;
+  }
+  if (seen === 0) return undefined;
+  if (seen !== count) return "malformed";
+  if (count === 1) return chunks[1]!;
+  let total = 0;
+  for (let i = 1; i <= count; i++) total += chunks[i]!.length;
+  const out = new Uint8Array(total);
+  for (let i = 1, at = 0; i <= count; at += chunks[i]!.length, i++) out.set(chunks[i]!, at);
+  return out;
 }
 
 function tiffOrientation(t: Uint8Array): number | undefined {
