@@ -18,7 +18,14 @@ describe("MicroBatcher", () => {
   it("coalesces concurrent images up to the max batch size and routes every row back", async () => {
     const { batches, run } = recordingRunner();
     const b = new MicroBatcher({ maxBatchSize: 4, maxWaitMs: 20, maxConcurrentBatches: 1, run });
-    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => b.embed(img(i))));
+    b.expect(10); // ten images admitted and decoding
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => {
+        const p = b.embed(img(i));
+        b.expect(-1);
+        return p;
+      }),
+    );
     expect(results.map((r) => r.vector[0])).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     expect(batches.flat()).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     expect(batches.map((x) => x.length)).toEqual([4, 4, 2]);
@@ -34,14 +41,53 @@ describe("MicroBatcher", () => {
     expect(batches).toEqual([[7]]);
   });
 
-  it("waits up to maxWaitMs for company, then runs a partial batch", async () => {
+  it("waits for images still on their way, then runs them together", async () => {
     const { batches, run } = recordingRunner(0);
-    const b = new MicroBatcher({ maxBatchSize: 32, maxWaitMs: 30, maxConcurrentBatches: 1, run });
+    const b = new MicroBatcher({ maxBatchSize: 32, maxWaitMs: 100, maxConcurrentBatches: 1, run });
+    b.expect(2);
     const first = b.embed(img(1));
+    b.expect(-1);
     await new Promise((r) => setTimeout(r, 5));
     const second = b.embed(img(2));
+    b.expect(-1);
     await Promise.all([first, second]);
     expect(batches).toEqual([[1, 2]]);
+  });
+
+  it("waits at most maxWaitMs for an expected image that is slow to come", async () => {
+    const { batches, run } = recordingRunner(0);
+    const b = new MicroBatcher({ maxBatchSize: 32, maxWaitMs: 20, maxConcurrentBatches: 1, run });
+    b.expect(2);
+    const t0 = performance.now();
+    const first = b.embed(img(1));
+    b.expect(-1);
+    await first;
+    const waited = performance.now() - t0;
+    expect(waited).toBeGreaterThanOrEqual(15);
+    expect(waited).toBeLessThan(500);
+    expect(batches).toEqual([[1]]);
+  });
+
+  it("never makes a lone image wait, whatever maxWaitMs says", async () => {
+    const { batches, run } = recordingRunner(0);
+    const b = new MicroBatcher({ maxBatchSize: 32, maxWaitMs: 5000, maxConcurrentBatches: 1, run });
+    const t0 = performance.now();
+    await b.embed(img(3));
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(batches).toEqual([[3]]);
+  });
+
+  it("runs at once when the last expected image drops out", async () => {
+    const { batches, run } = recordingRunner(0);
+    const b = new MicroBatcher({ maxBatchSize: 32, maxWaitMs: 5000, maxConcurrentBatches: 1, run });
+    b.expect(2);
+    const first = b.embed(img(4));
+    b.expect(-1);
+    setTimeout(() => b.expect(-1), 10); // the other image failed to decode
+    const t0 = performance.now();
+    await first;
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(batches).toEqual([[4]]);
   });
 
   it("never runs more batches at once than allowed", async () => {

@@ -13,7 +13,10 @@ export type BatchRunner = (images: readonly Uint8Array[]) => Promise<BatchOutput
 
 export interface BatcherOptions {
   readonly maxBatchSize: number;
-  /** How long the oldest image may wait for company while the backend is idle; 0 = never. */
+  /**
+   * How long the oldest image may wait for company while the backend is idle; 0 = never. It
+   * waits only while more images are on their way (see `expect`): a lone call never waits.
+   */
   readonly maxWaitMs: number;
   /** Backend batches running at once (1 for an in-process CPU backend). */
   readonly maxConcurrentBatches: number;
@@ -44,6 +47,7 @@ export class MicroBatcher {
   readonly #opts: Required<BatcherOptions>;
   readonly #queue: Pending[] = [];
   #running = 0;
+  #expected = 0;
   #timer: NodeJS.Timeout | undefined;
 
   constructor(opts: BatcherOptions) {
@@ -53,6 +57,15 @@ export class MicroBatcher {
   /** Images waiting for a batch. */
   get queued(): number {
     return this.#queue.length;
+  }
+
+  /**
+   * Announces `delta` images that are admitted but still being decoded (negative when one
+   * arrives or drops out). A partial batch waits for them, up to maxWaitMs, and for nothing else.
+   */
+  expect(delta: number): void {
+    this.#expected = Math.max(0, this.#expected + delta);
+    if (delta < 0) this.#pump();
   }
 
   /** Backend batches running now. */
@@ -97,8 +110,9 @@ export class MicroBatcher {
     const { maxBatchSize, maxWaitMs, maxConcurrentBatches } = this.#opts;
     while (this.#running < maxConcurrentBatches && this.#queue.length > 0) {
       const waited = this.#opts.now() - this.#queue[0]!.enqueuedAt;
-      if (this.#queue.length < maxBatchSize && waited < maxWaitMs) {
-        // Not full and the oldest may still wait: come back when its wait is over.
+      if (this.#queue.length < maxBatchSize && this.#expected > 0 && waited < maxWaitMs) {
+        // Not full, more images are on their way, and the oldest may still wait: come back
+        // when its wait is over (or sooner, when an expected image arrives).
         this.#timer ??= setTimeout(
           () => {
             this.#timer = undefined;

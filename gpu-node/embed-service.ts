@@ -62,19 +62,26 @@ export function createEmbedService(deps: EmbedServiceDeps): ServiceImpl<typeof E
   const limits = { maxPixels: config.maxImagePixels, maxBytes: config.maxImageBytes };
 
   /** Decode then batch one image; an ImageError becomes InvalidArgument naming the image. */
+  /**
+   * Decode then batch one image; an ImageError becomes InvalidArgument naming the image. The
+   * batcher was told the image is coming (`batcher.expect(1)`) when it was admitted; this says
+   * when it arrives or drops out.
+   */
   async function embedOne(image: Image, index: number, signal: AbortSignal): Promise<ImageOutcome> {
     const t0 = now();
     let pixels: Uint8Array;
     try {
       ({ pixels } = await decodeSlots.with(1, signal, () => decode(image.data, limits)));
+      signal.throwIfAborted();
     } catch (err) {
+      batcher.expect(-1);
       if (err instanceof ImageError) throw imageFailure(index, image.id, err);
       throw err;
     }
-    signal.throwIfAborted();
     const decodeUs = us(now() - t0);
-    const result = await batcher.embed(pixels, signal);
-    return { ...result, decodeUs };
+    const queued = batcher.embed(pixels, signal);
+    batcher.expect(-1);
+    return { ...(await queued), decodeUs };
   }
 
   function checkSize(image: Image, index: number): void {
@@ -117,6 +124,7 @@ export function createEmbedService(deps: EmbedServiceDeps): ServiceImpl<typeof E
     if (!admission.tryAcquire(n)) {
       throw overloaded(`${admission.inUse} of ${admission.capacity} image slots in use`);
     }
+    batcher.expect(n);
     // One failing image cancels the rest of its call, and nothing else.
     const call = new AbortController();
     const signal = AbortSignal.any([
@@ -165,6 +173,7 @@ export function createEmbedService(deps: EmbedServiceDeps): ServiceImpl<typeof E
       try {
         checkSize(image, index);
         await admission.acquire(1, signal);
+        batcher.expect(1);
         try {
           const o = await embedOne(image, index, signal);
           return create(EmbedStreamResponseSchema, {

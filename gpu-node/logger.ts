@@ -13,6 +13,8 @@ export function createLogger(level: LogLevel, destination?: pino.DestinationStre
       // Belt and braces: should anyone log a request object, its secrets never reach the log.
       redact: ["authorization", "token", "*.authorization", "*.token", "*.data"],
     },
-    destination,
+    // Synchronous writes: pino's async default retries a closed stdout (EPIPE) forever on
+    // exit, which hung SIGTERM whenever the log reader had gone away.
+    destination ?? pino.destination({ dest: 1, sync: true }),
   );
 }

@@ -27,6 +27,9 @@ export function createOnnxRuntimeBackend(opts: OnnxRuntimeOptions): Backend {
         interOpNumThreads: 1,
         executionMode: "sequential",
         graphOptimizationLevel: "all",
+        // Spinning intra-op threads burn the cores that sharp needs to decode the next images:
+        // measured on 2 cores, vit-tiny through the RPC went from ~250 to ~310 img/s without it.
+        extra: { session: { intra_op: { allow_spinning: "0" } } },
       });
       const input = session.inputMetadata[0];
       const output = session.outputMetadata[0];

@@ -4,6 +4,7 @@ import { once } from "node:events";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { createInterface } from "node:readline";
+import type { OrtChildInput, OrtStep, OrtStepResult } from "./ort-child.ts";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
 const SERVER = resolve(ROOT, "gpu-node/server.ts");
@@ -22,6 +23,18 @@ export interface GpuNodeChild {
   tail(): string;
   /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process has exited. */
   stop(graceMs?: number): Promise<void>;
+}
+
+/** Children started here and not yet exited: killed if this process exits first (e.g. on Ctrl-C). */
+const live = new Set<ChildProcess>();
+process.on("exit", () => {
+  for (const child of live) child.kill("SIGKILL");
+});
+
+function track(child: ChildProcess): ChildProcess {
+  live.add(child);
+  child.once("exit", () => live.delete(child));
+  return child;
 }
 
 /** Keeps the last `max` characters of a stream without parsing it (the child's logs must keep flowing). */
@@ -53,14 +66,16 @@ async function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
  */
 export async function startGpuNodeChild(
   args: readonly string[],
-  startTimeoutMs = 120_000,
+  { startTimeoutMs = 120_000, script = SERVER }: { startTimeoutMs?: number; script?: string } = {},
 ): Promise<GpuNodeChild> {
   const t0 = performance.now();
-  const child = spawn(process.execPath, [SERVER, "--port", "0", "--host", "127.0.0.1", ...args], {
-    cwd: ROOT,
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, GPU_NODE_LOG_LEVEL: "info" },
-  });
+  const child = track(
+    spawn(process.execPath, [script, "--port", "0", "--host", "127.0.0.1", ...args], {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, GPU_NODE_LOG_LEVEL: "info" },
+    }),
+  );
   const out = ring(16_384);
   const err = ring(16_384);
   child.stderr!.setEncoding("utf8").on("data", (c: string) => err.push(c));
@@ -112,33 +127,86 @@ export async function startGpuNodeChild(
   }
 }
 
-/** Runs `node <script> <json>` and resolves with the JSON object printed on its last stdout line. */
-export async function runJsonChild<T>(
-  script: string,
-  input: unknown,
-  timeoutMs: number,
-): Promise<{ result: T; pid: number }> {
-  const child = spawn(process.execPath, [script, JSON.stringify(input)], {
-    cwd: ROOT,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stdout = "";
+export interface OrtWorker {
+  readonly pid: number;
+  readonly loadMs: number;
+  /** Runs one step (nothing else runs in that process meanwhile). */
+  run(step: OrtStep): Promise<OrtStepResult>;
+  /** Closes the session and waits for the process to exit; returns its peak RSS (MiB). */
+  finish(): Promise<number>;
+  /** Kills the process if it is still running. */
+  kill(): Promise<void>;
+}
+
+/** Starts test/bench/ort-child.ts (a bare ONNX Runtime session) and waits until it is loaded. */
+export async function startOrtWorker(
+  input: OrtChildInput,
+  timeoutMs = 120_000,
+): Promise<OrtWorker> {
+  const script = resolve(import.meta.dirname, "ort-child.ts");
+  const child = track(
+    spawn(process.execPath, [script, JSON.stringify(input)], {
+      cwd: ROOT,
+      stdio: ["pipe", "pipe", "pipe"],
+    }),
+  );
   const err = ring(8192);
-  child.stdout!.setEncoding("utf8").on("data", (c: string) => {
-    stdout += c;
-  });
   child.stderr!.setEncoding("utf8").on("data", (c: string) => err.push(c));
-  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  const replies: string[] = [];
+  let waiter: ((line: string | undefined) => void) | undefined;
+  let ended = false;
+  const lines = createInterface({ input: child.stdout! });
+  lines.on("line", (line) => {
+    if (waiter) {
+      const w = waiter;
+      waiter = undefined;
+      w(line);
+    } else replies.push(line);
+  });
+  lines.on("close", () => {
+    ended = true;
+    waiter?.(undefined);
+  });
+  /** The next JSON line, or an error naming the child's stderr if it ended or took too long. */
+  const next = async <T>(what: string): Promise<T> => {
+    const line =
+      replies.shift() ??
+      (ended
+        ? undefined
+        : await new Promise<string | undefined>((resolveLine, reject) => {
+            const timer = setTimeout(() => {
+              waiter = undefined;
+              reject(new Error(`ort-child: no ${what} in ${timeoutMs} ms`));
+            }, timeoutMs);
+            waiter = (l) => {
+              clearTimeout(timer);
+              resolveLine(l);
+            };
+          }));
+    if (line === undefined) throw new Error(`ort-child ended before ${what}: ${err.get()}`);
+    return JSON.parse(line) as T;
+  };
+  const kill = () => stopChild(child, 1000);
   try {
-    const [code, signal] = (await once(child, "exit")) as [number | null, string | null];
-    if (code !== 0) {
-      throw new Error(`${script} failed (${code ?? signal}): ${err.get().slice(-2000)}`);
-    }
-    const last = stdout.trim().split("\n").pop() ?? "";
-    return { result: JSON.parse(last) as T, pid: child.pid! };
-  } finally {
-    clearTimeout(timer);
-    await stopChild(child, 1000);
+    const ready = await next<{ ready: boolean; loadMs: number }>("ready line");
+    return {
+      pid: child.pid!,
+      loadMs: ready.loadMs,
+      async run(step) {
+        child.stdin!.write(`${JSON.stringify(step)}\n`);
+        return next<OrtStepResult>(`result for batch ${step.batch}`);
+      },
+      async finish() {
+        child.stdin!.end();
+        const done = await next<{ done: boolean; peakRssMiB: number }>("done line");
+        if (child.exitCode === null && child.signalCode === null) await once(child, "exit");
+        return done.peakRssMiB;
+      },
+      kill,
+    };
+  } catch (error) {
+    await kill();
+    throw error;
   }
 }
 
@@ -149,6 +217,16 @@ export function cpuSeconds(pid: number): number {
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   // utime and stime are fields 14 and 15 of the full line, i.e. 11 and 12 after "state".
   return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+}
+
+/**
+ * CPU seconds the whole machine has been busy (all CPUs; user, nice, system, irq, softirq,
+ * steal), from /proc/stat: minus our own processes' CPU, it tells how much other work ran.
+ */
+export function machineBusySeconds(): number {
+  const cpu = readFileSync("/proc/stat", "utf8").split("\n", 1)[0]!.trim().split(/\s+/);
+  const [user, nice, system, _idle, _iowait, irq, softirq, steal] = cpu.slice(1).map(Number);
+  return (user! + nice! + system! + irq! + softirq! + (steal ?? 0)) / CLK_TCK;
 }
 
 /** VmHWM (peak resident set) and VmRSS of a process, in MiB, from /proc/<pid>/status. */

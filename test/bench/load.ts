@@ -5,8 +5,12 @@ export interface LoadOptions<T> {
   readonly concurrency: number;
   /** Images each call carries (for img/s). */
   readonly imagesPerCall: number;
-  /** The warm-up ends at the first completion once both are reached. */
+  /**
+   * The warm-up ends at the first completion once both are reached (so at least one call is
+   * discarded), unless `countFromStart` is set: then the window opens when the first call starts.
+   */
   readonly warmupCalls?: number;
+  readonly countFromStart?: boolean;
   readonly warmupMs?: number;
   /** The measurement ends at the first completion where `calls` are counted, or where `ms` have passed and `minCalls` are counted. */
   readonly calls?: number;
@@ -46,6 +50,11 @@ export async function runLoad<T>(opts: LoadOptions<T>): Promise<LoadResult<T>> {
   let seq = 0;
   let completed = 0;
   let windowStart: number | undefined;
+  if (opts.countFromStart) {
+    if (warmupCalls > 0 || warmupMs > 0) throw new Error("countFromStart excludes a warm-up");
+    windowStart = t0;
+    opts.onWindow?.("start");
+  }
   let windowEnd: number | undefined;
   let counted = 0;
   const rttMs: number[] = [];
