@@ -61,7 +61,7 @@ export function createStandIn(
         },
       });
     },
-    async *embedStream() {
+    embedStream() {
       throw new ConnectError("not in the stand-in", Code.Unimplemented);
     },
     async getModelInfo() {
