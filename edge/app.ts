@@ -5,6 +5,7 @@ import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
 import { requestId } from "hono/request-id";
 import { endTime, setMetric, startTime, timing } from "hono/timing";
+import { analytics, noteImages } from "./analytics.ts";
 import { requireApiKey } from "./auth.ts";
 import { type EdgeConfig, edgeConfig } from "./config.ts";
 import { HttpError } from "./errors.ts";
@@ -50,6 +51,8 @@ export function createApp(deps: EdgeDeps) {
 
   const app = new Hono<AppEnv>();
   app.use(requestId({ headerName: "X-Request-Id" }));
+  // Outside timing(): it reads the finished Server-Timing header (one Analytics Engine point).
+  app.use(analytics());
   app.use(timing({ totalDescription: "edge total", autoEnd: true }));
   app.use(
     cors({
@@ -116,6 +119,7 @@ export function createApp(deps: EdgeDeps) {
       signal: c.req.raw.signal,
     });
     reportGpuTimings(c, result);
+    noteImages(c, result.images);
     return { config, result };
   };
 

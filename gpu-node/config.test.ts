@@ -10,13 +10,19 @@ describe("parseConfig", () => {
       backend: "onnxruntime",
       model: "vit-b32",
       maxBatchSize: 32,
-      maxBatchWaitMs: 2,
+      maxBatchWaitMs: 100,
       maxImagesPerRequest: 64,
       maxImageBytes: 20 * 1024 * 1024,
       maxImagePixels: 100_000_000,
       token: "",
     });
     expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  it("waits longer for decoding images only when inference shares the CPU", () => {
+    expect(parseConfig(["--backend", "noop"], {}).maxBatchWaitMs).toBe(2);
+    expect(parseConfig(["--backend", "onnxruntime"], {}).maxBatchWaitMs).toBe(100);
+    expect(parseConfig(["--max-batch-wait-ms", "7"], {}).maxBatchWaitMs).toBe(7);
   });
 
   it("reads the environment, and flags win over it", () => {

@@ -3,8 +3,8 @@ import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 
-export type BackendKind = "onnxruntime" | "noop";
-const BACKENDS: readonly BackendKind[] = ["onnxruntime", "noop"];
+export type BackendKind = "onnxruntime" | "triton" | "noop";
+const BACKENDS: readonly BackendKind[] = ["onnxruntime", "triton", "noop"];
 export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
 const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error", "silent"];
 
@@ -42,6 +42,27 @@ export interface Config {
   /** Shared secret the edge must send as `Authorization: Bearer …`; empty = no check. */
   readonly token: string;
   readonly logLevel: LogLevel;
+  /** Serve /metrics and /dashboard on their own port (off: neither is served). */
+  readonly metrics: boolean;
+  /** The metrics port (0 = any free port). */
+  readonly metricsPort: number;
+  /** Triton's gRPC endpoint, host:port (h2c; Triton's default gRPC port is 8001). */
+  readonly tritonUrl: string;
+  /** The model's name in Triton's repository, and its version ("" = the server's policy). */
+  readonly tritonModel: string;
+  readonly tritonModelVersion: string;
+  /** Send input tensors through /dev/shm regions instead of inside the gRPC message. */
+  readonly tritonShm: boolean;
+  /** Backend batches in flight to Triton at once (its dynamic batcher and instances overlap them). */
+  readonly tritonConcurrency: number;
+  /** Deadline of one inference request to Triton (also sent as its queue timeout). */
+  readonly tritonTimeoutMs: number;
+  /** How long start-up waits for Triton and the model to become ready. */
+  readonly tritonStartTimeoutMs: number;
+  /** Health-check period while Triton is ready (faster retries while it is not). */
+  readonly tritonHealthIntervalMs: number;
+  /** ModelStatistics polling period (0 = off). */
+  readonly tritonStatsIntervalMs: number;
 }
 
 interface Setting {
@@ -49,6 +70,8 @@ interface Setting {
   readonly env: string;
   readonly help: string;
   readonly fallback: () => string;
+  /** A switch: `--flag` alone means true; the env var takes true/false/1/0. */
+  readonly boolean?: true;
 }
 
 /** Every setting, with its flag, environment variable and default: the single place they are documented. */
@@ -98,8 +121,8 @@ export const SETTINGS = {
   maxBatchWaitMs: {
     flag: "max-batch-wait-ms",
     env: "GPU_NODE_MAX_BATCH_WAIT_MS",
-    help: "How long a batch waits for more images before it runs (0 = never waits)",
-    fallback: () => "2",
+    help: "How long a partial batch may wait for images of calls already admitted and still decoding (a lone call never waits; 0 = never). auto = 100 for onnxruntime, whose CPU inference would starve those decodes, else 2",
+    fallback: () => "auto",
   },
   maxQueuedImages: {
     flag: "max-queued-images",
@@ -173,6 +196,74 @@ export const SETTINGS = {
     help: `Log level: ${LOG_LEVELS.join(" | ")}`,
     fallback: () => "info",
   },
+  metrics: {
+    flag: "metrics",
+    env: "GPU_NODE_METRICS",
+    help: "Serve Prometheus /metrics and the live /dashboard on --metrics-port (--no-metrics: off)",
+    fallback: () => "true",
+    boolean: true,
+  },
+  metricsPort: {
+    flag: "metrics-port",
+    env: "GPU_NODE_METRICS_PORT",
+    help: "Port of /metrics and /dashboard, on --host (0 = any free port)",
+    fallback: () => "9464",
+  },
+  tritonUrl: {
+    flag: "triton-url",
+    env: "GPU_NODE_TRITON_URL",
+    help: "Triton's gRPC endpoint, host:port (cleartext HTTP/2, normally on the same host)",
+    fallback: () => "127.0.0.1:8001",
+  },
+  tritonModel: {
+    flag: "triton-model",
+    env: "GPU_NODE_TRITON_MODEL",
+    help: "Model name in Triton's repository (UINT8 [N,224,224,3] or FP32 [N,3,224,224] input)",
+    fallback: () => "openclip_vit_b32_uint8",
+  },
+  tritonModelVersion: {
+    flag: "triton-model-version",
+    env: "GPU_NODE_TRITON_MODEL_VERSION",
+    help: "Model version to use (empty = Triton's version policy)",
+    fallback: () => "",
+  },
+  tritonShm: {
+    flag: "triton-shm",
+    env: "GPU_NODE_TRITON_SHM",
+    help: "Send input tensors through system shared memory (/dev/shm) instead of the gRPC message",
+    fallback: () => "false",
+    boolean: true,
+  },
+  tritonConcurrency: {
+    flag: "triton-concurrency",
+    env: "GPU_NODE_TRITON_CONCURRENCY",
+    help: "Batches in flight to Triton at once",
+    fallback: () => "4",
+  },
+  tritonTimeoutMs: {
+    flag: "triton-timeout-ms",
+    env: "GPU_NODE_TRITON_TIMEOUT_MS",
+    help: "Deadline of one inference request to Triton; a request past it marks Triton stalled (not ready)",
+    fallback: () => "10000",
+  },
+  tritonStartTimeoutMs: {
+    flag: "triton-start-timeout-ms",
+    env: "GPU_NODE_TRITON_START_TIMEOUT_MS",
+    help: "How long start-up waits for Triton and the model to be ready",
+    fallback: () => "60000",
+  },
+  tritonHealthIntervalMs: {
+    flag: "triton-health-interval-ms",
+    env: "GPU_NODE_TRITON_HEALTH_INTERVAL_MS",
+    help: "Health-check period while Triton is ready (retries are faster while it is not)",
+    fallback: () => "1000",
+  },
+  tritonStatsIntervalMs: {
+    flag: "triton-stats-interval-ms",
+    env: "GPU_NODE_TRITON_STATS_INTERVAL_MS",
+    help: "How often Triton's ModelStatistics are polled (0 = never)",
+    fallback: () => "10000",
+  },
 } as const satisfies Record<keyof Config, Setting>;
 
 /** A bad setting: the message names the flag, the variable and what is allowed. */
@@ -200,17 +291,29 @@ export function parseConfig(
   env: Readonly<Record<string, string | undefined>> = {},
 ): Config {
   const options = Object.fromEntries(
-    Object.values(SETTINGS).map((s) => [s.flag, { type: "string" as const }]),
+    Object.values(SETTINGS).map((s: Setting) => [
+      s.flag,
+      { type: s.boolean ? ("boolean" as const) : ("string" as const) },
+    ]),
   );
   let values: Record<string, string | boolean | undefined>;
   try {
-    values = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values;
+    values = parseArgs({
+      args: [...argv],
+      options,
+      strict: true,
+      allowPositionals: false,
+      // `--no-<switch>` turns a switch off (--no-metrics).
+      allowNegative: true,
+    }).values;
   } catch (err) {
     throw new ConfigError(err instanceof Error ? err.message : String(err));
   }
   const raw = (key: keyof Config): string => {
     const s = SETTINGS[key];
     const v = values[s.flag];
+    if (v === true) return "true";
+    if (v === false) return "false";
     return typeof v === "string" ? v : (env[s.env] ?? s.fallback());
   };
   const int = (key: keyof Config, min: number, max: number): number => {
@@ -234,6 +337,13 @@ export function parseConfig(
     }
     return v as T;
   };
+  const bool = (key: keyof Config): boolean => {
+    const v = raw(key).trim().toLowerCase();
+    if (v === "true" || v === "1") return true;
+    if (v === "false" || v === "0" || v === "") return false;
+    const s = SETTINGS[key];
+    throw new ConfigError(`--${s.flag} (${s.env}) must be true or false, got ${JSON.stringify(v)}`);
+  };
   const host = raw("host").trim();
   if (host === "") throw new ConfigError("--host (GPU_NODE_HOST) must not be empty");
   const model = raw("model").trim();
@@ -247,7 +357,12 @@ export function parseConfig(
     cacheDir: resolve(raw("cacheDir")),
     threads: int("threads", 1, 1024),
     maxBatchSize: int("maxBatchSize", 1, 4096),
-    maxBatchWaitMs: int("maxBatchWaitMs", 0, 1000),
+    maxBatchWaitMs:
+      raw("maxBatchWaitMs").trim() === "auto"
+        ? raw("backend") === "onnxruntime"
+          ? 100
+          : 2
+        : int("maxBatchWaitMs", 0, 1000),
     maxQueuedImages: int("maxQueuedImages", 1, 1_000_000),
     maxImagesPerRequest: int("maxImagesPerRequest", 1, 100_000),
     maxImageBytes: int("maxImageBytes", 1, 2 ** 31 - 1),
@@ -260,7 +375,21 @@ export function parseConfig(
     drainTimeoutMs: int("drainTimeoutMs", 0, 3_600_000),
     token: raw("token"),
     logLevel: oneOf("logLevel", LOG_LEVELS),
+    metrics: bool("metrics"),
+    metricsPort: int("metricsPort", 0, 65535),
+    tritonUrl: tritonUrl(raw("tritonUrl")),
+    tritonModel: raw("tritonModel").trim(),
+    tritonModelVersion: raw("tritonModelVersion").trim(),
+    tritonShm: bool("tritonShm"),
+    tritonConcurrency: int("tritonConcurrency", 1, 256),
+    tritonTimeoutMs: int("tritonTimeoutMs", 1, 3_600_000),
+    tritonStartTimeoutMs: int("tritonStartTimeoutMs", 0, 86_400_000),
+    tritonHealthIntervalMs: int("tritonHealthIntervalMs", 50, 600_000),
+    tritonStatsIntervalMs: int("tritonStatsIntervalMs", 0, 86_400_000),
   };
+  if (config.backend === "triton" && config.tritonModel === "") {
+    throw new ConfigError("--triton-model (GPU_NODE_TRITON_MODEL) must not be empty");
+  }
   if (config.defaultDeadlineMs > config.maxDeadlineMs) {
     throw new ConfigError("--default-deadline-ms must not exceed --max-deadline-ms");
   }
@@ -272,7 +401,31 @@ export function parseConfig(
   return Object.freeze(config);
 }
 
+/**
+ * `host:port` (an `http://` prefix is accepted): Triton is reached over cleartext HTTP/2 on the
+ * same host or a private link, so TLS endpoints are refused rather than silently downgraded.
+ */
+function tritonUrl(text: string): string {
+  const v = text
+    .trim()
+    .replace(/^http:\/\//, "")
+    .replace(/\/+$/, "");
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(v);
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) {
+    throw new ConfigError(
+      `--triton-url (GPU_NODE_TRITON_URL) must be host:port (cleartext gRPC), got ${JSON.stringify(text)}`,
+    );
+  }
+  return v;
+}
+
 /** The defaults, with overrides: what tests and benchmarks use instead of touching process.env. */
 export function testConfig(overrides: Partial<Config> = {}): Config {
-  return Object.freeze({ ...parseConfig([], {}), logLevel: "silent", ...overrides });
+  // Any free metrics port: tests run many nodes at once.
+  return Object.freeze({
+    ...parseConfig([], {}),
+    logLevel: "silent",
+    metricsPort: 0,
+    ...overrides,
+  });
 }

@@ -13,6 +13,7 @@ import { EmbedderService } from "../proto/gen/embedder/v1/embedder_pb.js";
 import type { Backend, ModelDescription } from "./backends/backend.ts";
 import { createNoopBackend } from "./backends/noop.ts";
 import { createOnnxRuntimeBackend } from "./backends/onnxruntime.ts";
+import { createTritonBackend } from "./backends/triton.ts";
 import { createBatchRunner } from "./batch-runner.ts";
 import { MicroBatcher } from "./batcher.ts";
 import { type Config, ConfigError, helpText, parseConfig } from "./config.ts";
@@ -20,6 +21,8 @@ import { createEmbedService, type Decoder } from "./embed-service.ts";
 import { toConnectError } from "./errors.ts";
 import { type DualListener, listenDual, type RequestHandler } from "./listener.ts";
 import { createLogger, type Logger } from "./logger.ts";
+import { createMetrics, tritonStatsOf } from "./metrics.ts";
+import { type MetricsServer, startMetricsServer } from "./metrics-server.ts";
 import { ensureModel } from "./model/index.ts";
 import { decodeForClip } from "./preprocess.ts";
 import { Semaphore } from "./semaphore.ts";
@@ -27,6 +30,8 @@ import { Semaphore } from "./semaphore.ts";
 export interface GpuNode {
   readonly url: string;
   readonly port: number;
+  /** Where /metrics and /dashboard are served; undefined when metrics are off or their port was taken. */
+  readonly metricsUrl: string | undefined;
   readonly model: ModelDescription;
   /** Calls running now. */
   inFlight(): number;
@@ -48,6 +53,21 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 /** Creates the backend the config asks for (the model is generated on first use). */
 export async function createBackend(config: Config, log: Logger): Promise<Backend> {
   if (config.backend === "noop") return createNoopBackend(config.maxBatchSize);
+  if (config.backend === "triton") {
+    return createTritonBackend({
+      url: config.tritonUrl,
+      model: config.tritonModel,
+      modelVersion: config.tritonModelVersion,
+      shm: config.tritonShm,
+      concurrency: config.tritonConcurrency,
+      maxBatchSize: config.maxBatchSize,
+      timeoutMs: config.tritonTimeoutMs,
+      startTimeoutMs: config.tritonStartTimeoutMs,
+      healthIntervalMs: config.tritonHealthIntervalMs,
+      statsIntervalMs: config.tritonStatsIntervalMs,
+      log,
+    });
+  }
   const t0 = performance.now();
   const model = await ensureModel(config.model, config.cacheDir);
   log.info(
@@ -144,22 +164,31 @@ export async function startGpuNode(
   const backend = overrides.backend ?? (await createBackend(config, log));
   const model = await backend.start();
   log.info({ ...model }, "model loaded");
+  const metrics = createMetrics({ model, triton: tritonStatsOf(backend) });
 
   const batcher = new MicroBatcher({
     maxBatchSize: Math.min(config.maxBatchSize, model.maxBatchSize),
     maxWaitMs: config.maxBatchWaitMs,
-    // An in-process CPU backend gains nothing from overlapping batches.
-    maxConcurrentBatches: 1,
-    run: createBatchRunner(backend, model),
+    // An in-process CPU backend gains nothing from overlapping batches; Triton overlaps them
+    // (dynamic batching, several instances, transfers while the GPU computes).
+    maxConcurrentBatches: config.backend === "triton" ? config.tritonConcurrency : 1,
+    run: metrics.timeBatches(createBatchRunner(backend, model)),
   });
   const state: CallState = { draining: false, inFlight: 0 };
+  const admission = new Semaphore(config.maxQueuedImages);
+  metrics.watchQueue({
+    queued: () => batcher.queued,
+    runningBatches: () => batcher.running,
+    admitted: () => admission.inUse,
+    admittedLimit: admission.capacity,
+  });
   const shutdown = new AbortController();
 
   const service = createEmbedService({
     config,
     model,
     batcher,
-    admission: new Semaphore(config.maxQueuedImages),
+    admission,
     decodeSlots: new Semaphore(config.decodeConcurrency),
     decode: overrides.decode ?? decodeForClip,
   });
@@ -168,9 +197,12 @@ export async function startGpuNode(
   const handler = connectNodeAdapter({
     routes: (router) => router.service(EmbedderService, service),
     readMaxBytes: config.maxMessageBytes,
+    // Float vectors do not compress; gzip only cost CPU (and libuv threads sharp needs).
+    acceptCompression: [],
     maxTimeoutMs: config.maxDeadlineMs,
     shutdownSignal: shutdown.signal,
-    interceptors: [callInterceptor(config, log, state)],
+    // Metrics outermost: they count the codes the call interceptor settled on.
+    interceptors: [metrics.interceptor, callInterceptor(config, log, state)],
     contextValues: (req) => {
       const given = req.headers["x-request-id"];
       const id = typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID();
@@ -204,12 +236,28 @@ export async function startGpuNode(
   });
   const host = config.host.includes(":") ? `[${config.host}]` : config.host;
   const url = `http://${host}:${listener.port}`;
-  log.info({ url, ...summary(config) }, "listening");
+  // Metrics are a side channel: a taken port is logged loudly, but the node still serves.
+  let metricsServer: MetricsServer | undefined;
+  if (config.metrics) {
+    metricsServer = await startMetricsServer(metrics, {
+      host: config.host,
+      port: config.metricsPort,
+    }).catch((err: unknown) => {
+      log.error(
+        { err, metricsPort: config.metricsPort },
+        "metrics port unavailable: /metrics and /dashboard are off (set --metrics-port, 0 = any free port)",
+      );
+      return undefined;
+    });
+  }
+  const metricsUrl = metricsServer?.url;
+  log.info({ url, metricsUrl, ...summary(config) }, "listening");
 
   let closing: Promise<void> | undefined;
   return {
     url,
     port: listener.port,
+    metricsUrl,
     model,
     inFlight: () => state.inFlight,
     ready: isReady,
@@ -229,6 +277,7 @@ export async function startGpuNode(
         await listener.drained(Math.max(deadline, performance.now() + 200));
         listener.destroyAll();
         await backend.close();
+        await metricsServer?.close();
         log.info("stopped");
       })();
       return closing;

@@ -1,0 +1,345 @@
+/**
+ * `npm run bench`: the end-to-end comparison over an emulated WAN, side by side in one run —
+ * (1) this project (client → edge under wrangler dev → WAN → gpu-node), (2) no edge (the original
+ * photo crosses the WAN to the same edge API placed beside the gpu-node), (3) Triton-style (the
+ * client preprocesses and sends FP32 tensors over KServe v2 gRPC to the test double) — over the
+ * seed's link, a mobile link and loopback, with 224-px images and 12 MP phone photos, vit-tiny
+ * and vit-b32. Writes .cache/bench/<run>/report.json, report.md and chart.svg.
+ *
+ *   npm run bench               # full, ~4-6 min on 2 cores
+ *   npm run bench -- --quick    # CI smoke, < 1 min: vit-tiny, seed link, the targets' rows
+ *
+ * Every server is a child process (gpu-node CLI, two `wrangler dev` edges, the KServe double, the
+ * WAN emulator); this process is the client. Progress goes to stderr, the report to stdout.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { mkdir, readFile } from "node:fs/promises";
+import { cpus, loadavg } from "node:os";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { GRPCInferenceService } from "../../proto/gen/inference/grpc_service_pb.js";
+import { type GpuNodeChild, ROOT, startGpuNodeChild } from "./child.ts";
+import { edgeClient, type KServeClient, kserveClient } from "./e2e/clients.ts";
+import {
+  type InputName,
+  type InputSet,
+  phonePhotos,
+  realPhonePhoto,
+  seedImages,
+} from "./e2e/inputs.ts";
+import {
+  type BackendName,
+  type Hop,
+  measureRow,
+  type Row,
+  type RowSpec,
+  type VariantId,
+} from "./e2e/measure.ts";
+import { FULL, type Plan, QUICK, type Scenario } from "./e2e/plan.ts";
+import { type DoubleChild, type EdgeDev, startDouble, startEdgeDev } from "./e2e/stack.ts";
+import { evaluateTargets } from "./e2e/targets.ts";
+import { writeReport } from "./report/index.ts";
+import { PASS_THROUGH } from "./wan/link.ts";
+import { startWanProcess, type WanProcess } from "./wan/process.ts";
+import { PROFILES, type ProfileName } from "./wan/profiles.ts";
+
+const THREADS = 2;
+
+function progress(message: string): void {
+  process.stderr.write(`[bench ${(performance.now() / 1000).toFixed(1)}s] ${message}\n`);
+}
+
+/** The WAN emulator's links, by the hop they stand for. */
+const LINKS = {
+  /** (1) client → edge */
+  edgeAccess: "edge.access",
+  /** (1) edge → gpu-node */
+  edgeBackbone: "edge.backbone",
+  /** (2) client → edge beside the gpu-node */
+  noEdgeDirect: "no-edge.direct",
+  /** (2) edge → gpu-node, both at the GPU site */
+  noEdgeLocal: "no-edge.local",
+  /** (3) client → test double */
+  tritonDirect: "triton.direct",
+} as const;
+
+function hopsFor(variant: VariantId, profile: ProfileName): Hop[] {
+  const p = PROFILES[profile];
+  switch (variant) {
+    case "edge":
+      return [
+        { link: LINKS.edgeAccess, role: "access", settings: p.access },
+        { link: LINKS.edgeBackbone, role: "wan", settings: p.backbone },
+      ];
+    case "no-edge":
+      return [
+        { link: LINKS.noEdgeDirect, role: "wan", settings: p.direct },
+        { link: LINKS.noEdgeLocal, role: "local", settings: PASS_THROUGH },
+      ];
+    case "triton":
+      return [{ link: LINKS.tritonDirect, role: "wan", settings: p.direct }];
+  }
+}
+
+const loopback = (port: number) => ({ host: "127.0.0.1", port });
+const portOf = (url: string) => Number(new URL(url).port);
+
+interface Backends {
+  readonly name: BackendName;
+  readonly gpu: GpuNodeChild;
+  readonly double: DoubleChild;
+  readonly kserve: KServeClient;
+  /** The double's cumulative compute (input + infer + output) and executions, read directly. */
+  readonly serverCompute: () => Promise<{ ms: number; executions: number }>;
+  stop(): Promise<void>;
+}
+
+async function startBackends(
+  name: BackendName,
+  cacheDir: string,
+  wan: WanProcess,
+  tritonUrl: string,
+): Promise<Backends> {
+  const [gpu, double] = await Promise.all([
+    startGpuNodeChild(["--model", name, "--threads", String(THREADS), "--cache-dir", cacheDir]),
+    startDouble(name, cacheDir, THREADS),
+  ]);
+  progress(
+    `${name}: gpu-node ${gpu.url} (${gpu.startMs.toFixed(0)} ms), KServe double ${double.url} (${double.startMs.toFixed(0)} ms)`,
+  );
+  await wan.set(LINKS.edgeBackbone, { target: loopback(portOf(gpu.url)) });
+  await wan.set(LINKS.noEdgeLocal, { target: loopback(portOf(gpu.url)) });
+  await wan.set(LINKS.tritonDirect, { target: loopback(double.port) });
+  const stats = createClient(GRPCInferenceService, createGrpcTransport({ baseUrl: double.url }));
+  const kserve = kserveClient(tritonUrl, name, 32);
+  return {
+    name,
+    gpu,
+    double,
+    kserve,
+    async serverCompute() {
+      const res = await stats.modelStatistics({ name });
+      const s = res.modelStats[0];
+      const i = s?.inferenceStats;
+      const ns = [i?.computeInput, i?.computeInfer, i?.computeOutput].reduce(
+        (sum, d) => sum + Number(d?.ns ?? 0n),
+        0,
+      );
+      return { ms: ns / 1e6, executions: Number(s?.executionCount ?? 0n) };
+    },
+    async stop() {
+      kserve.close();
+      await Promise.all([gpu.stop(), double.stop()]);
+    },
+  };
+}
+
+async function versions() {
+  const pkg = async (name: string) =>
+    (
+      JSON.parse(await readFile(resolve(ROOT, "node_modules", name, "package.json"), "utf8")) as {
+        version: string;
+      }
+    ).version;
+  return {
+    node: process.version,
+    wrangler: await pkg("wrangler"),
+    sharp: await pkg("sharp"),
+    onnxruntimeNode: await pkg("onnxruntime-node"),
+    connectNode: await pkg("@connectrpc/connect-node"),
+  };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: "boolean", default: false },
+      "cache-dir": { type: "string", default: resolve(ROOT, ".cache") },
+    },
+  });
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.once(signal, () => {
+      progress(`${signal}: stopping`);
+      process.exit(130);
+    });
+  }
+  const plan: Plan = values.quick ? QUICK : FULL;
+  const cacheDir = resolve(values["cache-dir"]);
+  const started = new Date();
+  const run = `e2e-${plan.mode}-${started.toISOString().replace(/[:.]/g, "-")}`;
+  const outDir = join(cacheDir, "bench", run);
+  await mkdir(outDir, { recursive: true });
+  const env = {
+    ...(await versions()),
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? "",
+    loadavgAtStart: loadavg(),
+    mode: plan.mode,
+    date: started.toISOString(),
+  };
+  progress(
+    `${plan.mode} run on ${env.cpus} CPUs, load ${env.loadavgAtStart.map((l) => l.toFixed(2))}`,
+  );
+
+  const [seed, phone, real] = await Promise.all([
+    seedImages(plan.seedImages),
+    phonePhotos(plan.phonePhotos, cacheDir),
+    realPhonePhoto(),
+  ]);
+  const inputs = new Map<InputName, InputSet>([
+    ["seed-224", seed],
+    ["phone-12mp", phone],
+  ]);
+  if (real) inputs.set("phone-real", real);
+  else progress("../shared/corpus absent: the real phone photo rows are skipped");
+  for (const i of inputs.values()) {
+    progress(
+      `input ${i.name}: ${i.images.length} images, mean ${(i.meanBytes / 1024).toFixed(1)} KiB`,
+    );
+  }
+
+  const token = randomBytes(24).toString("base64url");
+  const apiKey = `bench-${randomBytes(18).toString("base64url")}`;
+  const apiKeyHash = createHash("sha256").update(apiKey).digest("hex");
+  // The gpu-node child reads its token from the environment (never on a command line).
+  process.env.GPU_NODE_TOKEN = token;
+
+  const wan = await startWanProcess();
+  const edges: EdgeDev[] = [];
+  let backends: Backends | undefined;
+  const rows: Row[] = [];
+  try {
+    // Links first (targets are set once the servers are up), then the two edges.
+    const placeholder = loopback(9);
+    const backbone = await wan.open(LINKS.edgeBackbone, placeholder, PASS_THROUGH);
+    const local = await wan.open(LINKS.noEdgeLocal, placeholder, PASS_THROUGH);
+    const triton = await wan.open(LINKS.tritonDirect, placeholder, PASS_THROUGH);
+    const edgeVars = (gpuUrl: string) => ({
+      GPU_NODE_URLS: gpuUrl,
+      GPU_NODE_TOKEN: token,
+      API_KEY_HASHES: apiKeyHash,
+    });
+    const backendOrder = [...new Set(plan.scenarios.map((s) => s.backend))];
+    const [edge, noEdge, first] = await Promise.all([
+      startEdgeDev("edge", edgeVars(backbone.url), cacheDir),
+      startEdgeDev("no-edge", edgeVars(local.url), cacheDir),
+      startBackends(backendOrder[0]!, cacheDir, wan, triton.url),
+    ]);
+    edges.push(edge, noEdge);
+    backends = first;
+    progress(
+      `edges up: ${edge.url} (${edge.startMs.toFixed(0)} ms), ${noEdge.url} (${noEdge.startMs.toFixed(0)} ms)`,
+    );
+    const access = await wan.open(LINKS.edgeAccess, loopback(portOf(edge.url)), PASS_THROUGH);
+    const direct = await wan.open(LINKS.noEdgeDirect, loopback(portOf(noEdge.url)), PASS_THROUGH);
+    const edgeCall = edgeClient(access.url, apiKey);
+    const noEdgeCall = edgeClient(direct.url, apiKey);
+
+    for (const backend of backendOrder) {
+      if (backends.name !== backend) {
+        await backends.stop();
+        backends = undefined;
+        backends = await startBackends(backend, cacheDir, wan, triton.url);
+      }
+      const b = backends;
+      for (const scenario of plan.scenarios.filter((s) => s.backend === backend)) {
+        const input = inputs.get(scenario.input);
+        if (!input) continue;
+        const profile = PROFILES[scenario.profile];
+        for (const variant of scenario.variants) {
+          for (const hop of hopsFor(variant, scenario.profile)) {
+            await wan.set(hop.link, { link: hop.settings });
+          }
+        }
+        progress(`${backend} · ${profile.name} (${profile.summary}) · ${input.name}`);
+        for (const variant of scenario.variants) {
+          const base: Omit<RowSpec, "batch" | "warmupCalls" | "calls"> = {
+            variant,
+            profile: scenario.profile,
+            backend,
+            input: input.name,
+            images: input.images,
+            hops: hopsFor(variant, scenario.profile),
+            wan,
+            ...(variant === "edge"
+              ? { call: edgeCall, gpuHostPids: [b.gpu.pid], clientPids: [process.pid, edge.pid] }
+              : variant === "no-edge"
+                ? {
+                    call: noEdgeCall,
+                    gpuHostPids: [b.gpu.pid, noEdge.pid],
+                    clientPids: [process.pid],
+                  }
+                : {
+                    call: b.kserve.call,
+                    gpuHostPids: [b.double.pid],
+                    clientPids: [process.pid],
+                    serverCompute: b.serverCompute,
+                  }),
+          };
+          for (const spec of rowSpecs(scenario, variant)) {
+            const row = await measureRow({ ...base, ...spec });
+            rows.push(row);
+            progress(
+              `  ${variant} batch ${row.batch}: p50 ${row.latencyMs.p50.toFixed(1)} ms ` +
+                `(floor ${row.floor.ms.toFixed(1)}), ${row.imagesPerSecond.toFixed(1)} img/s, ` +
+                `WAN ${(row.wanBytesPerImage / 1024).toFixed(1)} KiB/img, other load ${row.otherCores.toFixed(2)}`,
+            );
+          }
+        }
+      }
+    }
+  } catch (error) {
+    for (const e of edges) process.stderr.write(`edge output tail:\n${e.tail()}\n`);
+    if (backends) {
+      process.stderr.write(`gpu-node output tail:\n${backends.gpu.tail()}\n`);
+      process.stderr.write(`double output tail:\n${backends.double.tail()}\n`);
+    }
+    throw error;
+  } finally {
+    await backends?.stop();
+    await Promise.all(edges.map((e) => e.stop()));
+    await wan.stop();
+  }
+
+  const wallS = performance.now() / 1000;
+  const targets = evaluateTargets(rows);
+  const report = {
+    run,
+    env: { ...env, loadavgAtEnd: loadavg(), wallS },
+    plan,
+    profiles: PROFILES,
+    inputs: [...inputs.values()].map((i) => ({
+      name: i.name,
+      description: i.description,
+      count: i.images.length,
+      meanBytes: i.meanBytes,
+      minBytes: Math.min(...i.images.map((b) => b.length)),
+      maxBytes: Math.max(...i.images.map((b) => b.length)),
+    })),
+    rows,
+    targets,
+  };
+  const files = await writeReport(outDir, report);
+  process.stdout.write(files.markdown);
+  process.stdout.write(`\nWrote ${files.paths.join(", ")}\n`);
+}
+
+/** The rows of one variant in a scenario: single images first, then each batch size. */
+function rowSpecs(scenario: Scenario, variant: VariantId) {
+  const o = scenario.override?.[variant];
+  const single = o?.single ?? scenario.single;
+  const batchRuns = o?.batchRuns ?? scenario.batchRuns ?? single;
+  return [
+    { batch: 1, ...single },
+    ...(o?.batches ?? scenario.batches ?? []).map((batch) => ({ batch, ...batchRuns })),
+  ];
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(
+    `bench failed: ${error instanceof Error ? (error.stack ?? error.message) : error}\n`,
+  );
+  process.exitCode = 1;
+});

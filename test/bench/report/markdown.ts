@@ -1,0 +1,307 @@
+/** The run as a Markdown report: targets with reasons, the setup and what the emulator leaves out, the seed-style tables per backend and link, phone photos, per-stage times. */
+import { type Row, VARIANTS, type VariantId } from "../e2e/measure.ts";
+import { fmt, markdownTable } from "../stats.ts";
+import { WAN_NOT_MODELLED } from "../wan/link.ts";
+import type { Report } from "./index.ts";
+
+const kib = (bytes: number) => fmt(bytes / 1024, 1);
+const mbit = (x: number) => (Number.isFinite(x) ? `${fmt(x, 0)} Mbit/s` : "unlimited");
+
+/** The seed's A100 figures (14 ms RTT), for the seed-link tables. */
+const SEED_REFERENCE = {
+  single: [
+    ["seed: PyTorch FastAPI, base64 JPEG (A100)", "56.9", "55.8", "68.9", "72.3"],
+    ["seed: Triton ONNX, raw FP32 (A100)", "182.9", "", "", ""],
+  ],
+  batch32: [
+    ["seed: PyTorch FastAPI (A100)", "64.3"],
+    ["seed: Triton ONNX, FP32 (A100; 19.3 MB per batch)", "32.3"],
+  ],
+} as const;
+
+function groupKey(r: Row): string {
+  return `${r.backend}|${r.profile}`;
+}
+
+function connectionReuse(rows: readonly Row[]): string[] {
+  const opened = (v: VariantId) => {
+    const rs = rows.filter((r) => r.variant === v);
+    const calls = rs.reduce((s, r) => s + r.calls, 0);
+    const per = new Map<string, number>();
+    for (const r of rs)
+      for (const h of r.hops) per.set(h.link, (per.get(h.link) ?? 0) + h.connectionsOpened);
+    return `${[...per].map(([link, n]) => `${link} ${n}`).join(", ")} new connections over ${calls} measured calls`;
+  };
+  return [
+    `- (1) edge: the client's fetch (undici) keeps its connection to the edge alive; the Worker's ` +
+      `outbound fetch to the gpu-node (Connect over HTTP/1.1) is pooled by workerd. Measured: ` +
+      `${opened("edge")}.`,
+    `- (2) no edge: the client keeps one connection to the far edge alive across the WAN; the ` +
+      `edge → gpu-node hop is local. Measured: ${opened("no-edge")}.`,
+    `- (3) Triton-style: one HTTP/2 connection (connect-node's session manager), every call a ` +
+      `stream on it. The double's connection-level HTTP/2 window is opened to 16 MiB ` +
+      `(test/bench/e2e/double-child.ts: Node's default 64 KiB would cap the link at ~19 Mbit/s; ` +
+      `Triton's gRPC core grows its windows). Measured: ${opened("triton")}.`,
+    `- Warm-up calls (not counted) open the connections; the emulator charges one RTT for every ` +
+      `new connection's handshake, and the floors assume warm connections.`,
+  ];
+}
+
+export function toMarkdown(report: Report, chartFile: string): string {
+  const { env, rows } = report;
+  const out: string[] = [];
+  const load = (l: readonly number[]) => l.map((x) => x.toFixed(2)).join(" ");
+  out.push(`# End-to-end benchmark: edge vs no edge vs Triton-style over an emulated WAN\n`);
+  out.push(
+    `Run \`${report.run}\` (${env.mode}), ${env.date}. Node ${env.node}, wrangler ${env.wrangler}, ` +
+      `sharp ${env.sharp}, onnxruntime-node ${env.onnxruntimeNode}, connect-node ${env.connectNode}; ` +
+      `${env.cpus} CPUs (${env.cpuModel}); load average ${load(env.loadavgAtStart)} at start, ` +
+      `${load(env.loadavgAtEnd)} at end; wall ${env.wallS.toFixed(0)} s. Command: ` +
+      `\`npm run bench${env.mode === "quick" ? " -- --quick" : ""}\`.\n`,
+  );
+  const noisy = rows.filter((r) => r.otherCores > 0.2);
+  out.push(
+    `"other load" = cores' worth of CPU used by processes outside this benchmark during a row's ` +
+      `measured calls (this machine is shared; above ~0.2 of its ${env.cpus} cores a row is noisy). ` +
+      (noisy.length
+        ? `${noisy.length} of ${rows.length} rows ran with more than 0.2 cores of other load: ` +
+          `their latencies are inflated.\n`
+        : `No row ran with more than 0.2 cores of other load.\n`),
+  );
+
+  out.push(`## Targets\n`);
+  out.push(
+    markdownTable(
+      ["target", "result", "verdict"],
+      report.targets.map((t) => [t.target, t.result, t.verdict]),
+    ),
+  );
+  for (const t of report.targets) out.push(`- **${t.verdict}** ${t.target}: ${t.why}\n`);
+
+  out.push(`## Setup\n`);
+  out.push(`Variants:\n`);
+  for (const v of Object.values(VARIANTS)) out.push(`- ${v.label}: ${v.path}`);
+  out.push("");
+  out.push(
+    markdownTable(
+      ["profile", "client ↔ GPU site", "(1) client → edge", "(1) edge → gpu-node", "why"],
+      Object.values(report.profiles).map((p) => [
+        p.name,
+        `${fmt(p.direct.up.delayMs + p.direct.down.delayMs, 0)} ms RTT, ${mbit(p.direct.down.bitsPerSecond / 1e6)} down / ${mbit(p.direct.up.bitsPerSecond / 1e6)} up`,
+        `${fmt(p.access.up.delayMs + p.access.down.delayMs, 0)} ms, ${mbit(p.access.down.bitsPerSecond / 1e6)} / ${mbit(p.access.up.bitsPerSecond / 1e6)}`,
+        `${fmt(p.backbone.up.delayMs + p.backbone.down.delayMs, 0)} ms, ${mbit(p.backbone.down.bitsPerSecond / 1e6)} / ${mbit(p.backbone.up.bitsPerSecond / 1e6)}`,
+        p.rationale,
+      ]),
+    ),
+  );
+  out.push(
+    markdownTable(
+      ["input", "what", "images", "mean", "min – max"],
+      report.inputs.map((i) => [
+        i.name,
+        i.description,
+        String(i.count),
+        `${kib(i.meanBytes)} KiB`,
+        `${kib(i.minBytes)} – ${kib(i.maxBytes)} KiB`,
+      ]),
+    ),
+  );
+  out.push(
+    `Method: calls are sequential (one in flight), after warm-up calls that are not counted. ` +
+      `Percentiles are nearest-rank (with 30 calls p99 is the slowest call). img/s = images ÷ ` +
+      `measured time. Bytes are TCP payload in both directions as the emulator forwarded them ` +
+      `(HTTP and protobuf framing included). CPU per image is /proc CPU time over the measured ` +
+      `calls ÷ images: "GPU host" = the gpu-node ((1)), the gpu-node plus the edge beside it ` +
+      `((2): wrangler and workerd), the KServe double ((3)); "client side" = this process plus, ` +
+      `for (1), the edge at the point of presence. The floor of a row = one RTT per hop + the ` +
+      `row's measured bytes at each hop's rate + its measured compute (median per call of: edge ` +
+      `validate + resize + gpu-node decode + pack + inference for (1)/(2); client decode + FP32 ` +
+      `pack + the double's compute for (3)); queues, protocol work and waiting are not floor. ` +
+      `vit-tiny stands in for a GPU (compute negligible); vit-b32 runs on these 2 CPU cores.\n`,
+  );
+  out.push(`Connection reuse:\n`);
+  out.push(...connectionReuse(rows), "");
+  out.push(`What the WAN emulator (test/bench/wan, a user-space TCP proxy) does not model:\n`);
+  out.push(...WAN_NOT_MODELLED.map((s) => `- ${s}`), "");
+  const lateness = Math.max(...rows.flatMap((r) => r.hops.map((h) => h.latenessMeanMs)));
+  out.push(
+    `Emulator timing in this run: mean delivery lateness per link at most ${fmt(lateness, 2)} ms.\n`,
+  );
+
+  const groups = [...new Set(rows.map(groupKey))];
+  for (const g of groups) {
+    const gr = rows.filter((r) => groupKey(r) === g);
+    const [backend, profile] = g.split("|") as [string, string];
+    const p = report.profiles[profile as keyof typeof report.profiles];
+    out.push(`## ${backend}, ${profile} link (${p.summary})\n`);
+    for (const input of [...new Set(gr.map((r) => r.input))]) {
+      const single = gr.filter((r) => r.input === input && r.batch === 1);
+      if (single.length) {
+        out.push(
+          `### Single image, ${input} (${single.map((r) => `${VARIANTS[r.variant].label}: ${r.calls} calls after ${r.warmupCalls} warm-up`).join("; ")})\n`,
+        );
+        const refs =
+          profile === "seed" && input === "seed-224"
+            ? SEED_REFERENCE.single.map((r) => [...r, "", "", "", "", "", "", ""])
+            : [];
+        out.push(
+          markdownTable(
+            [
+              "variant",
+              "mean ms",
+              "p50 ms",
+              "p95 ms",
+              "p99 ms",
+              "floor ms",
+              "p50 − floor",
+              "WAN KiB/img",
+              "GPU-host CPU ms/img",
+              "client-side CPU ms/img",
+              "other load",
+            ],
+            [
+              ...single.map((r) => [
+                VARIANTS[r.variant].label,
+                fmt(r.latencyMs.mean),
+                fmt(r.latencyMs.p50),
+                fmt(r.latencyMs.p95),
+                fmt(r.latencyMs.p99),
+                fmt(r.floor.ms),
+                fmt(r.gapMs),
+                kib(r.wanBytesPerImage),
+                fmt(r.cpuMsPerImage.gpuHost),
+                fmt(r.cpuMsPerImage.clientSide),
+                fmt(r.otherCores, 2),
+              ]),
+              ...refs,
+            ],
+          ),
+        );
+      }
+      const batched = gr.filter((r) => r.input === input && r.batch > 1);
+      if (batched.length) {
+        const withOne = gr
+          .filter((r) => r.input === input)
+          .sort((a, b) => a.variant.localeCompare(b.variant) || a.batch - b.batch);
+        out.push(`### Batches, ${input} (sequential calls; batch 1 = the single-image row)\n`);
+        const refs =
+          profile === "seed" && input === "seed-224"
+            ? SEED_REFERENCE.batch32.map(([label, ips]) => [
+                label,
+                "32",
+                "",
+                "",
+                "",
+                ips,
+                "",
+                "",
+                "",
+                "",
+              ])
+            : [];
+        out.push(
+          markdownTable(
+            [
+              "variant",
+              "batch",
+              "calls",
+              "mean ms",
+              "p50 ms",
+              "img/s",
+              "floor ms",
+              "floor img/s",
+              "WAN KiB/img",
+              "other load",
+            ],
+            [
+              ...withOne.map((r) => [
+                VARIANTS[r.variant].label,
+                String(r.batch),
+                String(r.calls),
+                fmt(r.latencyMs.mean),
+                fmt(r.latencyMs.p50),
+                fmt(r.imagesPerSecond),
+                fmt(r.floor.ms),
+                fmt(r.floor.imagesPerSecond),
+                kib(r.wanBytesPerImage),
+                fmt(r.otherCores, 2),
+              ]),
+              ...refs,
+            ],
+          ),
+        );
+      }
+    }
+  }
+
+  const phone = rows.filter((r) => r.input.startsWith("phone") && r.batch === 1);
+  if (phone.length) {
+    out.push(`## Phone photos: bytes on the WAN and CPU on the GPU host\n`);
+    out.push(
+      `WAN = the hop into the GPU site ((1): edge → gpu-node; (2), (3): client → GPU site). ` +
+        `In the mobile profile the original photo also crosses the phone's uplink in (1), to the edge ` +
+        `(access column).\n`,
+    );
+    out.push(
+      markdownTable(
+        [
+          "backend",
+          "profile",
+          "input",
+          "variant",
+          "p50 ms",
+          "floor ms",
+          "WAN KiB/img",
+          "access KiB/img",
+          "GPU-host CPU ms/img",
+          "client-side CPU ms/img",
+          "other load",
+        ],
+        phone.map((r) => {
+          const access = r.hops.find((h) => h.role === "access");
+          return [
+            r.backend,
+            r.profile,
+            r.input,
+            VARIANTS[r.variant].label,
+            fmt(r.latencyMs.p50),
+            fmt(r.floor.ms),
+            kib(r.wanBytesPerImage),
+            access ? kib(access.bytesUpPerCall + access.bytesDownPerCall) : "",
+            fmt(r.cpuMsPerImage.gpuHost),
+            fmt(r.cpuMsPerImage.clientSide),
+            fmt(r.otherCores, 2),
+          ];
+        }),
+      ),
+    );
+  }
+
+  out.push(`## Per-stage times (median per call, ms)\n`);
+  out.push(
+    `edge-* from the edge's Server-Timing (edge-gpu-call = the whole gpu-node call as the edge saw ` +
+      `it); gpu-* the gpu-node's own timings (decode, queue and inference are the call's slowest ` +
+      `image or batch); client-* measured in the client; server-compute = the double's compute ` +
+      `(input + infer + output) per call from its statistics.\n`,
+  );
+  const stageNames = [...new Set(rows.flatMap((r) => Object.keys(r.stagesP50)))];
+  out.push(
+    markdownTable(
+      ["backend", "profile", "input", "variant", "batch", "p50", ...stageNames],
+      rows.map((r) => [
+        r.backend,
+        r.profile,
+        r.input,
+        VARIANTS[r.variant].label,
+        String(r.batch),
+        fmt(r.latencyMs.p50),
+        ...stageNames.map((s) => (r.stagesP50[s] === undefined ? "" : fmt(r.stagesP50[s]!, 2))),
+      ]),
+    ),
+  );
+  out.push(`## Chart\n`);
+  out.push(
+    `![p50 latency and throughput against batch size per variant, floors dashed](${chartFile})\n`,
+  );
+  return out.join("\n");
+}
