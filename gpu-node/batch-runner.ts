@@ -18,7 +18,7 @@ export function createBatchRunner(
       ? new Uint8Array(model.maxBatchSize * IMAGE_BYTES)
       : new Float32Array(model.maxBatchSize * IMAGE_BYTES));
 
-  return async (images): Promise<BatchOutput> => {
+  return async (images, signal): Promise<BatchOutput> => {
     if (images.length > model.maxBatchSize) {
       throw new Error(`batch of ${images.length} exceeds max batch size ${model.maxBatchSize}`);
     }
@@ -30,7 +30,7 @@ export function createBatchRunner(
           ? { layout: "uint8-nhwc", data: packUint8Nhwc(images, buffer), count: images.length }
           : { layout: "float32-nchw", data: packFloat32Nchw(images, buffer), count: images.length };
       const t1 = now();
-      const out = await backend.infer(batch);
+      const out = await backend.infer(batch, signal);
       const t2 = now();
       const dim = model.dimension;
       if (out.length !== images.length * dim) {

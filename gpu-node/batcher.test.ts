@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { type BatchRunner, MicroBatcher } from "./batcher.ts";
 
 /** A runner whose vector for an image is [first pixel]: shows which row went where. */
@@ -141,5 +141,33 @@ describe("MicroBatcher", () => {
     const run: BatchRunner = async () => ({ vectors: [], packUs: 0, inferUs: 0 });
     const b = new MicroBatcher({ maxBatchSize: 2, maxWaitMs: 0, maxConcurrentBatches: 1, run });
     await expect(b.embed(img(1))).rejects.toThrow(/0 rows for a batch of 1/);
+  });
+});
+
+describe("MicroBatcher cancellation reaches the backend", () => {
+  it("aborts a running batch's signal only when every caller of it has gone", async () => {
+    const signals: AbortSignal[] = [];
+    const run: BatchRunner = (images, signal) =>
+      new Promise((resolve) => {
+        signals.push(signal!);
+        setTimeout(
+          () => resolve({ vectors: images.map(() => Float32Array.of(1)), packUs: 0, inferUs: 0 }),
+          50,
+        );
+      });
+    const b = new MicroBatcher({ maxBatchSize: 2, maxWaitMs: 50, maxConcurrentBatches: 1, run });
+    const a1 = new AbortController();
+    const a2 = new AbortController();
+    b.expect(2);
+    const p1 = b.embed(img(1), a1.signal);
+    const p2 = b.embed(img(2), a2.signal);
+    b.expect(-2);
+    await vi.waitUntil(() => signals.length === 1);
+    a1.abort(new Error("first left"));
+    await expect(p1).rejects.toThrow("first left");
+    expect(signals[0]!.aborted).toBe(false); // the second caller still waits for it
+    a2.abort(new Error("second left"));
+    await expect(p2).rejects.toThrow("second left");
+    expect(signals[0]!.aborted).toBe(true);
   });
 });

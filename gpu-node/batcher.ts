@@ -9,7 +9,11 @@ export interface BatchOutput {
   readonly inferUs: number;
 }
 
-export type BatchRunner = (images: readonly Uint8Array[]) => Promise<BatchOutput>;
+/** Runs one backend batch; `signal` aborts once every caller of the batch has gone. */
+export type BatchRunner = (
+  images: readonly Uint8Array[],
+  signal?: AbortSignal,
+) => Promise<BatchOutput>;
 
 export interface BatcherOptions {
   readonly maxBatchSize: number;
@@ -41,6 +45,14 @@ interface Pending {
   readonly signal: AbortSignal | undefined;
   readonly onAbort: () => void;
   settled: boolean;
+  /** Set once dispatched: the batch it runs in. */
+  batch?: RunningBatch;
+}
+
+interface RunningBatch {
+  /** Callers of the batch still waiting for it. */
+  waiting: number;
+  readonly controller: AbortController;
 }
 
 export class MicroBatcher {
@@ -90,6 +102,10 @@ export class MicroBatcher {
         onAbort: () => {
           const i = this.#queue.indexOf(item);
           if (i >= 0) this.#queue.splice(i, 1);
+          // The last caller of a running batch leaving cancels the batch in the backend.
+          if (item.batch && !item.settled && --item.batch.waiting === 0) {
+            item.batch.controller.abort(signal?.reason);
+          }
           this.#settle(item, () => reject(signal?.reason));
         },
       };
@@ -133,35 +149,42 @@ export class MicroBatcher {
     }
     this.#running++;
     const startedAt = this.#opts.now();
+    const running: RunningBatch = { waiting: batch.length, controller: new AbortController() };
+    for (const item of batch) item.batch = running;
     const done = () => {
       this.#running--;
       this.#pump();
     };
-    this.#opts.run(batch.map((p) => p.pixels)).then(
-      (out) => {
-        if (out.vectors.length !== batch.length) {
-          const err = new Error(
-            `backend returned ${out.vectors.length} rows for a batch of ${batch.length}`,
-          );
+    this.#opts
+      .run(
+        batch.map((p) => p.pixels),
+        running.controller.signal,
+      )
+      .then(
+        (out) => {
+          if (out.vectors.length !== batch.length) {
+            const err = new Error(
+              `backend returned ${out.vectors.length} rows for a batch of ${batch.length}`,
+            );
+            for (const item of batch) this.#settle(item, () => item.reject(err));
+            return done();
+          }
+          batch.forEach((item, i) => {
+            const result: ImageResult = {
+              vector: out.vectors[i]!,
+              queueUs: Math.round((startedAt - item.enqueuedAt) * 1000),
+              packUs: out.packUs,
+              inferUs: out.inferUs,
+              batchSize: batch.length,
+            };
+            this.#settle(item, () => item.resolve(result));
+          });
+          done();
+        },
+        (err: unknown) => {
           for (const item of batch) this.#settle(item, () => item.reject(err));
-          return done();
-        }
-        batch.forEach((item, i) => {
-          const result: ImageResult = {
-            vector: out.vectors[i]!,
-            queueUs: Math.round((startedAt - item.enqueuedAt) * 1000),
-            packUs: out.packUs,
-            inferUs: out.inferUs,
-            batchSize: batch.length,
-          };
-          this.#settle(item, () => item.resolve(result));
-        });
-        done();
-      },
-      (err: unknown) => {
-        for (const item of batch) this.#settle(item, () => item.reject(err));
-        done();
-      },
-    );
+          done();
+        },
+      );
   }
 }

@@ -343,8 +343,8 @@ export function createMetrics(opts: MetricsOptions): NodeMetrics {
 
   const timeBatches =
     (run: BatchRunner): BatchRunner =>
-    async (batch) => {
-      const out = await run(batch);
+    async (batch, signal) => {
+      const out = await run(batch, signal);
       totals.batches++;
       batchSize.observe(batch.length);
       batchInference.observe(out.inferUs / 1e6);

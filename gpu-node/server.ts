@@ -220,6 +220,7 @@ export async function startGpuNode(
         void isReady().then((ok) =>
           json(ok ? 200 : 503, {
             status: ok ? "ready" : state.draining ? "draining" : "not ready",
+            ...(ok || state.draining ? {} : { reason: backend.notReadyReason?.() }),
             model: model.name,
             backend: model.backend,
           }),

@@ -36,5 +36,7 @@ export interface Backend {
   infer(batch: BatchTensor, signal?: AbortSignal): Promise<Float32Array>;
   /** True only when the model answers right now (used by /readyz). */
   ready(): Promise<boolean>;
+  /** Why the backend is not ready, for operators reading /readyz (optional). */
+  notReadyReason?(): string | undefined;
   close(): Promise<void>;
 }
