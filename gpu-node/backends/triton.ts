@@ -328,13 +328,17 @@ export function createTritonBackend(opts: TritonBackendOptions): TritonBackend {
           outputs: [{ name: s.outputName }],
           rawInputContents: slot ? [] : [bytes],
         },
-        { timeoutMs: opts.timeoutMs, signal },
+        // Not the callers' signal: once sent, a request runs to its answer or to the Triton
+        // timeout. Its shared-memory slot may be read by Triton until then, so freeing it early
+        // could hand another batch's pixels to this request; and a stall must still show up
+        // as a timeout (readiness) even when every caller has already given up.
+        { timeoutMs: opts.timeoutMs },
       );
       return readOutput(res, id, count);
     } catch (err) {
       // Our own faults (a bad answer, a bug) are not Triton's: the RPC layer translates them.
       if (!(err instanceof ConnectError) || err.cause === OWN_ERROR) throw err;
-      const t = translateTritonError(err, where, signal);
+      const t = translateTritonError(err, where, undefined);
       if ("callerAborted" in t) throw t.callerAborted;
       if (t.timedOut) markDown(`inference on triton took longer than ${opts.timeoutMs} ms`);
       else if (t.down) markDown(t.error.rawMessage);
