@@ -12,7 +12,6 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { EmbedderService } from "../proto/gen/embedder/v1/embedder_pb.js";
 import type { Backend, ModelDescription } from "./backends/backend.ts";
 import { createNoopBackend } from "./backends/noop.ts";
-import { createOnnxRuntimeBackend } from "./backends/onnxruntime.ts";
 import { createTritonBackend } from "./backends/triton.ts";
 import { createBatchRunner } from "./batch-runner.ts";
 import { MicroBatcher } from "./batcher.ts";
@@ -23,7 +22,6 @@ import { type DualListener, listenDual, type RequestHandler } from "./listener.t
 import { createLogger, type Logger } from "./logger.ts";
 import { createMetrics, tritonStatsOf } from "./metrics.ts";
 import { type MetricsServer, startMetricsServer } from "./metrics-server.ts";
-import { ensureModel } from "./model/index.ts";
 import { decodeForClip } from "./preprocess.ts";
 import { Semaphore } from "./semaphore.ts";
 
@@ -69,11 +67,15 @@ export async function createBackend(config: Config, log: Logger): Promise<Backen
     });
   }
   const t0 = performance.now();
+  // Loaded on demand: ONNX Runtime's native library is large, and the noop and triton backends
+  // (e.g. a GPU host running Triton beside us) do not need it installed at all.
+  const { ensureModel } = await import("./model/index.ts");
   const model = await ensureModel(config.model, config.cacheDir);
   log.info(
     { model: model.name, path: model.path, ms: Math.round(performance.now() - t0) },
     "model file ready",
   );
+  const { createOnnxRuntimeBackend } = await import("./backends/onnxruntime.ts");
   return createOnnxRuntimeBackend({
     modelPath: model.path,
     name: model.name,
