@@ -2,7 +2,7 @@
 import { cpuSeconds, machineBusySeconds } from "../child.ts";
 import { runLoad } from "../load.ts";
 import { mean, median, percentile } from "../stats.ts";
-import { type LinkSettings, rttMs } from "../wan/link.ts";
+import { type LinkSettings, type LinkStats, rttMs } from "../wan/link.ts";
 import type { WanProcess } from "../wan/process.ts";
 import type { ProfileName } from "../wan/profiles.ts";
 import type { Call, Stages } from "./clients.ts";
@@ -15,7 +15,7 @@ export type BackendName = "vit-tiny" | "vit-b32";
 export const VARIANTS: Readonly<Record<VariantId, { label: string; path: string }>> = {
   edge: {
     label: "(1) edge",
-    path: "client → edge (wrangler dev) → WAN → gpu-node → ONNX Runtime",
+    path: "client → edge (wrangler's dev runtime: workerd, local Images binding) → WAN → gpu-node → ONNX Runtime",
   },
   "no-edge": {
     label: "(2) no edge",
@@ -55,7 +55,7 @@ export interface Floor {
   readonly rttMs: number;
   /** The row's measured bytes at each hop's rate. */
   readonly transferMs: number;
-  /** Median per call of the stages that do the work (see computeStages). */
+  /** Median per call of the stages that do the work (COMPUTE_STAGES). */
   readonly computeMs: number;
   readonly imagesPerSecond: number;
 }
@@ -76,6 +76,7 @@ export interface Row {
     readonly min: number;
     readonly max: number;
   };
+  /** Images ÷ the sum of the calls' times (sequential calls: batch ÷ mean latency). */
   readonly imagesPerSecond: number;
   /** Per-stage medians, ms. */
   readonly stagesP50: Readonly<Record<string, number>>;
@@ -89,7 +90,9 @@ export interface Row {
   };
   /** Cores' worth of CPU used by processes that are not ours during the measured calls. */
   readonly otherCores: number;
+  /** Medians over the calls of each call's own floor and parts. */
   readonly floor: Floor;
+  /** Median over the calls of (call time − that call's floor). */
   readonly gapMs: number;
 }
 
@@ -119,8 +122,8 @@ export interface RowSpec {
   readonly gpuHostPids: readonly number[];
   readonly clientPids: readonly number[];
   /**
-   * Server compute the client cannot see per call (variant 3: the double's statistics), read
-   * before and after the measured calls: cumulative ms and executions.
+   * Server compute the client cannot see in the response (variant 3: the double's statistics):
+   * cumulative ms and executions, read between calls.
    */
   readonly serverCompute?: () => Promise<{ ms: number; executions: number }>;
 }
@@ -137,94 +140,160 @@ function transferMs(bytes: number, bitsPerSecond: number): number {
   return Number.isFinite(bitsPerSecond) ? (bytes * 8 * 1000) / bitsPerSecond : 0;
 }
 
-export async function measureRow(spec: RowSpec): Promise<Row> {
+/** What one measured call saw: its time, its stages, and per hop the bytes and new connections. */
+interface CallRecord {
+  readonly ms: number;
+  readonly stages: Stages;
+  readonly hops: readonly { up: number; down: number; connections: number }[];
+}
+
+/** A row in progress: its warm-up done, its calls measured in chunks that take turns with other rows. */
+export interface RowMeasurer {
+  /** How long the last warm-up call took (ms). */
+  readonly warmupMs: number;
+  /**
+   * Measures `calls` more sequential calls, after one untimed call when `rewarm` (other rows ran
+   * meanwhile: an idle keep-alive connection may have been closed).
+   */
+  chunk(calls: number, rewarm?: boolean): Promise<void>;
+  /** The row over every chunk so far. */
+  finish(): Row;
+}
+
+/**
+ * Sequential calls; after each, outside its timing, the emulator's counters (and the double's
+ * statistics) are read, so that bytes, connections and server compute are known per call and
+ * each call gets its own floor (photos of different sizes would otherwise be compared with an
+ * average). Calls come in chunks so that the rows of one scenario can take turns and see the same
+ * background load on this shared machine.
+ */
+export async function startRow(spec: RowSpec): Promise<RowMeasurer> {
   const { batch, images } = spec;
   let next = 0;
   const pick = () =>
     Array.from({ length: batch }, () => images[next++ % images.length]!) as readonly Buffer[];
-  for (let i = 0; i < spec.warmupCalls; i++) await spec.call(pick());
+  let warmupMs = 0;
+  for (let i = 0; i < spec.warmupCalls; i++) {
+    const t0 = performance.now();
+    await spec.call(pick());
+    warmupMs = performance.now() - t0;
+  }
 
-  const before = await spec.wan.stats();
-  const computeBefore = await spec.serverCompute?.();
-  let gpu0 = 0;
-  let client0 = 0;
-  let emu0 = 0;
-  let machine0 = 0;
-  let all0 = 0;
-  const cpu = { gpu: 0, client: 0, emu: 0, other: 0 };
-  const everything = () => treeCpuSeconds(process.pid);
-  const result = await runLoad<Stages>({
-    concurrency: 1,
-    imagesPerCall: batch,
-    calls: spec.calls,
-    countFromStart: true,
-    hardLimitMs: 300_000,
-    onWindow: (edge) => {
-      const gpu = cpuOf(spec.gpuHostPids);
-      const client = cpuOf(spec.clientPids);
-      const emu = treeCpuSeconds(spec.wan.pid);
-      const machine = machineBusySeconds();
-      const all = everything();
-      if (edge === "start") {
-        [gpu0, client0, emu0, machine0, all0] = [gpu, client, emu, machine, all];
-      } else {
-        cpu.gpu = gpu - gpu0;
-        cpu.client = client - client0;
-        cpu.emu = emu - emu0;
-        cpu.other = Math.max(0, machine - machine0 - (all - all0));
+  const calls: CallRecord[] = [];
+  const cpu = { gpu: 0, client: 0, emu: 0, other: 0, elapsedMs: 0 };
+  let last: Record<string, LinkStats> = {};
+
+  const chunk = async (n: number, rewarm = false) => {
+    if (rewarm) await spec.call(pick());
+    last = await spec.wan.stats();
+    let lastCompute = await spec.serverCompute?.();
+    const record = async (): Promise<CallRecord> => {
+      const batchImages = pick();
+      const t0 = performance.now();
+      const stages = await spec.call(batchImages);
+      const ms = performance.now() - t0;
+      const [now, compute] = await Promise.all([spec.wan.stats(), spec.serverCompute?.()]);
+      const hops = spec.hops.map((hop) => ({
+        up: now[hop.link]!.bytesUp - last[hop.link]!.bytesUp,
+        down: now[hop.link]!.bytesDown - last[hop.link]!.bytesDown,
+        connections: now[hop.link]!.connections - last[hop.link]!.connections,
+      }));
+      let withCompute = stages;
+      if (compute && lastCompute && compute.executions > lastCompute.executions) {
+        withCompute = { ...stages, "server-compute": compute.ms - lastCompute.ms };
       }
-    },
-    call: () => spec.call(pick()),
-  });
-  const after = await spec.wan.stats();
-  const computeAfter = await spec.serverCompute?.();
+      last = now;
+      lastCompute = compute;
+      return { ms, stages: withCompute, hops };
+    };
+    const start = { gpu: 0, client: 0, emu: 0, machine: 0, all: 0 };
+    const read = () => ({
+      gpu: cpuOf(spec.gpuHostPids),
+      client: cpuOf(spec.clientPids),
+      emu: treeCpuSeconds(spec.wan.pid),
+      machine: machineBusySeconds(),
+      all: treeCpuSeconds(process.pid),
+    });
+    const result = await runLoad<CallRecord>({
+      concurrency: 1,
+      imagesPerCall: batch,
+      calls: n,
+      countFromStart: true,
+      hardLimitMs: 300_000,
+      onWindow: (edge) => {
+        const now = read();
+        if (edge === "start") {
+          Object.assign(start, now);
+          return;
+        }
+        cpu.gpu += now.gpu - start.gpu;
+        cpu.client += now.client - start.client;
+        cpu.emu += now.emu - start.emu;
+        cpu.other += Math.max(0, now.machine - start.machine - (now.all - start.all));
+      },
+      call: record,
+    });
+    cpu.elapsedMs += result.elapsedMs;
+    calls.push(...result.values);
+  };
 
-  const stageNames = [...new Set(result.values.flatMap((v) => Object.keys(v)))];
-  const serverComputeMs =
-    computeBefore && computeAfter && computeAfter.executions > computeBefore.executions
-      ? (computeAfter.ms - computeBefore.ms) / (computeAfter.executions - computeBefore.executions)
-      : undefined;
-  const perCall = result.values.map((v) =>
-    serverComputeMs === undefined ? v : { ...v, "server-compute": serverComputeMs },
-  );
-  if (serverComputeMs !== undefined) stageNames.push("server-compute");
+  return { warmupMs, chunk, finish: () => summarise(spec, calls, cpu, last) };
+}
+
+/** Runs a row's calls in one go. */
+export async function measureRow(spec: RowSpec): Promise<Row> {
+  const row = await startRow(spec);
+  await row.chunk(spec.calls);
+  return row.finish();
+}
+
+function summarise(
+  spec: RowSpec,
+  calls: readonly CallRecord[],
+  cpu: { gpu: number; client: number; emu: number; other: number; elapsedMs: number },
+  last: Record<string, LinkStats>,
+): Row {
+  const { batch } = spec;
+  const stageNames = [...new Set(calls.flatMap((c) => Object.keys(c.stages)))];
   const stagesP50 = Object.fromEntries(
-    stageNames.map((s) => [s, median(perCall.map((v) => v[s] ?? Number.NaN))]),
+    stageNames.map((s) => [s, median(calls.map((c) => c.stages[s] ?? Number.NaN))]),
   );
-  const computeMs = median(
-    perCall.map((v) => COMPUTE_STAGES[spec.variant].reduce((sum, s) => sum + (v[s] ?? 0), 0)),
-  );
-
-  const hops: HopResult[] = spec.hops.map((hop) => {
-    const a = after[hop.link]!;
-    const b = before[hop.link]!;
+  // Per call: one RTT per hop, its bytes at each hop's rate, its compute stages.
+  const floors = calls.map((c) => {
+    let rtt = 0;
+    let transfer = 0;
+    spec.hops.forEach((hop, i) => {
+      rtt += rttMs(hop.settings);
+      transfer +=
+        transferMs(c.hops[i]!.up, hop.settings.up.bitsPerSecond) +
+        transferMs(c.hops[i]!.down, hop.settings.down.bitsPerSecond);
+    });
+    const compute = COMPUTE_STAGES[spec.variant].reduce((sum, s) => sum + (c.stages[s] ?? 0), 0);
+    return { rtt, transfer, compute, ms: rtt + transfer + compute };
+  });
+  const hops: HopResult[] = spec.hops.map((hop, i) => {
+    const end = last[hop.link]!;
     return {
       link: hop.link,
       role: hop.role,
       rttMs: rttMs(hop.settings),
       upMbit: hop.settings.up.bitsPerSecond / 1e6,
       downMbit: hop.settings.down.bitsPerSecond / 1e6,
-      bytesUpPerCall: (a.bytesUp - b.bytesUp) / result.calls,
-      bytesDownPerCall: (a.bytesDown - b.bytesDown) / result.calls,
-      connectionsOpened: a.connections - b.connections,
-      latenessMeanMs: a.latenessMeanMs,
-      latenessMaxMs: a.latenessMaxMs,
+      bytesUpPerCall: mean(calls.map((c) => c.hops[i]!.up)),
+      bytesDownPerCall: mean(calls.map((c) => c.hops[i]!.down)),
+      connectionsOpened: calls.reduce((n, c) => n + c.hops[i]!.connections, 0),
+      latenessMeanMs: end.latenessMeanMs,
+      latenessMaxMs: end.latenessMaxMs,
     };
   });
-  let floorRtt = 0;
-  let floorTransfer = 0;
-  for (const [i, hop] of spec.hops.entries()) {
-    const h = hops[i]!;
-    floorRtt += h.rttMs;
-    floorTransfer +=
-      transferMs(h.bytesUpPerCall, hop.settings.up.bitsPerSecond) +
-      transferMs(h.bytesDownPerCall, hop.settings.down.bitsPerSecond);
-  }
-  const floorMs = floorRtt + floorTransfer + computeMs;
+  const lat = calls.map((c) => c.ms);
+  const counted = calls.length * batch;
+  // Nearest-rank like the latency percentiles: with two calls of different photos the "p50" call
+  // and the floor shown belong together (an averaged median would not).
+  const mid = (xs: readonly number[]) => percentile(xs, 0.5);
+  const floorMs = mid(floors.map((f) => f.ms));
+  const callTime = lat.reduce((sum, ms) => sum + ms, 0);
   const wanHop = hops.find((h) => h.role === "wan");
-  const lat = result.rttMs;
-  const p50 = percentile(lat, 0.5);
-  const counted = result.images;
   return {
     variant: spec.variant,
     profile: spec.profile,
@@ -232,34 +301,35 @@ export async function measureRow(spec: RowSpec): Promise<Row> {
     input: spec.input,
     batch,
     warmupCalls: spec.warmupCalls,
-    calls: result.calls,
+    calls: calls.length,
     latencyMs: {
       mean: mean(lat),
-      p50,
+      p50: percentile(lat, 0.5),
       p95: percentile(lat, 0.95),
       p99: percentile(lat, 0.99),
       min: Math.min(...lat),
       max: Math.max(...lat),
     },
-    imagesPerSecond: result.imagesPerSecond,
+    imagesPerSecond: (counted * 1000) / callTime,
     stagesP50,
     hops,
     wanBytesPerImage: wanHop
-      ? ((wanHop.bytesUpPerCall + wanHop.bytesDownPerCall) * result.calls) / counted
+      ? (wanHop.bytesUpPerCall + wanHop.bytesDownPerCall) / batch
       : Number.NaN,
     cpuMsPerImage: {
       gpuHost: (cpu.gpu * 1000) / counted,
       clientSide: (cpu.client * 1000) / counted,
       emulator: (cpu.emu * 1000) / counted,
     },
-    otherCores: cpu.other / (result.elapsedMs / 1000),
+    // The window also holds the counter reads between calls: a slight underestimate.
+    otherCores: cpu.other / (cpu.elapsedMs / 1000),
     floor: {
       ms: floorMs,
-      rttMs: floorRtt,
-      transferMs: floorTransfer,
-      computeMs,
+      rttMs: mid(floors.map((f) => f.rtt)),
+      transferMs: mid(floors.map((f) => f.transfer)),
+      computeMs: mid(floors.map((f) => f.compute)),
       imagesPerSecond: (batch * 1000) / floorMs,
     },
-    gapMs: p50 - floorMs,
+    gapMs: mid(lat.map((ms, i) => ms - floors[i]!.ms)),
   };
 }

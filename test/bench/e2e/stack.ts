@@ -1,9 +1,8 @@
-/** The end-to-end benchmark's servers as child processes: the edge under `wrangler dev`, the KServe v2 test double, the FP32 model files it needs; plus CPU readings of whole process trees. */
+/** The end-to-end benchmark's servers as child processes: the edge (wrangler's dev runtime), the KServe v2 test double, the FP32 model files it needs; plus CPU readings of whole process trees. */
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
-import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { toFloat32NchwInput } from "../../../gpu-node/model/float32-input.ts";
@@ -43,16 +42,6 @@ async function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
   } finally {
     clearTimeout(timer);
   }
-}
-
-/** A free loopback port (for servers that cannot listen on port 0 and report back). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address() as { port: number };
-  await new Promise((r) => server.close(r));
-  return port;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -103,7 +92,7 @@ export function treeCpuSeconds(root: number): number {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The edge under wrangler dev
+// The edge (wrangler's dev runtime, in e2e/edge-child.ts)
 
 export interface EdgeDev {
   readonly url: string;
@@ -113,10 +102,41 @@ export interface EdgeDev {
   stop(): Promise<void>;
 }
 
+/** Resolves with the first JSON line of `child` that has `key`, or rejects when it exits or times out. */
+function readyLine<T>(
+  child: ChildProcess,
+  key: string,
+  what: string,
+  output: () => string,
+  timeoutMs: number,
+) {
+  return new Promise<T>((resolveLine, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`${what} did not start: ${output()}`)),
+      timeoutMs,
+    );
+    child.once("exit", () => {
+      clearTimeout(timer);
+      reject(new Error(`${what} exited: ${output()}`));
+    });
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      try {
+        const parsed = JSON.parse(line) as Record<string, unknown>;
+        if (key in parsed) {
+          clearTimeout(timer);
+          resolveLine(parsed as T);
+        }
+      } catch {
+        // not the ready line
+      }
+    });
+  });
+}
+
 /**
- * `wrangler dev` with the project's wrangler.toml (as `npm start` runs it): offline, quiet, its
- * state and config in the ignored cache. `vars` go through an env file in the cache (secrets
- * never on a command line).
+ * The edge Worker from the project's wrangler.toml under wrangler's dev runtime (workerd and the
+ * local Images binding, as `npm start` runs it), offline and quiet, its state and config in the
+ * ignored cache, not watching the sources. `vars` reach it through its environment.
  */
 export async function startEdgeDev(
   name: string,
@@ -127,37 +147,22 @@ export async function startEdgeDev(
   const t0 = performance.now();
   const dir = join(cacheDir, "bench", "edge", name);
   mkdirSync(dir, { recursive: true });
-  const envFile = join(dir, "edge.env");
-  writeFileSync(
-    envFile,
-    Object.entries(vars)
-      .map(([k, v]) => `${k}=${v}\n`)
-      .join(""),
-    { mode: 0o600 },
-  );
-  const port = await freePort();
   const child = track(
     spawn(
-      join(ROOT, "node_modules/.bin/wrangler"),
+      process.execPath,
       [
-        "dev",
-        "--ip",
-        "127.0.0.1",
+        resolve(import.meta.dirname, "edge-child.ts"),
         "--port",
-        String(port),
-        "--env-file",
-        envFile,
+        "0",
         "--persist-to",
         join(dir, "state"),
-        "--show-interactive-dev-session=false",
-        "--log-level",
-        "warn",
       ],
       {
         cwd: ROOT,
         stdio: ["ignore", "pipe", "pipe"],
         env: {
           ...process.env,
+          EDGE_VARS: JSON.stringify(vars),
           WRANGLER_SEND_METRICS: "false",
           WRANGLER_SEND_ERROR_REPORTS: "false",
           WRANGLER_HIDE_BANNER: "true",
@@ -170,25 +175,14 @@ export async function startEdgeDev(
     ),
   );
   const output = tail(child);
-  const url = `http://127.0.0.1:${port}`;
   const stop = () => stopChild(child, 5000);
   try {
-    const until = performance.now() + startTimeoutMs;
-    for (;;) {
-      if (child.exitCode !== null) throw new Error(`wrangler dev exited: ${output()}`);
-      if (performance.now() > until) throw new Error(`wrangler dev did not answer: ${output()}`);
-      const ok = await fetch(`${url}/healthz`).then(
-        (r) => r.ok,
-        () => false,
-      );
-      if (ok) break;
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    const { url } = await readyLine<{ url: string }>(child, "url", "edge", output, startTimeoutMs);
+    return { url, pid: child.pid!, startMs: performance.now() - t0, tail: output, stop };
   } catch (error) {
     await stop();
     throw error;
   }
-  return { url, pid: child.pid!, startMs: performance.now() - t0, tail: output, stop };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -242,27 +236,13 @@ export async function startDouble(
   const output = tail(child);
   const stop = () => stopChild(child, 5000);
   try {
-    const port = await new Promise<number>((resolvePort, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error("kserve double did not start")),
-        startTimeoutMs,
-      );
-      child.once("exit", () => {
-        clearTimeout(timer);
-        reject(new Error(`kserve double exited: ${output()}`));
-      });
-      createInterface({ input: child.stdout! }).on("line", (line) => {
-        try {
-          const { port } = JSON.parse(line) as { port?: number };
-          if (typeof port === "number") {
-            clearTimeout(timer);
-            resolvePort(port);
-          }
-        } catch {
-          // not the ready line
-        }
-      });
-    });
+    const { port } = await readyLine<{ port: number }>(
+      child,
+      "port",
+      "kserve double",
+      output,
+      startTimeoutMs,
+    );
     return {
       url: `http://127.0.0.1:${port}`,
       port,

@@ -34,7 +34,7 @@ function find(rows: readonly Row[], variant: VariantId, input: string, batch: nu
 const stage = (r: Row, name: string) => r.stagesP50[name] ?? Number.NaN;
 
 /** Where (1)'s time goes, from its Server-Timing stages and the hops' floors. */
-export function edgeAccount(r: Row): string {
+export function edgeAccount(r: Row, ctx?: TargetContext): string {
   const access = r.hops.find((h) => h.role === "access");
   const wan = r.hops.find((h) => h.role === "wan");
   const outsideEdge = r.latencyMs.p50 - stage(r, "edge-total");
@@ -53,7 +53,9 @@ export function edgeAccount(r: Row): string {
   const conns = r.hops.map((h) => `${h.link} ${h.connectionsOpened}`).join(", ");
   return (
     `p50 ${f(r.latencyMs.p50)} ms = client ↔ edge outside the edge's handler ${f(outsideEdge)} ms ` +
-    `(access link floor ${f(access?.rttMs ?? 0)} ms RTT) + edge handler ${f(stage(r, "edge-total"))} ms ` +
+    `(access link floor ${f(access?.rttMs ?? 0)} ms RTT` +
+    (ctx ? `; a no-op GET /healthz on the local edge takes ${f(ctx.edgeNoopP50Ms)} ms p50` : "") +
+    `) + edge handler ${f(stage(r, "edge-total"))} ms ` +
     `[validate ${f(stage(r, "edge-validate"), 2)}, resize ${f(stage(r, "edge-resize"))}, ` +
     `gpu-node call ${f(stage(r, "edge-gpu-call"))} (of which the gpu-node's own total ` +
     `${f(stage(r, "gpu-total"))}: decode ${f(stage(r, "gpu-decode"))}, pack ${f(stage(r, "gpu-pack"), 2)}, ` +
@@ -98,7 +100,12 @@ export function slowStartRtts(bytes: number): number {
   return Math.max(0, rounds - 1);
 }
 
-export function evaluateTargets(rows: readonly Row[]): TargetResult[] {
+export interface TargetContext {
+  /** p50 of GET /healthz on the edge (wrangler's dev runtime), straight (no emulator): its no-op cost. */
+  readonly edgeNoopP50Ms: number;
+}
+
+export function evaluateTargets(rows: readonly Row[], ctx: TargetContext): TargetResult[] {
   const out: TargetResult[] = [];
   const e1 = find(rows, "edge", "seed-224", 1);
   const t1 = find(rows, "triton", "seed-224", 1);
@@ -114,13 +121,13 @@ export function evaluateTargets(rows: readonly Row[]): TargetResult[] {
 
   const target1 = `(1) single-image p50 within ${TARGETS.p50OverFloorMs} ms of its floor (vit-tiny, seed link)`;
   if (e1) {
-    const gap = e1.latencyMs.p50 - e1.floor.ms;
+    const gap = e1.gapMs;
     out.push({
       id: "edge-floor",
       target: target1,
-      result: `p50 ${f(e1.latencyMs.p50)} ms, floor ${f(e1.floor.ms)} ms: ${f(gap)} ms above`,
+      result: `p50 ${f(e1.latencyMs.p50)} ms, floor ${f(e1.floor.ms)} ms: ${f(gap)} ms above (median per call)`,
       verdict: gap <= TARGETS.p50OverFloorMs ? "PASS" : "MISS",
-      why: edgeAccount(e1),
+      why: edgeAccount(e1, ctx),
     });
   } else out.push(notRun("edge-floor", target1));
 
@@ -154,6 +161,9 @@ export function evaluateTargets(rows: readonly Row[]): TargetResult[] {
   if (e32 && t32) {
     const ratio = e32.imagesPerSecond / t32.imagesPerSecond;
     const floorRatio = e32.floor.imagesPerSecond / t32.floor.imagesPerSecond;
+    // The edge's resize runs at the point of presence, not on the GPU host: the floor without it.
+    const withoutResize = e32.floor.ms - stage(e32, "edge-resize");
+    const floorRatioNoResize = 32_000 / withoutResize / t32.floor.imagesPerSecond;
     out.push({
       id: "batch32-throughput",
       target: target3,
@@ -161,7 +171,10 @@ export function evaluateTargets(rows: readonly Row[]): TargetResult[] {
       verdict: ratio >= TARGETS.batch32Throughput ? "PASS" : "MISS",
       why:
         `Floors: (1) ${f(e32.floor.imagesPerSecond)} img/s, (3) ${f(t32.floor.imagesPerSecond)} ` +
-        `img/s (ratio ${f(floorRatio, 2)}x). (1) at batch 32: ${edgeAccount(e32)} ` +
+        `img/s (ratio ${f(floorRatio, 2)}x); without the edge's resize of 32 images ` +
+        `(${f(stage(e32, "edge-resize"))} ms here, through the dev runtime's local Images binding on ` +
+        `these 2 cores) (1)'s floor would be ${f(withoutResize)} ms, ${f(floorRatioNoResize, 1)}x ` +
+        `(3)'s floor throughput. (1) at batch 32: ${edgeAccount(e32)} ` +
         `(3) at batch 32: ${tritonAccount(t32)} On this 2-core machine the edge's resize, the ` +
         `gpu-node's decode and the client all share the same cores (other load ` +
         `${f(e32.otherCores, 2)} / ${f(t32.otherCores, 2)} cores); in production the edge runs ` +
@@ -184,16 +197,20 @@ export function evaluateTargets(rows: readonly Row[]): TargetResult[] {
         `GPU-host CPU ${f(pn.cpuMsPerImage.gpuHost)} → ${f(pe.cpuMsPerImage.gpuHost)} ms per image (${f(cpu, 0)}x)`,
       verdict: ok ? "PASS" : "MISS",
       why:
-        `(2)'s GPU host runs the edge (wrangler dev: workerd + the Images binding's local sharp) ` +
-        `on the original photo, then the gpu-node on the ${f(stage(pn, "gpu-decode"))} ms decode of ` +
-        `the small JPEG; (1)'s GPU host only decodes the edge's ~${kib(pe.wanBytesPerImage)} JPEG ` +
-        `(decode ${f(stage(pe, "gpu-decode"))} ms, inference ${f(stage(pe, "gpu-inference"))} ms). ` +
-        `The edge's resize moves to the point of presence: ${f(pe.cpuMsPerImage.clientSide)} ms CPU ` +
-        `per image there (wrangler dev's sharp here; Cloudflare Images in production).` +
-        (ok
+        `(2)'s GPU host runs the edge (wrangler's dev runtime: workerd + the local Images binding's sharp, ` +
+        `resize ${f(stage(pn, "edge-resize"))} ms wall per photo) on the original, then the ` +
+        `gpu-node on the small JPEG (decode ${f(stage(pn, "gpu-decode"))} ms); (1)'s GPU host only ` +
+        `runs the gpu-node on the edge's ${kib(pe.wanBytesPerImage)} (decode ` +
+        `${f(stage(pe, "gpu-decode"))} ms, inference ${f(stage(pe, "gpu-inference"))} ms, gpu-node ` +
+        `total ${f(stage(pe, "gpu-total"))} ms wall). The resize moves to the point of presence: ` +
+        `${f(pe.cpuMsPerImage.clientSide)} ms CPU per photo there. ` +
+        (cpu >= TARGETS.phoneReduction
           ? ""
-          : ` GPU-host CPU per image in (1) is dominated by fixed per-call costs of the gpu-node ` +
-            `(HTTP, Connect, logging) rather than by image work, which bounds the ratio.`),
+          : `The CPU ratio stays below ${TARGETS.phoneReduction}x because (1)'s ` +
+            `${f(pe.cpuMsPerImage.gpuHost)} ms per image on the GPU host is the gpu-node's whole ` +
+            `call (HTTP, Connect, decode, the ONNX session, batching, logging), not just the ` +
+            `decode; CPU comes from /proc in 10 ms ticks over ${pe.calls} calls, so it is coarse. `) +
+        `Other load ${f(pe.otherCores, 2)} / ${f(pn.otherCores, 2)} cores.`,
     });
   } else out.push(notRun("phone-reduction", target4));
   return out;

@@ -3,7 +3,7 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Row } from "../e2e/measure.ts";
 import type { Plan } from "../e2e/plan.ts";
-import type { TargetResult } from "../e2e/targets.ts";
+import type { TargetContext, TargetResult } from "../e2e/targets.ts";
 import type { LinkProfile, ProfileName } from "../wan/profiles.ts";
 import { toJson } from "./json.ts";
 import { toMarkdown } from "./markdown.ts";
@@ -37,6 +37,7 @@ export interface Report {
   readonly plan: Plan;
   readonly profiles: Readonly<Record<ProfileName, LinkProfile>>;
   readonly inputs: readonly InputSummary[];
+  readonly context: TargetContext;
   readonly rows: readonly Row[];
   readonly targets: readonly TargetResult[];
 }

@@ -12,7 +12,7 @@ const PANEL_W = 430;
 const PANEL_H = 250;
 const M = { left: 62, right: 16, top: 34, bottom: 42 };
 const GAP = 24;
-const HEADER = 56;
+const HEADER = 72;
 
 const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 
@@ -108,15 +108,17 @@ export function toSvg(report: Report): string {
   const height = HEADER + Math.max(1, sweeps.length) * (PANEL_H + GAP);
   const parts: string[] = [];
   parts.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" role="img">`,
+    `<title>${esc(`End-to-end benchmark ${report.run}: p50 latency and throughput against batch size per variant, floors dashed`)}</title>`,
     `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="8" y="18" font-size="14" font-weight="bold">${esc(`End-to-end, ${report.run}: p50 latency and throughput vs batch size (solid = measured, dashed = floor)`)}</text>`,
+    `<text x="8" y="18" font-size="14" font-weight="bold">${esc(`End-to-end benchmark ${report.run}`)}</text>`,
+    `<text x="8" y="36" font-size="12">${esc("p50 latency and throughput against batch size; solid = measured, dashed = floor (RTTs + bytes ÷ bandwidth + measured compute)")}</text>`,
   );
   let lx = 8;
   for (const v of Object.keys(VARIANTS) as VariantId[]) {
     parts.push(
-      `<line x1="${lx}" x2="${lx + 24}" y1="38" y2="38" stroke="${COLOURS[v]}" stroke-width="2"/>`,
-      `<text x="${lx + 30}" y="38" font-size="12" dominant-baseline="middle">${esc(VARIANTS[v].label)}</text>`,
+      `<line x1="${lx}" x2="${lx + 24}" y1="56" y2="56" stroke="${COLOURS[v]}" stroke-width="2"/>`,
+      `<text x="${lx + 30}" y="56" font-size="12" dominant-baseline="middle">${esc(VARIANTS[v].label)}</text>`,
     );
     lx += 190;
   }

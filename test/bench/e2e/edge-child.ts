@@ -1,0 +1,43 @@
+/**
+ * The benchmark's edge: the Worker from the real wrangler.toml under wrangler's dev runtime
+ * (`unstable_startWorker`: the same Miniflare, workerd and local Images binding as `wrangler dev`,
+ * which `npm start` uses) in a process of its own, built once and NOT watching the sources.
+ * `wrangler dev` has no flag to stop watching: on a machine where others edit edge/, it reloaded
+ * the Worker in the middle of a run (a call failed, and later calls would have measured other
+ * code). Vars and secrets come from the environment variable EDGE_VARS (JSON), never argv.
+ *
+ *   EDGE_VARS='{"GPU_NODE_URLS":"…"}' node test/bench/e2e/edge-child.ts --port 8787 --persist-to DIR
+ * prints {"url": "http://127.0.0.1:8787"} once ready; SIGTERM disposes it.
+ */
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { unstable_startWorker } from "wrangler";
+
+const ROOT = resolve(import.meta.dirname, "../../..");
+const { values } = parseArgs({
+  options: {
+    port: { type: "string", default: "0" },
+    "persist-to": { type: "string" },
+  },
+});
+const vars = JSON.parse(process.env.EDGE_VARS ?? "{}") as Record<string, string>;
+delete process.env.EDGE_VARS;
+const worker = await unstable_startWorker({
+  config: join(ROOT, "wrangler.toml"),
+  bindings: Object.fromEntries(
+    Object.entries(vars).map(([k, value]) => [k, { type: "plain_text" as const, value }]),
+  ),
+  dev: {
+    server: { hostname: "127.0.0.1", port: Number(values.port) },
+    inspector: false,
+    logLevel: "warn",
+    watch: false,
+    ...(values["persist-to"] ? { persist: values["persist-to"] } : {}),
+  },
+});
+await worker.ready;
+const url = (await worker.url).href.replace(/\/$/, "");
+process.stdout.write(`${JSON.stringify({ url })}\n`);
+const stop = () => void worker.dispose().finally(() => process.exit(0));
+process.on("SIGTERM", stop);
+process.on("SIGINT", stop);
