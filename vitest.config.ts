@@ -20,7 +20,10 @@ export default defineConfig({
         plugins: [cloudflareTest({ wrangler: { configPath: "./wrangler.toml" } })],
         test: {
           name: "workers",
-          globalSetup: ["./test/support/edge-fixtures.setup.ts"],
+          globalSetup: [
+            "./test/support/edge-fixtures.setup.ts",
+            "./test/support/hostile-fixtures.setup.ts",
+          ],
           include: ["edge/**/*.test.ts"],
           exclude: ["edge/**/*.node.test.ts"],
           testTimeout: 30_000,

@@ -106,6 +106,17 @@ describe("POST /v1/embeddings", () => {
     expect((standIns[0] as StandIn).headers[0]!.get("authorization")).toBe("Bearer edge-secret");
   });
 
+  it("with RESIZE_MODE=crop-224 sends the upright 224x224 centre crop, no metadata", async () => {
+    const { request, standIns } = await setup(undefined, { RESIZE_MODE: "crop-224" });
+    const res = await request("/v1/embeddings", postImage(bytes("photoWithGps")));
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { data: { sent: { width: number; height: number } }[] };
+    expect(body.data[0]!.sent).toMatchObject({ width: 224, height: 224 });
+    const sent = (standIns[0] as StandIn).received[0]!;
+    expect(readHeader(sent, "jpeg")).toMatchObject({ width: 224, height: 224, orientation: 1 });
+    expect(jpegSegments(sent).filter((m) => (m >= 0xe1 && m <= 0xef) || m === 0xfe)).toEqual([]);
+  });
+
   it("embeds multipart image parts in order, and returns base64 float32 on request", async () => {
     const { request, standIns } = await setup();
     const form = new FormData();

@@ -4,6 +4,8 @@ import { HttpError } from "./errors.ts";
 const MiB = 1024 * 1024;
 
 export type ResizerKind = "images" | "wasm";
+/** What the edge sends: a short-side resize, or open_clip's exact 224x224 centre crop. */
+export type ResizeMode = "short-side" | "crop-224";
 
 export interface EdgeConfig {
   /** gpu-node base URLs, tried in order (rotating start) on Unavailable or a connection error. */
@@ -21,8 +23,9 @@ export interface EdgeConfig {
   readonly maxImagePixels: number;
   readonly maxImagesPerRequest: number;
   readonly resizer: ResizerKind;
-  /** Short side of the JPEG sent to the gpu-node. */
+  /** Short side of the JPEG sent to the gpu-node (resizeMode short-side). */
   readonly targetShortSide: number;
+  readonly resizeMode: ResizeMode;
   readonly jpegQuality: number;
   /** "*" or exact origins allowed by CORS. */
   readonly corsOrigins: readonly string[];
@@ -42,6 +45,10 @@ export const EDGE_SETTINGS = {
   MAX_IMAGES_PER_REQUEST: ["32", "images in one request"],
   RESIZER: ["images", '"images" (Images binding) or "wasm" (in-Worker, JPEG only)'],
   TARGET_SHORT_SIDE: ["256", "short side of the JPEG sent to the gpu-node (224..512)"],
+  RESIZE_MODE: [
+    "short-side",
+    '"short-side" (TARGET_SHORT_SIDE) or "crop-224": the exact 224x224 centre crop open_clip cuts, which the gpu-node only decodes',
+  ],
   JPEG_QUALITY: ["80", "quality of that JPEG (the Images binding under wrangler dev ignores it)"],
   CORS_ORIGINS: ["*", 'comma-separated allowed origins, or "*"'],
   MODEL_NAME: ["openclip-vit-b32", "model name reported to clients"],
@@ -97,6 +104,12 @@ export function parseEdgeConfig(vars: EdgeVars): EdgeConfig {
   if (resizer !== "images" && resizer !== "wasm") {
     throw new EdgeConfigError(`RESIZER must be "images" or "wasm", got "${resizer}"`);
   }
+  const resizeMode = raw("RESIZE_MODE");
+  if (resizeMode !== "short-side" && resizeMode !== "crop-224") {
+    throw new EdgeConfigError(
+      `RESIZE_MODE must be "short-side" or "crop-224", got "${resizeMode}"`,
+    );
+  }
   const authDisabled = raw("AUTH_DISABLED") === "true";
   return Object.freeze({
     gpuNodeUrls: urls.map((u) => u.replace(/\/+$/, "")),
@@ -110,6 +123,7 @@ export function parseEdgeConfig(vars: EdgeVars): EdgeConfig {
     maxImagesPerRequest: int("MAX_IMAGES_PER_REQUEST", 1, 1024),
     resizer,
     targetShortSide: int("TARGET_SHORT_SIDE", 224, 512),
+    resizeMode,
     jpegQuality: int("JPEG_QUALITY", 1, 100),
     corsOrigins: list("CORS_ORIGINS"),
     modelName: raw("MODEL_NAME"),

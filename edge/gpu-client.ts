@@ -36,7 +36,10 @@ export interface GpuClient {
     requestId: string,
     signal?: AbortSignal,
   ): Promise<EmbeddedImages>;
-  /** True when some gpu-node answers GetModelInfo within `timeoutMs`. */
+  /**
+   * True when some gpu-node, within `timeoutMs`, says it is ready (its `/readyz`: model loaded
+   * and answering, not draining) and accepts our token (GetModelInfo).
+   */
   ready(timeoutMs: number): Promise<boolean>;
 }
 
@@ -106,9 +109,20 @@ export function createGpuClient(opts: GpuClientOptions): GpuClient {
     },
 
     async ready(timeoutMs) {
-      const results = await Promise.allSettled(
-        clients.map((c) => c.getModelInfo({}, { timeoutMs, headers: headers("readyz") })),
-      );
+      // GetModelInfo alone answers while the node's backend is down (Triton gone, model
+      // unloaded): the node's own /readyz knows, and GetModelInfo proves the token is accepted.
+      const one = async (url: string, client: (typeof clients)[number]) => {
+        const [res] = await Promise.all([
+          baseFetch(`${url}/readyz`, {
+            signal: AbortSignal.timeout(timeoutMs),
+            redirect: "manual",
+          }),
+          client.getModelInfo({}, { timeoutMs, headers: headers("readyz") }),
+        ]);
+        await res.body?.cancel();
+        if (res.status !== 200) throw new Error(`${url}/readyz: ${res.status}`);
+      };
+      const results = await Promise.allSettled(clients.map((c, i) => one(opts.urls[i]!, c)));
       return results.some((r) => r.status === "fulfilled");
     },
   };

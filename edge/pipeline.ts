@@ -2,7 +2,12 @@
 import type { EdgeConfig } from "./config.ts";
 import { HttpError, imageLabel } from "./errors.ts";
 import type { EmbeddedImages, GpuClient } from "./gpu-client.ts";
-import type { Resizer } from "./resize/resizer.ts";
+import {
+  MAX_JPEG_SIDE,
+  orientedClipCrop,
+  orientedTargetSize,
+  type Resizer,
+} from "./resize/resizer.ts";
 import { stripJpegMetadata } from "./strip-metadata.ts";
 import type { Upload } from "./upload.ts";
 import { readHeader, validateImage } from "./validate.ts";
@@ -60,6 +65,19 @@ export async function runPipeline(
           `${label(i)}: ${v.format.toUpperCase()} is not supported by the ${resizer.name} resizer`,
         );
       }
+      // Nothing is upscaled, so a 65535x1 strip would stay 65535 px long: no JPEG can carry it,
+      // and the resizer's failure would read "could not be decoded". Say what is wrong instead.
+      const cropped = config.resizeMode === "crop-224" && orientedClipCrop(v) !== undefined;
+      const out = orientedTargetSize(v, config.targetShortSide);
+      if (!cropped && Math.max(out.width, out.height) > MAX_JPEG_SIDE) {
+        throw new HttpError(
+          422,
+          "unprocessable_image",
+          `${label(i)}: ${v.orientedWidth}x${v.orientedHeight} has an extreme aspect ratio: ` +
+            `resized to a ${config.targetShortSide}-px short side it would be ` +
+            `${out.width}x${out.height}, over the JPEG limit of ${MAX_JPEG_SIDE} px per side`,
+        );
+      }
       return v;
     }),
   );
@@ -76,7 +94,11 @@ export async function runPipeline(
               height: v.height,
               orientation: v.orientation,
             },
-            { shortSide: config.targetShortSide, quality: config.jpegQuality },
+            {
+              shortSide: config.targetShortSide,
+              quality: config.jpegQuality,
+              crop224: config.resizeMode === "crop-224",
+            },
           );
           const bytes = stripJpegMetadata(out.bytes);
           const header = readHeader(bytes, "jpeg");

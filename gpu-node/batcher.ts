@@ -37,6 +37,18 @@ export interface ImageResult {
   readonly batchSize: number;
 }
 
+/**
+ * What the embed service queues images with: the MicroBatcher in this process, or (cluster
+ * workers with the onnxruntime backend) a proxy for the one in the primary process.
+ */
+export interface ImageBatcher {
+  embed(pixels: Uint8Array, signal?: AbortSignal): Promise<ImageResult>;
+  expect(delta: number): void;
+  /** Images waiting for a batch, and backend batches running (0 where another process batches). */
+  readonly queued: number;
+  readonly running: number;
+}
+
 interface Pending {
   readonly pixels: Uint8Array;
   readonly enqueuedAt: number;
@@ -55,7 +67,7 @@ interface RunningBatch {
   readonly controller: AbortController;
 }
 
-export class MicroBatcher {
+export class MicroBatcher implements ImageBatcher {
   readonly #opts: Required<BatcherOptions>;
   readonly #queue: Pending[] = [];
   #running = 0;

@@ -1,5 +1,6 @@
+import { availableParallelism } from "node:os";
 import { describe, expect, it } from "vitest";
-import { ConfigError, helpText, parseConfig, SETTINGS } from "./config.ts";
+import { ConfigError, helpText, parseConfig, SETTINGS, testConfig } from "./config.ts";
 
 describe("parseConfig", () => {
   it("has safe defaults", () => {
@@ -23,6 +24,16 @@ describe("parseConfig", () => {
     expect(parseConfig(["--backend", "noop"], {}).maxBatchWaitMs).toBe(2);
     expect(parseConfig(["--backend", "onnxruntime"], {}).maxBatchWaitMs).toBe(100);
     expect(parseConfig(["--max-batch-wait-ms", "7"], {}).maxBatchWaitMs).toBe(7);
+  });
+
+  it("runs one process per core by default; tests and --processes 1 get a single process", () => {
+    expect(parseConfig([], {}).processes).toBe(availableParallelism());
+    expect(parseConfig(["--processes", "1"], {}).processes).toBe(1);
+    expect(parseConfig([], { GPU_NODE_PROCESSES: "16" }).processes).toBe(16);
+    expect(testConfig().processes).toBe(1);
+    expect(() => parseConfig(["--processes", "0"], {})).toThrow(
+      /--processes \(GPU_NODE_PROCESSES\)/,
+    );
   });
 
   it("reads the environment, and flags win over it", () => {

@@ -21,6 +21,11 @@ export interface Config {
   readonly cacheDir: string;
   /** ONNX Runtime intra-op threads. */
   readonly threads: number;
+  /**
+   * Processes that serve RPCs and decode images (1 = all in this process). More than 1: a
+   * primary supervises that many workers sharing the port (cluster.ts).
+   */
+  readonly processes: number;
   readonly maxBatchSize: number;
   readonly maxBatchWaitMs: number;
   /** Images admitted at once (decoding, queued, or in inference); beyond it calls fail fast. */
@@ -110,6 +115,12 @@ export const SETTINGS = {
     flag: "threads",
     env: "GPU_NODE_THREADS",
     help: "ONNX Runtime intra-op threads (default: the machine's cores)",
+    fallback: () => String(availableParallelism()),
+  },
+  processes: {
+    flag: "processes",
+    env: "GPU_NODE_PROCESSES",
+    help: "Processes that serve RPCs and decode images, sharing the port (default: the machine's cores; 1 = everything in one process). With onnxruntime the model and the micro-batcher stay in the primary process and workers send it decoded pixels; with triton and noop every worker has its own backend",
     fallback: () => String(availableParallelism()),
   },
   maxBatchSize: {
@@ -356,6 +367,7 @@ export function parseConfig(
     model,
     cacheDir: resolve(raw("cacheDir")),
     threads: int("threads", 1, 1024),
+    processes: int("processes", 1, 1024),
     maxBatchSize: int("maxBatchSize", 1, 4096),
     maxBatchWaitMs:
       raw("maxBatchWaitMs").trim() === "auto"
@@ -421,11 +433,13 @@ function tritonUrl(text: string): string {
 
 /** The defaults, with overrides: what tests and benchmarks use instead of touching process.env. */
 export function testConfig(overrides: Partial<Config> = {}): Config {
-  // Any free metrics port: tests run many nodes at once.
+  // Any free metrics port: tests run many nodes at once. One process: tests inject backends
+  // and decoders, which cannot cross into worker processes.
   return Object.freeze({
     ...parseConfig([], {}),
     logLevel: "silent",
     metricsPort: 0,
+    processes: 1,
     ...overrides,
   });
 }

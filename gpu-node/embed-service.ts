@@ -19,7 +19,7 @@ import {
 } from "../proto/gen/embedder/v1/embedder_pb.js";
 import type { ModelDescription } from "./backends/backend.ts";
 import { INPUT_SIZE } from "./backends/backend.ts";
-import type { ImageResult, MicroBatcher } from "./batcher.ts";
+import type { ImageBatcher, ImageResult } from "./batcher.ts";
 import type { Config } from "./config.ts";
 import { imageFailure, overloaded } from "./errors.ts";
 import { ImageError } from "./image-errors.ts";
@@ -34,12 +34,18 @@ export type Decoder = (
 export interface EmbedServiceDeps {
   readonly config: Config;
   readonly model: ModelDescription;
-  readonly batcher: MicroBatcher;
+  readonly batcher: ImageBatcher;
   /** Images admitted at once across all calls (config.maxQueuedImages). */
   readonly admission: Semaphore;
   /** Images being decoded at once (config.decodeConcurrency). */
   readonly decodeSlots: Semaphore;
   readonly decode: Decoder;
+  /**
+   * Hands an image's pixels back to the decoder's pool once the batcher has settled it. Only for a
+   * batcher that is done with the pixels by then (the in-process MicroBatcher copies them into its
+   * batch tensor at dispatch); absent when they travel to another process.
+   */
+  readonly releasePixels?: (pixels: Uint8Array) => void;
   readonly now?: () => number;
 }
 
@@ -81,7 +87,11 @@ export function createEmbedService(deps: EmbedServiceDeps): ServiceImpl<typeof E
     const decodeUs = us(now() - t0);
     const queued = batcher.embed(pixels, signal);
     batcher.expect(-1);
-    return { ...(await queued), decodeUs };
+    try {
+      return { ...(await queued), decodeUs };
+    } finally {
+      deps.releasePixels?.(pixels);
+    }
   }
 
   function checkSize(image: Image, index: number): void {

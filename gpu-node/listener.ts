@@ -27,6 +27,8 @@ export interface ListenOptions {
   readonly port: number;
   /** Closes connections that send nothing for this long (slow-loris guard). */
   readonly idleTimeoutMs?: number;
+  /** An HTTP/1.1 request's headers must be complete within this long (slow-loris guard). */
+  readonly headersTimeoutMs?: number;
 }
 
 export async function listenDual(
@@ -34,8 +36,27 @@ export async function listenDual(
   opts: ListenOptions,
 ): Promise<DualListener> {
   const idle = opts.idleTimeoutMs ?? 120_000;
-  const h1 = http.createServer({ keepAliveTimeout: 65_000, headersTimeout: 30_000 }, handler);
+  let closing = false;
+  const headersTimeout = opts.headersTimeoutMs ?? 30_000;
+  const h1Options = {
+    keepAliveTimeout: 65_000,
+    headersTimeout,
+    // How often Node checks headersTimeout: often enough to act within ~1.25x of it.
+    connectionsCheckingInterval: Math.max(50, Math.min(30_000, headersTimeout / 4)),
+  };
+  const h1 = http.createServer(h1Options, (req, res) => {
+    // Draining: answer, then close the connection. A keep-alive client (the edge) would otherwise
+    // go on sending calls down it, each refused, and the drain would wait its full timeout for a
+    // connection that never turns idle.
+    if (closing) res.setHeader("connection", "close");
+    handler(req, res);
+  });
   h1.requestTimeout = 0; // deadlines are the RPC layer's job; streams may run long
+  // h1 never listens itself (its connections come from `tcp` below), and Node starts tracking an
+  // HTTP server's connections on "listening": without it closeIdleConnections() did nothing (a
+  // drain waited for clients' keep-alive timeouts, up to --drain-timeout-ms) and headersTimeout
+  // was never enforced (a slow-loris client could hold a connection forever).
+  h1.emit("listening");
   const h2 = http2.createServer({}, handler);
   h2.setTimeout(idle);
   const sessions = new Set<http2.ServerHttp2Session>();
@@ -84,6 +105,7 @@ export async function listenDual(
   return {
     port: address.port,
     stopAccepting() {
+      closing = true;
       tcp.close();
       h1.close(); // stops keep-alive reuse; idle sockets are closed below
       h1.closeIdleConnections();

@@ -1,9 +1,9 @@
-/** The metrics port: serves Prometheus' /metrics, the live /dashboard page (static files from dashboard/, no CDN) and the JSON it polls, from one NodeMetrics. */
+/** The metrics port: serves Prometheus' /metrics, the live /dashboard page (static files from dashboard/, no CDN) and the JSON it polls, from one node's metrics (or a cluster's merged view). */
 import { readFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { join } from "node:path";
-import type { NodeMetrics } from "./metrics.ts";
+import type { MetricsSource } from "./metrics.ts";
 
 export interface MetricsServer {
   readonly url: string;
@@ -33,7 +33,7 @@ const PAGE_HEADERS = {
 };
 
 export async function startMetricsServer(
-  metrics: NodeMetrics,
+  metrics: MetricsSource,
   opts: MetricsServerOptions,
 ): Promise<MetricsServer> {
   const assets = new Map<string, { body: Buffer; type: string }>();
@@ -71,7 +71,13 @@ export async function startMetricsServer(
       return;
     }
     if (path === "/dashboard/data.json") {
-      return send(req, res, 200, "application/json", JSON.stringify(metrics.dashboardData()));
+      Promise.resolve()
+        .then(() => metrics.dashboardData())
+        .then(
+          (data) => send(req, res, 200, "application/json", JSON.stringify(data)),
+          (err: unknown) => send(req, res, 500, "text/plain", `dashboard failed: ${String(err)}\n`),
+        );
+      return;
     }
     const asset = assets.get(path);
     if (asset) return send(req, res, 200, asset.type, asset.body, PAGE_HEADERS);

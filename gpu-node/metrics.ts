@@ -10,6 +10,7 @@ import type { Backend, ModelDescription } from "./backends/backend.ts";
 import type { TritonStats } from "./backends/triton-stats.ts";
 import type { BatchRunner } from "./batcher.ts";
 import {
+  type HistorySnapshot,
   RecentHistory,
   type SecondSummary,
   STAGES,
@@ -111,7 +112,26 @@ export interface DashboardData {
   } | null;
 }
 
-export interface NodeMetrics {
+/**
+ * One process's share of a cluster's dashboard (crosses processes as JSON): cluster workers send
+ * theirs to the primary, whose `dashboardData(snapshots)` merges them.
+ */
+export interface MetricsSnapshot {
+  readonly totals: DashboardData["totals"];
+  readonly gauges: DashboardData["gauges"];
+  readonly history: HistorySnapshot;
+  readonly triton: DashboardData["triton"];
+}
+
+/** What the metrics port serves from: one node's metrics, or a cluster's merged view. */
+export interface MetricsSource {
+  /** The Prometheus text exposition, and its content type. */
+  exposition(): Promise<string>;
+  readonly contentType: string;
+  dashboardData(): DashboardData | Promise<DashboardData>;
+}
+
+export interface NodeMetrics extends MetricsSource {
   readonly registry: Registry;
   readonly history: RecentHistory;
   /**
@@ -124,10 +144,9 @@ export interface NodeMetrics {
   timeBatches(run: BatchRunner): BatchRunner;
   /** Where the queue gauges read from (the server calls this once it has built them). */
   watchQueue(state: QueueState): void;
-  dashboardData(): DashboardData;
-  /** The Prometheus text exposition, and its content type. */
-  exposition(): Promise<string>;
-  readonly contentType: string;
+  /** This node's dashboard; with other processes' snapshots, their numbers merged in. */
+  dashboardData(others?: readonly MetricsSnapshot[]): DashboardData;
+  snapshot(): MetricsSnapshot;
 }
 
 /** `ResourceExhausted` → `resource_exhausted`: the Connect protocol's own spelling of a code. */
@@ -180,6 +199,8 @@ export function createMetrics(opts: MetricsOptions): NodeMetrics {
     help: "The model this gpu-node serves (value 1)",
     labelNames: ["model", "model_version", "backend", "layout"] as const,
     registers,
+    // A cluster's processes all serve the same model: one series, not their sum.
+    aggregator: "first",
   }).set(
     {
       model: model.name,
@@ -352,9 +373,32 @@ export function createMetrics(opts: MetricsOptions): NodeMetrics {
       return out;
     };
 
-  const dashboardData = (): DashboardData => {
+  const gauges = (): DashboardData["gauges"] => ({
+    inFlightCalls,
+    queuedImages: queue?.queued() ?? 0,
+    admittedImages: queue?.admitted() ?? 0,
+    admittedImagesLimit: queue?.admittedLimit ?? 0,
+    runningBatches: queue?.runningBatches() ?? 0,
+  });
+  const ownTriton = () => (opts.triton ? tritonSummary(opts.triton.stats()) : null);
+
+  const dashboardData = (others: readonly MetricsSnapshot[] = []): DashboardData => {
     const t = now();
-    const triton = opts.triton ? tritonSummary(opts.triton.stats()) : null;
+    let view = history;
+    const sum = { ...totals };
+    const g = { ...gauges() };
+    let triton = ownTriton();
+    if (others.length > 0) {
+      view = new RecentHistory({ seconds: history.seconds, now });
+      view.merge(history.snapshot());
+      for (const o of others) {
+        view.merge(o.history);
+        for (const k of Object.keys(sum) as (keyof typeof sum)[]) sum[k] += o.totals[k];
+        for (const k of Object.keys(g) as (keyof typeof g)[]) g[k] += o.gauges[k];
+        // Triton's statistics are the model's, the same whichever process read them.
+        triton ??= o.triton;
+      }
+    }
     return {
       node: {
         model: model.name,
@@ -367,16 +411,10 @@ export function createMetrics(opts: MetricsOptions): NodeMetrics {
       },
       generatedAt: new Date(t).toISOString(),
       stages: STAGES,
-      totals: { ...totals },
-      summary: history.summary(SUMMARY_SECONDS, startedAt),
-      series: history.series(startedAt),
-      gauges: {
-        inFlightCalls,
-        queuedImages: queue?.queued() ?? 0,
-        admittedImages: queue?.admitted() ?? 0,
-        admittedImagesLimit: queue?.admittedLimit ?? 0,
-        runningBatches: queue?.runningBatches() ?? 0,
-      },
+      totals: sum,
+      summary: view.summary(SUMMARY_SECONDS, startedAt),
+      series: view.series(startedAt),
+      gauges: g,
       triton,
     };
   };
@@ -390,6 +428,12 @@ export function createMetrics(opts: MetricsOptions): NodeMetrics {
       queue = state;
     },
     dashboardData,
+    snapshot: () => ({
+      totals: { ...totals },
+      gauges: gauges(),
+      history: history.snapshot(),
+      triton: ownTriton(),
+    }),
     exposition: () => registry.metrics(),
     contentType: registry.contentType,
   };
@@ -409,6 +453,8 @@ function defineTritonMetrics(source: TritonStatsSource, registers: Registry[]): 
   } as const;
   const duration: Counter<"phase"> = new Counter({
     name: "gpu_node_triton_duration_seconds_total",
+    // Every cluster worker reads the same (model-wide) statistics: the max, never the sum.
+    aggregator: "max",
     help: "Time Triton reports in each phase of this model's inference requests (cumulative, from ModelStatistics)",
     labelNames: ["phase"] as const,
     registers,
@@ -422,6 +468,8 @@ function defineTritonMetrics(source: TritonStatsSource, registers: Registry[]): 
   });
   const requests: Counter<"status"> = new Counter({
     name: "gpu_node_triton_requests_total",
+    // Every cluster worker reads the same (model-wide) statistics: the max, never the sum.
+    aggregator: "max",
     help: "Inference requests Triton counted for this model, by status (cumulative, from ModelStatistics)",
     labelNames: ["status"] as const,
     registers,
@@ -434,6 +482,8 @@ function defineTritonMetrics(source: TritonStatsSource, registers: Registry[]): 
   });
   const inferences: Counter = new Counter({
     name: "gpu_node_triton_inferences_total",
+    // Every cluster worker reads the same (model-wide) statistics: the max, never the sum.
+    aggregator: "max",
     help: "Images (batch elements) Triton inferred for this model (cumulative)",
     registers,
     collect() {
@@ -443,6 +493,8 @@ function defineTritonMetrics(source: TritonStatsSource, registers: Registry[]): 
   });
   const executions: Counter = new Counter({
     name: "gpu_node_triton_executions_total",
+    // Every cluster worker reads the same (model-wide) statistics: the max, never the sum.
+    aggregator: "max",
     help: "Model executions Triton ran after its own dynamic batching (cumulative)",
     registers,
     collect() {

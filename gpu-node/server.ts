@@ -12,17 +12,17 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { EmbedderService } from "../proto/gen/embedder/v1/embedder_pb.js";
 import type { Backend, ModelDescription } from "./backends/backend.ts";
 import { createNoopBackend } from "./backends/noop.ts";
-import { createTritonBackend } from "./backends/triton.ts";
 import { createBatchRunner } from "./batch-runner.ts";
-import { MicroBatcher } from "./batcher.ts";
+import { type ImageBatcher, MicroBatcher } from "./batcher.ts";
 import { type Config, ConfigError, helpText, parseConfig } from "./config.ts";
 import { createEmbedService, type Decoder } from "./embed-service.ts";
 import { toConnectError } from "./errors.ts";
+import { releasePixels } from "./exact-224.ts";
 import { type DualListener, listenDual, type RequestHandler } from "./listener.ts";
 import { createLogger, type Logger } from "./logger.ts";
-import { createMetrics, tritonStatsOf } from "./metrics.ts";
+import { createMetrics, type NodeMetrics, tritonStatsOf } from "./metrics.ts";
 import { type MetricsServer, startMetricsServer } from "./metrics-server.ts";
-import { decodeForClip } from "./preprocess.ts";
+import { decodeForClip, exact224FastPath } from "./preprocess.ts";
 import { Semaphore } from "./semaphore.ts";
 
 export interface GpuNode {
@@ -34,8 +34,15 @@ export interface GpuNode {
   /** Calls running now. */
   inFlight(): number;
   ready(): Promise<boolean>;
-  /** Graceful: stop accepting, let in-flight calls finish (up to drainTimeoutMs), release the model. */
-  close(): Promise<void>;
+  /**
+   * Graceful: stop accepting, let in-flight calls finish (up to drainTimeoutMs), release the
+   * model. `onDraining` hears how many calls were in flight as draining began.
+   */
+  close(opts?: CloseOptions): Promise<void>;
+}
+
+export interface CloseOptions {
+  readonly onDraining?: (inFlight: number) => void;
 }
 
 export interface GpuNodeOverrides {
@@ -46,12 +53,18 @@ export interface GpuNodeOverrides {
 }
 
 const requestIdKey = createContextKey<string>("", { description: "request id" });
+/** Set when the call's headers arrived before draining began: it is served, even if its body was still on its way. */
+const arrivedBeforeDrainKey = createContextKey<boolean>(false, {
+  description: "arrived before drain",
+});
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** Creates the backend the config asks for (the model is generated on first use). */
 export async function createBackend(config: Config, log: Logger): Promise<Backend> {
   if (config.backend === "noop") return createNoopBackend(config.maxBatchSize);
+  // Imported on demand: a cluster worker of an onnxruntime node never loads ONNX Runtime.
   if (config.backend === "triton") {
+    const { createTritonBackend } = await import("./backends/triton.ts");
     return createTritonBackend({
       url: config.tritonUrl,
       model: config.tritonModel,
@@ -115,7 +128,9 @@ function callInterceptor(config: Config, log: Logger, state: CallState): Interce
       toConnectError(err, (e) => log.error({ requestId, method, err: e }, "internal error"));
     state.inFlight++;
     try {
-      if (state.draining) throw new ConnectError("server is shutting down", Code.Unavailable);
+      if (state.draining && !req.contextValues.get(arrivedBeforeDrainKey)) {
+        throw new ConnectError("server is shutting down", Code.Unavailable);
+      }
       if (config.token !== "" && !tokenMatches(req.header.get("authorization"), config.token)) {
         throw new ConnectError("missing or invalid credentials", Code.Unauthenticated);
       }
@@ -153,7 +168,27 @@ function callInterceptor(config: Config, log: Logger, state: CallState): Interce
   };
 }
 
-/** Loads the model and starts listening. Tests call this with port 0. */
+/** A micro-batcher in front of `backend`, timed by `metrics`: the one batcher a model gets. */
+export function createModelBatcher(
+  config: Config,
+  backend: Backend,
+  model: ModelDescription,
+  metrics: NodeMetrics,
+): MicroBatcher {
+  return new MicroBatcher({
+    maxBatchSize: Math.min(config.maxBatchSize, model.maxBatchSize),
+    maxWaitMs: config.maxBatchWaitMs,
+    // An in-process CPU backend gains nothing from overlapping batches; Triton overlaps them
+    // (dynamic batching, several instances, transfers while the GPU computes).
+    maxConcurrentBatches: config.backend === "triton" ? config.tritonConcurrency : 1,
+    run: metrics.timeBatches(createBatchRunner(backend, model)),
+  });
+}
+
+/**
+ * Loads the model and starts listening. Tests call this with port 0. With `processes` > 1 this
+ * process becomes the primary of a cluster of workers sharing the port (cluster.ts).
+ */
 export async function startGpuNode(
   config: Config,
   overrides: GpuNodeOverrides = {},
@@ -162,20 +197,57 @@ export async function startGpuNode(
     throw new Error(
       "vectors are sent as little-endian float32: big-endian hosts are not supported",
     );
+  if (config.processes > 1) {
+    const { startCluster } = await import("./cluster.ts");
+    return startCluster(config, overrides);
+  }
   const log = overrides.log ?? createLogger(config.logLevel);
   const backend = overrides.backend ?? (await createBackend(config, log));
   const model = await backend.start();
   log.info({ ...model }, "model loaded");
   const metrics = createMetrics({ model, triton: tritonStatsOf(backend) });
-
-  const batcher = new MicroBatcher({
-    maxBatchSize: Math.min(config.maxBatchSize, model.maxBatchSize),
-    maxWaitMs: config.maxBatchWaitMs,
-    // An in-process CPU backend gains nothing from overlapping batches; Triton overlaps them
-    // (dynamic batching, several instances, transfers while the GPU computes).
-    maxConcurrentBatches: config.backend === "triton" ? config.tritonConcurrency : 1,
-    run: metrics.timeBatches(createBatchRunner(backend, model)),
+  const node = await serveNode(config, {
+    log,
+    model,
+    metrics,
+    batcher: createModelBatcher(config, backend, model, metrics),
+    decode: overrides.decode ?? decodeForClip,
+    releasePixels,
+    backendReady: () => backend.ready(),
+    notReadyReason: () => backend.notReadyReason?.(),
+    serveMetrics: config.metrics,
+    release: () => backend.close(),
   });
+  // Whether plain 224x224 JPEGs skip sharp (exact-224.ts); off if it ever disagreed with it.
+  const exact224 = overrides.decode ? undefined : await exact224FastPath();
+  log.info(
+    { url: node.url, metricsUrl: node.metricsUrl, ...summary(config), exact224FastPath: exact224 },
+    "listening",
+  );
+  return node;
+}
+
+/** What serveNode puts behind the port: a model, a batcher in front of it, a decoder, metrics. */
+export interface NodeParts {
+  readonly log: Logger;
+  readonly model: ModelDescription;
+  readonly metrics: NodeMetrics;
+  readonly batcher: ImageBatcher;
+  readonly decode: Decoder;
+  /** Recycles decoded pixels once the batcher settled them (in-process batchers only). */
+  readonly releasePixels?: (pixels: Uint8Array) => void;
+  /** Whether the backend answers now (/readyz), and why not. */
+  backendReady(): Promise<boolean>;
+  notReadyReason(): string | undefined;
+  /** Serve /metrics and /dashboard on config.metricsPort (cluster workers leave it to the primary). */
+  readonly serveMetrics: boolean;
+  /** Runs once the calls have drained: releases the backend. */
+  release(): Promise<void>;
+}
+
+/** Serves the Connect routes, /healthz and /readyz on config.host:port, with admission and drain. */
+export async function serveNode(config: Config, parts: NodeParts): Promise<GpuNode> {
+  const { log, model, metrics, batcher } = parts;
   const state: CallState = { draining: false, inFlight: 0 };
   const admission = new Semaphore(config.maxQueuedImages);
   metrics.watchQueue({
@@ -192,10 +264,11 @@ export async function startGpuNode(
     batcher,
     admission,
     decodeSlots: new Semaphore(config.decodeConcurrency),
-    decode: overrides.decode ?? decodeForClip,
+    decode: parts.decode,
+    releasePixels: parts.releasePixels,
   });
 
-  const isReady = async () => !state.draining && (await backend.ready().catch(() => false));
+  const isReady = async () => !state.draining && (await parts.backendReady().catch(() => false));
   const handler = connectNodeAdapter({
     routes: (router) => router.service(EmbedderService, service),
     readMaxBytes: config.maxMessageBytes,
@@ -205,6 +278,25 @@ export async function startGpuNode(
     shutdownSignal: shutdown.signal,
     // Metrics outermost: they count the codes the call interceptor settled on.
     interceptors: [metrics.interceptor, callInterceptor(config, log, state)],
+    // Runs on the headers, before the body is read. The token is checked here (and again in the
+    // interceptor): a caller without it cannot make the node read and parse a message of up to
+    // --max-message-bytes. A call arriving while draining is refused here; one whose headers came
+    // before is served even if its body was still uploading when the drain began.
+    requestGate: (ctx) => {
+      const refuse = (code: Code, message: string) => {
+        const requestId = ctx.values.get(requestIdKey);
+        log.info({ requestId, method: ctx.method.name, code: Code[code], ms: 0 }, "call");
+        throw new ConnectError(message, code);
+      };
+      if (state.draining) refuse(Code.Unavailable, "server is shutting down");
+      ctx.values.set(arrivedBeforeDrainKey, true);
+      if (
+        config.token !== "" &&
+        !tokenMatches(ctx.requestHeader.get("authorization"), config.token)
+      ) {
+        refuse(Code.Unauthenticated, "missing or invalid credentials");
+      }
+    },
     contextValues: (req) => {
       const given = req.headers["x-request-id"];
       const id = typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID();
@@ -222,7 +314,7 @@ export async function startGpuNode(
         void isReady().then((ok) =>
           json(ok ? 200 : 503, {
             status: ok ? "ready" : state.draining ? "draining" : "not ready",
-            ...(ok || state.draining ? {} : { reason: backend.notReadyReason?.() }),
+            ...(ok || state.draining ? {} : { reason: parts.notReadyReason() }),
             model: model.name,
             backend: model.backend,
           }),
@@ -241,7 +333,7 @@ export async function startGpuNode(
   const url = `http://${host}:${listener.port}`;
   // Metrics are a side channel: a taken port is logged loudly, but the node still serves.
   let metricsServer: MetricsServer | undefined;
-  if (config.metrics) {
+  if (parts.serveMetrics) {
     metricsServer = await startMetricsServer(metrics, {
       host: config.host,
       port: config.metricsPort,
@@ -254,7 +346,6 @@ export async function startGpuNode(
     });
   }
   const metricsUrl = metricsServer?.url;
-  log.info({ url, metricsUrl, ...summary(config) }, "listening");
 
   let closing: Promise<void> | undefined;
   return {
@@ -264,8 +355,9 @@ export async function startGpuNode(
     model,
     inFlight: () => state.inFlight,
     ready: isReady,
-    close() {
+    close(opts = {}) {
       closing ??= (async () => {
+        opts.onDraining?.(state.inFlight);
         state.draining = true;
         listener.stopAccepting();
         const deadline = performance.now() + config.drainTimeoutMs;
@@ -279,7 +371,7 @@ export async function startGpuNode(
         // Handlers are done; let their responses reach the clients before closing sockets.
         await listener.drained(Math.max(deadline, performance.now() + 200));
         listener.destroyAll();
-        await backend.close();
+        await parts.release();
         await metricsServer?.close();
         log.info("stopped");
       })();
@@ -289,7 +381,7 @@ export async function startGpuNode(
 }
 
 /** The limits worth seeing in the start-up log line (no secrets). */
-function summary(config: Config) {
+export function summary(config: Config) {
   const { token: _token, ...rest } = config;
   return { ...rest, token: config.token === "" ? "off" : "set" };
 }
@@ -318,8 +410,8 @@ async function main(): Promise<void> {
       log.warn({ signal }, "second signal: exiting now");
       process.exit(1);
     }
-    log.info({ signal, inFlight: node.inFlight() }, "draining");
-    node.close().then(
+    const onDraining = (inFlight: number) => log.info({ signal, inFlight }, "draining");
+    node.close({ onDraining }).then(
       () => process.exit(0),
       (err: unknown) => {
         log.error({ err }, "shutdown failed");

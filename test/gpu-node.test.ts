@@ -1,13 +1,16 @@
 // End to end against a real gpu-node (vit-tiny on ONNX Runtime, port 0): every protocol, consistency
 // across batching, bad inputs, limits, streaming, overload, deadlines, auth and health.
 import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { request as httpRequest } from "node:http";
 import { join, resolve } from "node:path";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { Backend } from "../gpu-node/backends/backend.ts";
 import { createNoopBackend } from "../gpu-node/backends/noop.ts";
 import { testConfig } from "../gpu-node/config.ts";
 import { type GpuNode, startGpuNode } from "../gpu-node/server.ts";
+import { EmbedRequestSchema, EmbedResponseSchema } from "../proto/gen/embedder/v1/embedder_pb.js";
 import {
   cosine,
   embedderClient,
@@ -309,6 +312,61 @@ describe("gpu-node limits and failure modes (noop backend)", () => {
     }
   });
 
+  it("refuses every method and protocol without the token, and any other scheme or spelling of it", async () => {
+    const token = "s3cret-token";
+    const n = await startGpuNode(testConfig({ port: 0, token, maxMessageBytes: 64 * 1024 }), {
+      backend: createNoopBackend(32),
+    });
+    try {
+      const img = await photo(64, 64, 5);
+      const protocols: Protocol[] = ["connect-h1", "connect-h2", "grpc", "grpc-web"];
+      for (const protocol of protocols) {
+        const anonymous = embedderClient(n.url, protocol);
+        expect((await codeOf(anonymous.getModelInfo({})))[0], protocol).toBe(Code.Unauthenticated);
+        expect((await codeOf(anonymous.embed({ images: [{ id: "", data: img }] })))[0]).toBe(
+          Code.Unauthenticated,
+        );
+        if (protocol !== "connect-h1" && protocol !== "grpc-web") {
+          async function* one() {
+            yield { image: { id: "s", data: img } };
+          }
+          const stream = (async () => {
+            for await (const _ of anonymous.embedStream(one())) {
+              // nothing arrives
+            }
+          })();
+          expect((await codeOf(stream))[0], `${protocol} stream`).toBe(Code.Unauthenticated);
+        }
+      }
+      // Only "Bearer <token>" exactly; the body of a refused call is never read (over the limit
+      // here, and still Unauthenticated rather than ResourceExhausted).
+      const big = { images: [{ id: "", data: randomBytes(100 * 1024, 5) }] };
+      for (const header of [
+        `bearer ${token}`,
+        `Basic ${Buffer.from(`x:${token}`).toString("base64")}`,
+        `Bearer  ${token}`,
+        token,
+      ]) {
+        const res = await fetch(`${n.url}/embedder.v1.EmbedderService/Embed`, {
+          method: "POST",
+          headers: { "content-type": "application/proto", authorization: header },
+          body: Buffer.alloc(200 * 1024),
+        });
+        expect(res.status, header).toBe(401);
+      }
+      expect((await codeOf(embedderClient(n.url, "grpc").embed(big)))[0]).toBe(
+        Code.Unauthenticated,
+      );
+      expect((await codeOf(embedderClient(n.url, "grpc", token).embed(big)))[0]).toBe(
+        Code.ResourceExhausted,
+      );
+      // Health and readiness stay open (they reveal nothing and the edge probes them).
+      expect((await fetch(`${n.url}/readyz`)).status).toBe(200);
+    } finally {
+      await n.close();
+    }
+  });
+
   it("refuses a message over the size limit", async () => {
     const n = await startGpuNode(testConfig({ port: 0, maxMessageBytes: 64 * 1024 }), {
       backend: createNoopBackend(32),
@@ -321,6 +379,39 @@ describe("gpu-node limits and failure modes (noop backend)", () => {
     } finally {
       await n.close();
     }
+  });
+
+  it("drains on close: a call still uploading its body when the drain begins is served, not refused", async () => {
+    const n = await startGpuNode(testConfig({ port: 0, drainTimeoutMs: 5000 }), {
+      backend: createNoopBackend(32),
+    });
+    const body = toBinary(
+      EmbedRequestSchema,
+      create(EmbedRequestSchema, { images: [{ id: "slow", data: await photo(64, 64, 6) }] }),
+    );
+    // A Connect unary call over HTTP/1.1 whose body arrives in two halves, the drain in between.
+    const answer = new Promise<{ status: number; body: Buffer }>((done, fail) => {
+      const req = httpRequest(`${n.url}/embedder.v1.EmbedderService/Embed`, {
+        method: "POST",
+        headers: { "content-type": "application/proto", "content-length": body.length },
+      });
+      req.on("response", (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => done({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+      });
+      req.on("error", fail);
+      req.write(body.subarray(0, body.length >> 1));
+      setTimeout(() => {
+        closed = n.close();
+        setTimeout(() => req.end(body.subarray(body.length >> 1)), 200);
+      }, 100);
+    });
+    let closed: Promise<void> | undefined;
+    const res = await answer;
+    expect(res.status).toBe(200);
+    expect(fromBinary(EmbedResponseSchema, res.body).embeddings.map((e) => e.id)).toEqual(["slow"]);
+    await closed;
   });
 
   it("drains on close: in-flight calls finish, new ones are refused, /readyz turns 503", async () => {

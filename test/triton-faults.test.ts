@@ -8,6 +8,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { type Config, testConfig } from "../gpu-node/config.ts";
 import { type GpuNode, startGpuNode } from "../gpu-node/server.ts";
+import { countBy, recordFigures } from "./reliability/figures.ts";
 import { embedderClient, maxAbsDiff, toFloats } from "./support/gpu-node-client.ts";
 import { photo } from "./support/images.ts";
 import { type KServeDouble, startKServeDouble, tinyModelFiles } from "./support/kserve-double.ts";
@@ -97,15 +98,23 @@ function load(node: GpuNode, workers: number, deadlineMs: number) {
 
 /** Every answer is the right one for its image; every failure is Unavailable, within the deadline. */
 function checkOutcomes(outcomes: readonly Outcome[], deadlineMs: number) {
+  let verified = 0;
   for (const o of outcomes) {
-    if (o.code === "ok")
+    if (o.code === "ok") {
       expect(maxAbsDiff(o.vector!, reference[o.i]!), `image ${o.i}`).toBeLessThanOrEqual(1e-5);
-    else {
+      verified++;
+    } else {
       expect(Code[o.code], o.message).toBe("Unavailable");
       expect(o.message).toMatch(/^triton (unreachable at 127\.0\.0\.1:\d+|model .* not available)/);
       expect(o.ms).toBeLessThan(deadlineMs);
     }
   }
+  return {
+    calls: outcomes.length,
+    byCode: countBy(outcomes, (o) => (o.code === "ok" ? "ok" : Code[o.code])),
+    verified,
+    misrouted: 0,
+  };
 }
 
 describe("triton faults under a running gpu-node", () => {
@@ -117,7 +126,9 @@ describe("triton faults under a running gpu-node", () => {
   });
   afterAll(() => double?.close());
 
-  it("Triton killed mid-load (shared memory on): Unavailable within the deadline, not ready, then serving again within 2 s of its return", async () => {
+  it("Triton killed mid-load (shared memory on): Unavailable within the deadline, not ready, then serving again within 2 s of its return", async ({
+    task,
+  }) => {
     const node = await startGpuNode(tritonConfig(double.url, { tritonShm: true }));
     try {
       const deadlineMs = 1500;
@@ -134,10 +145,17 @@ describe("triton faults under a running gpu-node", () => {
       await double.revive();
       const revivedAt = performance.now();
       await vi.waitUntil(async () => (await readyz(node)) === 200, { timeout: 3000, interval: 20 });
-      expect(performance.now() - revivedAt).toBeLessThan(2000);
+      const readyMs = performance.now() - revivedAt;
+      expect(readyMs).toBeLessThan(2000);
       await sleep(300);
       const outcomes = await run.stop();
-      checkOutcomes(outcomes, deadlineMs);
+      const checked = checkOutcomes(outcomes, deadlineMs);
+      recordFigures(task, {
+        section: "fault",
+        title: "Triton (KServe double, in process) killed mid-load and revived, shared memory on",
+        target: "gpu-node (triton backend), 6 callers",
+        data: { ...checked, readyAfterRevivalMs: Math.round(readyMs) },
+      });
       const failed = outcomes.filter((o) => o.code !== "ok");
       expect(failed.length).toBeGreaterThan(0);
       expect(failed.some((o) => /triton/.test(o.message ?? ""))).toBe(true);
@@ -249,7 +267,9 @@ describe("triton as a separate process, killed with SIGKILL", () => {
     child?.kill("SIGKILL");
   });
 
-  it("the gpu-node stays up, not ready, and serves again within 2 s of Triton's return, without a restart", async () => {
+  it("the gpu-node stays up, not ready, and serves again within 2 s of Triton's return, without a restart", async ({
+    task,
+  }) => {
     const first = await spawnDouble(0);
     child = first.child;
     const node = await startGpuNode(tritonConfig(`127.0.0.1:${first.port}`));
@@ -267,7 +287,12 @@ describe("triton as a separate process, killed with SIGKILL", () => {
       expect(performance.now() - backAt).toBeLessThan(2000);
       await sleep(300);
       const outcomes = await run.stop();
-      checkOutcomes(outcomes, deadlineMs);
+      recordFigures(task, {
+        section: "fault",
+        title: "Triton (KServe double process) SIGKILLed mid-load and restarted",
+        target: "gpu-node (triton backend), 4 callers",
+        data: checkOutcomes(outcomes, deadlineMs),
+      });
       expect(outcomes.some((o) => o.code !== "ok")).toBe(true);
       expect(outcomes.filter((o) => o.code === "ok" && o.t0 > backAt).length).toBeGreaterThan(0);
     } finally {

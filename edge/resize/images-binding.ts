@@ -1,7 +1,7 @@
 /** The production resizer: Cloudflare's Images binding (under `wrangler dev` it runs locally through sharp). Orients, converts and shrinks; metadata is stripped again by us afterwards. */
 import { HttpError } from "../errors.ts";
 import type { ImageFormat } from "../validate.ts";
-import { orientedTargetSize, type Resizer } from "./resizer.ts";
+import { orientedClipCrop, orientedTargetSize, type Resizer } from "./resizer.ts";
 
 // HEIC/AVIF decode in production; under wrangler dev the local sharp cannot read HEIC and the
 // binding answers with an error, which becomes a clear 415/422 below.
@@ -21,13 +21,21 @@ export function createImagesBindingResizer(images: ImagesBinding): Resizer {
     supports: (format) => FORMATS.has(format),
     async resize(input, options) {
       // The binding applies EXIF orientation itself: size the box for the oriented image.
-      const size = orientedTargetSize(input, options.shortSide);
+      const crop = options.crop224 ? orientedClipCrop(input) : undefined;
+      const size = crop
+        ? { width: crop.size, height: crop.size }
+        : orientedTargetSize(input, options.shortSide);
+      // crop-224: the binding's own cover-and-centre crop. Its sizes and offsets may differ from
+      // open_clip's by a pixel (the sharp and WASM resizers cut exactly open_clip's crop).
+      const transform: ImageTransform = crop
+        ? { width: crop.size, height: crop.size, fit: "cover", gravity: "center" }
+        : { width: size.width, height: size.height, fit: "scale-down" };
       const stream = new Blob([input.bytes as Uint8Array<ArrayBuffer>]).stream();
       let result: ImageTransformationResult;
       try {
         result = await images
           .input(stream)
-          .transform({ width: size.width, height: size.height, fit: "scale-down" })
+          .transform(transform)
           .output({ format: "image/jpeg", quality: options.quality });
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);

@@ -17,6 +17,12 @@ export interface ResizeOptions {
   readonly shortSide: number;
   /** JPEG quality, 1..100. */
   readonly quality: number;
+  /**
+   * Send exactly the 224x224 centre crop open_clip would cut (RESIZE_MODE=crop-224; see
+   * `clipCrop`) instead of a short-side resize, so that the gpu-node only decodes it. Images
+   * whose short side is under 224 are not upscaled: they go as a short-side resize would send them.
+   */
+  readonly crop224?: boolean;
 }
 
 export interface ResizedImage {
@@ -35,6 +41,9 @@ export interface Resizer {
   resize(input: ResizeInput, options: ResizeOptions): Promise<ResizedImage>;
 }
 
+/** The longest side a baseline JPEG encoder (libjpeg) writes; the resized image must fit it. */
+export const MAX_JPEG_SIDE = 65_500;
+
 /**
  * The output size for `input` once EXIF orientation is applied (orientations 5-8 swap width and
  * height): short side scaled to `shortSide`, never upscaled, long side rounded.
@@ -44,6 +53,44 @@ export function orientedTargetSize(input: ResizeInput, shortSide: number) {
   return turned
     ? targetSize(input.height, input.width, shortSide)
     : targetSize(input.width, input.height, shortSide);
+}
+
+/**
+ * open_clip's eval transform as a crop of the oriented image: torchvision Resize(224) makes the
+ * short side 224 and truncates the long side (int(224 * long / short)), then CenterCrop(224)
+ * starts at int(round((size - 224) / 2)), Python rounding half to even. The same arithmetic as
+ * the gpu-node's preprocess.ts (clipResizeSize, centreCropOffset), kept equal by a test; the
+ * edge cannot import that module (it imports sharp). Undefined when the short side is under 224.
+ */
+export function clipCrop(width: number, height: number) {
+  const short = Math.min(width, height);
+  if (short < CLIP_SIZE) return undefined;
+  const long = Math.trunc((CLIP_SIZE * Math.max(width, height)) / short);
+  const resized =
+    width <= height ? { width: CLIP_SIZE, height: long } : { width: long, height: CLIP_SIZE };
+  return {
+    resizeWidth: resized.width,
+    resizeHeight: resized.height,
+    left: centreOffset(resized.width),
+    top: centreOffset(resized.height),
+    size: CLIP_SIZE,
+  };
+}
+
+/** The model's input side: what a crop-224 JPEG measures. */
+export const CLIP_SIZE = 224;
+
+function centreOffset(size: number): number {
+  const half = (size - CLIP_SIZE) / 2;
+  const floor = Math.floor(half);
+  if (half - floor !== 0.5) return Math.round(half);
+  return floor % 2 === 0 ? floor : floor + 1;
+}
+
+/** `clipCrop` of the image as displayed (orientations 5-8 swap width and height). */
+export function orientedClipCrop(input: ResizeInput) {
+  const turned = input.orientation !== undefined && input.orientation >= 5;
+  return turned ? clipCrop(input.height, input.width) : clipCrop(input.width, input.height);
 }
 
 /** The output size: short side scaled to `shortSide`, never upscaled; long side rounded. */

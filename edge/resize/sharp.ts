@@ -2,7 +2,7 @@
 import sharp from "sharp";
 import { HttpError } from "../errors.ts";
 import type { ImageFormat } from "../validate.ts";
-import { orientedTargetSize, type Resizer } from "./resizer.ts";
+import { orientedClipCrop, orientedTargetSize, type Resizer } from "./resizer.ts";
 
 // The prebuilt libvips has no HEVC decoder: HEIC is refused here (the gpu-node decodes it).
 const FORMATS: ReadonlySet<ImageFormat> = new Set(["jpeg", "png", "webp", "gif", "tiff", "avif"]);
@@ -13,14 +13,25 @@ export function createSharpResizer(): Resizer {
     supports: (format) => FORMATS.has(format),
     async resize(input, options) {
       const size = orientedTargetSize(input, options.shortSide);
+      const crop = options.crop224 ? orientedClipCrop(input) : undefined;
       try {
-        const { data, info } = await sharp(input.bytes, {
+        let image = sharp(input.bytes, {
           failOn: "error",
           limitInputPixels: input.width * input.height,
           pages: 1,
-        })
-          .autoOrient()
-          .resize(size.width, size.height, { fit: "fill", kernel: "lanczos3" })
+        }).autoOrient();
+        image = crop
+          ? // open_clip's own resize and crop, as the gpu-node would do them (bicubic, exact
+            // torchvision sizes): the gpu-node then only decodes.
+            image
+              .resize(crop.resizeWidth, crop.resizeHeight, {
+                fit: "fill",
+                kernel: "cubic",
+                fastShrinkOnLoad: false,
+              })
+              .extract({ left: crop.left, top: crop.top, width: crop.size, height: crop.size })
+          : image.resize(size.width, size.height, { fit: "fill", kernel: "lanczos3" });
+        const { data, info } = await image
           .toColourspace("srgb")
           // sharp writes no metadata unless asked: no EXIF, XMP or ICC.
           .jpeg({ quality: options.quality, mozjpeg: false })

@@ -72,7 +72,10 @@ export function createStandIn(
   const handlers = new Map(router.handlers.map((h) => [h.requestPath, createFetchHandler(h)]));
   state.fetch = async (input, init) => {
     const req = new Request(input, init);
-    const handler = handlers.get(new URL(req.url).pathname);
+    const path = new URL(req.url).pathname;
+    // The gpu-node's plain-HTTP readiness probe (the edge's /readyz asks it).
+    if (path === "/readyz") return Response.json({ status: "ready", model: "stand-in" });
+    const handler = handlers.get(path);
     return handler ? handler(req) : new Response("not found", { status: 404 });
   };
   return state;

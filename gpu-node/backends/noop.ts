@@ -3,6 +3,7 @@ import type { Backend, BatchTensor, ModelDescription } from "./backend.ts";
 import { IMAGE_BYTES } from "./backend.ts";
 
 const DIMENSION = 512;
+const STRIDE = 7;
 
 export function createNoopBackend(maxBatchSize: number): Backend {
   const description: ModelDescription = {
@@ -23,14 +24,17 @@ export function createNoopBackend(maxBatchSize: number): Backend {
       if (!open) throw new Error("noop backend is not started");
       const out = new Float32Array(batch.count * DIMENSION);
       const chunk = Math.floor(IMAGE_BYTES / DIMENSION);
+      // Every STRIDE-th byte of each chunk (R, G and B in turn): reading all 150,528 bytes cost
+      // 0.16 ms an image, a third of decoding an exact-224 JPEG, which is not work a real node does.
+      const samples = Math.ceil(chunk / STRIDE);
       for (let n = 0; n < batch.count; n++) {
         const base = n * IMAGE_BYTES;
         for (let d = 0; d < DIMENSION; d++) {
           let sum = 0;
           const start = base + d * chunk;
-          for (let i = start; i < start + chunk; i++) sum += batch.data[i];
+          for (let i = start; i < start + chunk; i += STRIDE) sum += batch.data[i];
           // Centred on mid-grey so that different images point in different directions.
-          out[n * DIMENSION + d] = sum / chunk - 127.5 + (d % 7) * 1e-3;
+          out[n * DIMENSION + d] = sum / samples - 127.5 + (d % 7) * 1e-3;
         }
       }
       return out;

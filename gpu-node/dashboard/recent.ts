@@ -91,6 +91,25 @@ function percentiles(hist: Uint32Array, count: number): Percentiles {
   return { p50: at(0.5), p95: at(0.95), p99: at(0.99) };
 }
 
+/**
+ * A history's seconds in a form that crosses processes (JSON): cluster workers send theirs to
+ * the primary, which merges them into one view. Histograms are sparse [bucket, count] pairs.
+ */
+export interface HistorySnapshot {
+  readonly slots: readonly {
+    readonly t: number;
+    readonly calls: number;
+    readonly images: number;
+    readonly failedImages: number;
+    readonly errors: number;
+    readonly batches: number;
+    readonly batchImages: number;
+    readonly hist: readonly (readonly (readonly [number, number])[] | null)[];
+    readonly count: readonly number[];
+    readonly sumMs: readonly number[];
+  }[];
+}
+
 export interface RecentOptions {
   /** Seconds of history kept. */
   readonly seconds: number;
@@ -153,6 +172,62 @@ export class RecentHistory {
     const s = this.#slot();
     s.batches++;
     s.batchImages += size;
+  }
+
+  /** The seconds this history still holds, for another process to merge (see `merge`). */
+  snapshot(): HistorySnapshot {
+    const oldest = Math.floor(this.#now() / 1000) - this.seconds + 1;
+    return {
+      slots: this.#slots
+        .filter((s) => s.t >= oldest)
+        .map((s) => ({
+          t: s.t,
+          calls: s.calls,
+          images: s.images,
+          failedImages: s.failedImages,
+          errors: s.errors,
+          batches: s.batches,
+          batchImages: s.batchImages,
+          hist: s.hist.map((h) => {
+            if (!h) return null;
+            const pairs: [number, number][] = [];
+            for (let b = 0; b < h.length; b++) if (h[b]! > 0) pairs.push([b, h[b]!]);
+            return pairs;
+          }),
+          count: [...s.count],
+          sumMs: [...s.sumMs],
+        })),
+    };
+  }
+
+  /** Adds another history's seconds (a snapshot) to this one's; exact, as buckets add up. */
+  merge(snapshot: HistorySnapshot): void {
+    const oldest = Math.floor(this.#now() / 1000) - this.seconds + 1;
+    for (const o of snapshot.slots) {
+      if (o.t < oldest) continue;
+      const i = o.t % this.seconds;
+      let s = this.#slots[i]!;
+      if (s.t !== o.t) {
+        if (s.t > o.t) continue;
+        s = emptySlot(o.t);
+        this.#slots[i] = s;
+      }
+      s.calls += o.calls;
+      s.images += o.images;
+      s.failedImages += o.failedImages;
+      s.errors += o.errors;
+      s.batches += o.batches;
+      s.batchImages += o.batchImages;
+      STAGES.forEach((_, k) => {
+        const pairs = o.hist[k];
+        if (!pairs) return;
+        const h = s.hist[k] ?? new Uint32Array(BUCKETS);
+        s.hist[k] = h;
+        for (const [b, n] of pairs) if (b >= 0 && b < BUCKETS) h[b]! += n;
+        s.count[k]! += o.count[k] ?? 0;
+        s.sumMs[k]! += o.sumMs[k] ?? 0;
+      });
+    }
   }
 
   /** The last `seconds` completed seconds, oldest first, one entry per second (idle ones too) since `since` (ms). */

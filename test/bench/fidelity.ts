@@ -1,13 +1,15 @@
 /**
  * Edge fidelity benchmark (`npm run bench:fidelity`): for real photos, the cosine between the
  * embedding of the edge's small JPEG and the embedding of the original preprocessed directly at
- * full resolution, per short side, JPEG quality and resizer, with the bytes sent per image.
+ * full resolution, per short side (or RESIZE_MODE=crop-224: open_clip's exact 224x224 centre
+ * crop, which the gpu-node only decodes), JPEG quality and resizer, with the bytes sent per image.
  * Calibrated vit-b32 on ONNX Runtime (CPU). Next to it, the median cosine between different
  * photos, for scale.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import type { Resizer } from "../../edge/resize/resizer.ts";
+import sharp from "sharp";
+import { orientedClipCrop, orientedTargetSize, type Resizer } from "../../edge/resize/resizer.ts";
 import { createSharpResizer } from "../../edge/resize/sharp.ts";
 import { compileJpegWasm } from "../../edge/resize/wasm/codec.ts";
 import { createJpegWasmResizer } from "../../edge/resize/wasm/core.ts";
@@ -23,14 +25,43 @@ const limits = { maxPixels: 100_000_000, maxBytes: 50 * 1024 * 1024 };
 
 interface Variant {
   readonly resizer: string;
-  readonly shortSide: number;
+  /** "256", "224" (short side) or "crop 224". */
+  readonly shortSide: number | "crop 224";
   readonly quality: number;
 }
 
 async function loadResizers(): Promise<Resizer[]> {
   // The WASM resizer's module is compiled from the committed .wasm, as wrangler would bundle it.
   const module = await compileJpegWasm(readFileSync(join(ROOT, "edge/resize/wasm/jpeg.wasm")));
-  return [createSharpResizer(), createJpegWasmResizer(module)];
+  return [createSharpResizer(), createJpegWasmResizer(module), localImagesBinding()];
+}
+
+/**
+ * What the Images binding does under `wrangler dev` (miniflare runs it through sharp: autoOrient,
+ * resize with sharp's default lanczos3 kernel, fit "scale-down" = inside without enlargement,
+ * "cover" = cover with centre gravity), driven as edge/resize/images-binding.ts drives it. The
+ * production binding is Cloudflare's own resizer and cannot be measured here.
+ */
+function localImagesBinding(): Resizer {
+  return {
+    name: "images (local)",
+    supports: (format) => format !== "heic",
+    async resize(input, options) {
+      const crop = options.crop224 ? orientedClipCrop(input) : undefined;
+      const size = crop
+        ? { width: 224, height: 224 }
+        : orientedTargetSize(input, options.shortSide);
+      const image = sharp(input.bytes, { autoOrient: true }).resize(size.width, size.height, {
+        fit: crop ? "cover" : "inside",
+        withoutEnlargement: !crop,
+        ...(crop ? { position: "centre" } : {}),
+      });
+      const { data, info } = await image
+        .jpeg({ quality: options.quality })
+        .toBuffer({ resolveWithObject: true });
+      return { bytes: new Uint8Array(data), width: info.width, height: info.height };
+    },
+  };
 }
 
 async function inputs(): Promise<{ name: string; bytes: Uint8Array }[]> {
@@ -70,11 +101,16 @@ async function main(): Promise<void> {
   for (let i = 0; i < refs.length; i++)
     for (let j = i + 1; j < refs.length; j++) between.push(cosine(refs[i]!, refs[j]!));
 
-  const variants: Variant[] = resizers.flatMap((r) =>
-    [224, 256].flatMap((shortSide) =>
+  const variants: Variant[] = resizers.flatMap((r) => [
+    ...[224, 256].flatMap((shortSide) =>
       [80, 90].map((quality) => ({ resizer: r.name, shortSide, quality })),
     ),
-  );
+    ...[80, 90, 95].map((quality) => ({
+      resizer: r.name,
+      shortSide: "crop 224" as const,
+      quality,
+    })),
+  ]);
   const rows: Record<string, unknown>[] = [];
   for (const v of variants) {
     const resizer = resizers.find((r) => r.name === v.resizer)!;
@@ -92,7 +128,9 @@ async function main(): Promise<void> {
           height: valid.height,
           orientation: valid.orientation,
         },
-        { shortSide: v.shortSide, quality: v.quality },
+        v.shortSide === "crop 224"
+          ? { shortSide: 256, quality: v.quality, crop224: true }
+          : { shortSide: v.shortSide, quality: v.quality },
       );
       const c = cosine(
         reference.get(p.name)!,

@@ -251,7 +251,9 @@ async function withGpuNode<T>(
   args: readonly string[],
   fn: (node: GpuNodeChild) => Promise<T>,
 ): Promise<T> {
-  const node = await startGpuNodeChild(args);
+  // One process: this benchmark compares the service with raw sharp and bare ORT in one process
+  // each, and reads the server's CPU from its pid. `npm run bench:gpu-host` measures processes.
+  const node = await startGpuNodeChild(["--processes", "1", ...args]);
   progress(`gpu-node ${args.join(" ")} listening at ${node.url} (${node.startMs.toFixed(0)} ms)`);
   try {
     return await fn(node);

@@ -9,8 +9,14 @@ export interface EdgeWorker {
   dispose(): Promise<void>;
 }
 
-/** `vars` override wrangler.toml's [vars] and stand in for secrets. */
-export async function startEdge(vars: Record<string, string>): Promise<EdgeWorker> {
+/**
+ * `vars` override wrangler.toml's [vars] and stand in for secrets. `logLevel` "none" silences the
+ * Worker's console (load and fault tests make it log every 5xx they provoke).
+ */
+export async function startEdge(
+  vars: Record<string, string>,
+  opts: { logLevel?: "warn" | "error" | "none" } = {},
+): Promise<EdgeWorker> {
   // Offline and private: no telemetry, no Cloudflare API calls, config kept in the ignored cache.
   Object.assign(process.env, {
     WRANGLER_SEND_METRICS: "false",
@@ -24,7 +30,11 @@ export async function startEdge(vars: Record<string, string>): Promise<EdgeWorke
     bindings: Object.fromEntries(
       Object.entries(vars).map(([k, value]) => [k, { type: "plain_text" as const, value }]),
     ),
-    dev: { server: { hostname: "127.0.0.1", port: 0 }, inspector: false, logLevel: "warn" },
+    dev: {
+      server: { hostname: "127.0.0.1", port: 0 },
+      inspector: false,
+      logLevel: opts.logLevel ?? "warn",
+    },
   });
   await worker.ready;
   const url = (await worker.url).href.replace(/\/$/, "");

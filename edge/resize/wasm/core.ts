@@ -9,11 +9,11 @@
  */
 import { HttpError } from "../../errors.ts";
 import type { ResizedImage, ResizeInput, ResizeOptions, Resizer } from "../resizer.ts";
-import { targetSize } from "../resizer.ts";
+import { clipCrop, targetSize } from "../resizer.ts";
 import { ColorSpace, type JpegHeader, JpegWasm, JpegWasmError, type WasmModule } from "./codec.ts";
 import { type IccStatus, iccToSrgb, type JpegColour, type SrgbConversion } from "./icc.ts";
 import { countScans, readExifOrientation, readIccProfile } from "./jpeg-markers.ts";
-import { cmykToRgb, orient, type Rgb, resizeRgb } from "./pixels.ts";
+import { cmykToRgb, cropRgb, orient, type Rgb, resizeRgb } from "./pixels.ts";
 
 const MiB = 1024 * 1024;
 
@@ -160,6 +160,17 @@ export function createJpegWasmResizer(
     const profile = readIccProfile(bytes);
     let icc: IccStatus = "none";
 
+    // The oriented output size: the short-side target, or (crop-224) open_clip's resize, cut
+    // to its 224x224 centre after orienting.
+    let crop: ReturnType<typeof clipCrop>;
+    const target = (h: JpegHeader) => {
+      const oriented = swap ? { w: h.height, h: h.width } : { w: h.width, h: h.height };
+      crop = options.crop224 ? clipCrop(oriented.w, oriented.h) : undefined;
+      return crop
+        ? { width: crop.resizeWidth, height: crop.resizeHeight }
+        : targetSize(oriented.w, oriented.h, options.shortSide);
+    };
+
     codec.resetPeak();
     const t0 = now();
     let t1 = t0;
@@ -172,8 +183,7 @@ export function createJpegWasmResizer(
         bytes,
         (h) => {
           header = h;
-          const oriented = swap ? { w: h.height, h: h.width } : { w: h.width, h: h.height };
-          const t = targetSize(oriented.w, oriented.h, options.shortSide);
+          const t = target(h);
           const channels = h.colorSpace === ColorSpace.CMYK || h.colorSpace === ColorSpace.YCCK;
           denom = chooseDenom(
             h.width,
@@ -188,8 +198,7 @@ export function createJpegWasmResizer(
         (px, h) => {
           t1 = now();
           decoded = { width: px.width, height: px.height };
-          const oriented = swap ? { w: h.height, h: h.width } : { w: h.width, h: h.height };
-          const t = targetSize(oriented.w, oriented.h, options.shortSide);
+          const t = target(h);
           const tw = swap ? t.height : t.width;
           const th = swap ? t.width : t.height;
           const conversion = conversionFor(profile, h.colorSpace);
@@ -206,7 +215,8 @@ export function createJpegWasmResizer(
       throw toHttpError(e);
     }
     const t2 = now();
-    const out = orient(stored, orientation);
+    const oriented = orient(stored, orientation);
+    const out = crop ? cropRgb(oriented, crop.left, crop.top, crop.size, crop.size) : oriented;
     let jpeg: Uint8Array;
     try {
       jpeg = await codec.encode(out.data, out.width, out.height, options.quality);

@@ -202,3 +202,18 @@ export function orient(img: Rgb, orientation: number): Rgb {
   }
   return { width: ow, height: oh, data: out };
 }
+
+/** The `width` x `height` window of `img` whose top-left pixel is (left, top). */
+export function cropRgb(img: Rgb, left: number, top: number, width: number, height: number): Rgb {
+  if (left < 0 || top < 0 || left + width > img.width || top + height > img.height) {
+    throw new RangeError(
+      `crop ${width}x${height}+${left}+${top} outside ${img.width}x${img.height}`,
+    );
+  }
+  const out = new Uint8Array(width * height * 3);
+  for (let y = 0; y < height; y++) {
+    const from = ((top + y) * img.width + left) * 3;
+    out.set(img.data.subarray(from, from + width * 3), y * width * 3);
+  }
+  return { width, height, data: out };
+}

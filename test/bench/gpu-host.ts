@@ -1,0 +1,598 @@
+/**
+ * GPU-host benchmark (`npm run bench:gpu-host`): how many images per second the gpu-node's CPU
+ * side serves through the full gRPC path (h2c, protobuf, admission, decode and preprocessing,
+ * micro-batching, the no-op backend: no model) for 256-px JPEGs (341x256 q80, what the edge sends
+ * by default) and exact 224x224 JPEGs (RESIZE_MODE=crop-224), with 1, 2, 4, … up to the core
+ * count of processes (--processes), and the scaling efficiency against one process. Then, in
+ * this process: CPU per image of each decoder, and the cost of shipping pixels between
+ * processes (the onnxruntime backend's pixel channel).
+ *
+ *   node test/bench/gpu-host.ts [--quick] [--max-processes N | --counts 1,16] [--images-per-call N]
+ *                               [--server-args="--decode-concurrency 16 ..."]
+ *
+ * Self-contained: generated images, loopback only, no network, no python. Prints Markdown; writes
+ * the full results as JSON to $OUT/ if OUT is set, else to .cache/bench/. The load comes from
+ * this process (raw HTTP/2 gRPC calls with pre-encoded requests, so that the client costs
+ * little); its CPU, the server's (all its processes) and everyone else's ("other load") are
+ * reported beside each row.
+ */
+import { fork } from "node:child_process";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import * as http2 from "node:http2";
+import { availableParallelism, cpus, loadavg } from "node:os";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import sharp from "sharp";
+import { MicroBatcher } from "../../gpu-node/batcher.ts";
+import { createRemoteBatcher, hostChannel } from "../../gpu-node/cluster-channel.ts";
+import { decodeForClip, decodeFull } from "../../gpu-node/preprocess.ts";
+import {
+  EmbedRequestSchema,
+  EmbedResponseSchema,
+} from "../../proto/gen/embedder/v1/embedder_pb.js";
+import {
+  cpuSeconds,
+  type GpuNodeChild,
+  machineBusySeconds,
+  ownCpuSeconds,
+  ROOT,
+  startGpuNodeChild,
+} from "./child.ts";
+import { BENCH_HEIGHT, BENCH_WIDTH, benchPhotos } from "./images.ts";
+import { fmt, markdownTable, median, pct } from "./stats.ts";
+
+const IMAGE_BYTES = 224 * 224 * 3;
+const LIMITS = { maxPixels: 100_000_000, maxBytes: 20 * 1024 * 1024 } as const;
+/** The issue's targets on a 16-core host (context for the table, not a verdict here). */
+const TARGETS = { exact224: 8000, px256: 3000, efficiency: 0.6, cores: 16 } as const;
+
+interface Plan {
+  readonly reps: number;
+  readonly warmupMs: number;
+  readonly measureMs: number;
+  readonly decoderMs: number;
+  readonly channelImages: number;
+}
+const FULL: Plan = {
+  reps: 2,
+  warmupMs: 1500,
+  measureMs: 4000,
+  decoderMs: 1500,
+  channelImages: 6000,
+};
+const QUICK: Plan = {
+  reps: 1,
+  warmupMs: 700,
+  measureMs: 1500,
+  decoderMs: 600,
+  channelImages: 2000,
+};
+
+function progress(message: string): void {
+  process.stderr.write(`[gpu-host ${(performance.now() / 1000).toFixed(1)}s] ${message}\n`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inputs
+
+type Kind = "256-px" | "exact-224";
+
+/** The edge's two outputs for the same photos: 341x256 q80, and its 224x224 centre crop at q80. */
+async function inputs(count: number): Promise<Record<Kind, Buffer[]>> {
+  const px256 = await benchPhotos(count);
+  const exact = await Promise.all(
+    px256.map(async (jpeg) => {
+      const { data } = await sharp(jpeg).raw().toBuffer({ resolveWithObject: true });
+      const left = Math.round((BENCH_WIDTH - 224) / 2);
+      const top = Math.round((BENCH_HEIGHT - 224) / 2);
+      const crop = Buffer.alloc(IMAGE_BYTES);
+      for (let y = 0; y < 224; y++) {
+        const from = ((top + y) * BENCH_WIDTH + left) * 3;
+        data.copy(crop, y * 224 * 3, from, from + 224 * 3);
+      }
+      return sharp(crop, { raw: { width: 224, height: 224, channels: 3 } })
+        .jpeg({ quality: 80 })
+        .toBuffer();
+    }),
+  );
+  return { "256-px": px256, "exact-224": exact };
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU accounting
+
+/** Every descendant of `root` (and root), from /proc: the gpu-node's primary and its workers. */
+function processTree(root: number): number[] {
+  const parent = new Map<number, number>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      parent.set(Number(entry), ppid);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  const tree = [root];
+  for (let i = 0; i < tree.length; i++) {
+    for (const [pid, ppid] of parent) if (ppid === tree[i]) tree.push(pid);
+  }
+  return tree;
+}
+
+function treeCpuSeconds(root: number): number {
+  let total = 0;
+  for (const pid of processTree(root)) {
+    try {
+      total += cpuSeconds(pid);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return total;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load: raw gRPC over HTTP/2, pre-encoded requests
+
+const PATH = "/embedder.v1.EmbedderService/Embed";
+
+function grpcBody(images: readonly Buffer[], perCall: number, offset: number): Buffer {
+  const message = toBinary(
+    EmbedRequestSchema,
+    create(EmbedRequestSchema, {
+      images: Array.from({ length: perCall }, (_, i) => ({
+        id: String(i),
+        data: images[(offset + i) % images.length]!,
+      })),
+    }),
+  );
+  const frame = Buffer.alloc(5 + message.length);
+  frame.writeUInt32BE(message.length, 1);
+  Buffer.from(message.buffer, message.byteOffset, message.length).copy(frame, 5);
+  return frame;
+}
+
+/** One unary call on `session`; resolves with the response body, rejects on a non-OK status. */
+function call(session: http2.ClientHttp2Session, body: Buffer): Promise<Buffer> {
+  return new Promise((resolveCall, reject) => {
+    const req = session.request({
+      ":method": "POST",
+      ":path": PATH,
+      "content-type": "application/grpc+proto",
+      te: "trailers",
+    });
+    const chunks: Buffer[] = [];
+    let status: string | undefined;
+    req.on("trailers", (t) => {
+      status = String(t["grpc-status"] ?? "");
+    });
+    req.on("response", (h) => {
+      if (h["grpc-status"] !== undefined) status = String(h["grpc-status"]);
+    });
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("error", reject);
+    req.on("end", () => {
+      if (status === "0") resolveCall(Buffer.concat(chunks));
+      else reject(new Error(`grpc-status ${status}`));
+    });
+    req.end(body);
+  });
+}
+
+interface RpcRun {
+  readonly kind: Kind;
+  readonly processes: number;
+  readonly rep: number;
+  readonly imagesPerSecond: number;
+  readonly images: number;
+  readonly elapsedMs: number;
+  readonly serverCores: number;
+  readonly clientCores: number;
+  readonly otherCores: number;
+  readonly serverCpuMsPerImage: number;
+}
+
+/**
+ * Drives `node` with `connections` HTTP/2 connections (the primary hands each to a worker in
+ * turn), two calls in flight on each, `perCall` images per call, for plan.warmupMs + measureMs.
+ */
+async function drive(
+  node: GpuNodeChild,
+  plan: Plan,
+  bodies: readonly Buffer[],
+  perCall: number,
+  connections: number,
+): Promise<Omit<RpcRun, "kind" | "processes" | "rep">> {
+  const sessions = Array.from({ length: connections }, () =>
+    http2.connect(node.url, { settings: { initialWindowSize: 4 * 1024 * 1024 } }),
+  );
+  for (const s of sessions) s.on("error", () => {});
+  // Every connection's first call is checked in full: the right number of 512-d vectors.
+  await Promise.all(
+    sessions.map(async (s, i) => {
+      const res = await call(s, bodies[i % bodies.length]!);
+      const decoded = fromBinary(EmbedResponseSchema, res.subarray(5));
+      if (decoded.embeddings.length !== perCall || decoded.dimension !== 512) {
+        throw new Error(`expected ${perCall} 512-d vectors, got ${decoded.embeddings.length}`);
+      }
+    }),
+  );
+  let counting = false;
+  let stop = false;
+  let images = 0;
+  let seq = 0;
+  const loop = async (s: http2.ClientHttp2Session) => {
+    while (!stop) {
+      await call(s, bodies[seq++ % bodies.length]!);
+      if (counting && !stop) images += perCall;
+    }
+  };
+  const loops = sessions.flatMap((s) => [loop(s), loop(s)]);
+  await new Promise((r) => setTimeout(r, plan.warmupMs));
+  const t0 = performance.now();
+  const cpu0 = {
+    server: treeCpuSeconds(node.pid),
+    own: ownCpuSeconds(),
+    machine: machineBusySeconds(),
+  };
+  counting = true;
+  await new Promise((r) => setTimeout(r, plan.measureMs));
+  counting = false;
+  const elapsedMs = performance.now() - t0;
+  const server = treeCpuSeconds(node.pid) - cpu0.server;
+  const own = ownCpuSeconds() - cpu0.own;
+  const machine = machineBusySeconds() - cpu0.machine;
+  stop = true;
+  await Promise.all(loops);
+  for (const s of sessions) s.close();
+  const seconds = elapsedMs / 1000;
+  return {
+    imagesPerSecond: images / seconds,
+    images,
+    elapsedMs,
+    serverCores: server / seconds,
+    clientCores: own / seconds,
+    otherCores: Math.max(0, machine - server - own) / seconds,
+    serverCpuMsPerImage: (server * 1000) / images,
+  };
+}
+
+function processCounts(max: number): number[] {
+  const counts: number[] = [];
+  for (let n = 1; n < max; n *= 2) counts.push(n);
+  counts.push(max);
+  return counts;
+}
+
+async function benchRpc(
+  plan: Plan,
+  images: Record<Kind, Buffer[]>,
+  counts: readonly number[],
+  perCall: number,
+  serverArgs: readonly string[],
+): Promise<RpcRun[]> {
+  const runs: RpcRun[] = [];
+  const bodies: Record<Kind, Buffer[]> = {
+    "256-px": [],
+    "exact-224": [],
+  };
+  for (const kind of Object.keys(bodies) as Kind[]) {
+    for (let i = 0; i < 16; i++) bodies[kind].push(grpcBody(images[kind], perCall, i * perCall));
+  }
+  for (let rep = 0; rep < plan.reps; rep++) {
+    // Alternate the order between repetitions, so that drifting background load spreads evenly.
+    const order = rep % 2 === 0 ? counts : [...counts].reverse();
+    for (const processes of order) {
+      const node = await startGpuNodeChild([
+        "--backend",
+        "noop",
+        "--processes",
+        String(processes),
+        "--metrics-port",
+        "0",
+        ...serverArgs,
+      ]);
+      try {
+        for (const kind of ["256-px", "exact-224"] as const) {
+          const r = await drive(node, plan, bodies[kind], perCall, Math.max(4, 2 * processes));
+          runs.push({ kind, processes, rep, ...r });
+          progress(
+            `${kind}, ${processes} process(es): ${r.imagesPerSecond.toFixed(0)} img/s ` +
+              `(server ${r.serverCores.toFixed(2)} cores, client ${r.clientCores.toFixed(2)}, other ${r.otherCores.toFixed(2)})`,
+          );
+        }
+      } catch (error) {
+        process.stderr.write(`gpu-node output tail:\n${node.tail()}\n`);
+        throw error;
+      } finally {
+        await node.stop();
+      }
+    }
+  }
+  return runs;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoders, one process (item 3: what each costs per image)
+
+interface DecoderRun {
+  readonly label: string;
+  readonly inFlight: number;
+  readonly imagesPerSecond: number;
+  readonly cpuUsPerImage: number;
+}
+
+async function benchDecoders(plan: Plan, images: Record<Kind, Buffer[]>): Promise<DecoderRun[]> {
+  const cases: [string, Buffer[], (d: Buffer) => Promise<unknown>][] = [
+    [
+      "256-px JPEG, sharp (decode, resize, crop)",
+      images["256-px"],
+      (d) => decodeForClip(d, LIMITS),
+    ],
+    ["exact-224 JPEG, sharp (full path)", images["exact-224"], (d) => decodeFull(d, LIMITS)],
+    [
+      "exact-224 JPEG, libjpeg-turbo WASM (fast path)",
+      images["exact-224"],
+      (d) => decodeForClip(d, LIMITS),
+    ],
+  ];
+  const out: DecoderRun[] = [];
+  for (const [label, set, decode] of cases) {
+    for (const inFlight of [1, 4]) {
+      for (let i = 0; i < 16; i++) await decode(set[i % set.length]!);
+      let n = 0;
+      const t0 = performance.now();
+      const c0 = ownCpuSeconds();
+      await Promise.all(
+        Array.from({ length: inFlight }, async () => {
+          while (performance.now() - t0 < plan.decoderMs) await decode(set[n++ % set.length]!);
+        }),
+      );
+      const ms = performance.now() - t0;
+      const cpu = ownCpuSeconds() - c0;
+      out.push({
+        label,
+        inFlight,
+        imagesPerSecond: (n * 1000) / ms,
+        cpuUsPerImage: (cpu * 1e6) / n,
+      });
+      progress(`${label}, ${inFlight} in flight: ${((n * 1000) / ms).toFixed(0)} img/s`);
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pixel channel: 150,528-byte images from a child process to this one's batcher and back
+
+interface ChannelRun {
+  readonly images: number;
+  readonly imagesPerSecond: number;
+  readonly megabytesPerSecond: number;
+  /** CPU per image on the sending side (the worker) and the receiving side (the primary). */
+  readonly senderCpuUsPerImage: number;
+  readonly receiverCpuUsPerImage: number;
+}
+
+async function channelChild(): Promise<void> {
+  const { Socket } = await import("node:net");
+  const remote = createRemoteBatcher(new Socket({ fd: 3, readable: true, writable: true }));
+  const count = Number(process.argv[3]);
+  const pixels = Array.from({ length: 8 }, (_, i) => new Uint8Array(IMAGE_BYTES).fill(i));
+  let next = 0;
+  const t0 = performance.now();
+  const c0 = ownCpuSeconds();
+  await Promise.all(
+    Array.from({ length: 32 }, async () => {
+      while (next < count) {
+        const i = next++;
+        remote.expect(1);
+        const p = remote.embed(pixels[i % 8]!);
+        remote.expect(-1);
+        const r = await p;
+        if (r.vector[0] !== i % 8) throw new Error("pixel channel: a vector reached another image");
+      }
+    }),
+  );
+  process.send!({ ms: performance.now() - t0, cpu: ownCpuSeconds() - c0 });
+  remote.close();
+}
+
+async function benchChannel(plan: Plan): Promise<ChannelRun> {
+  const batcher = new MicroBatcher({
+    maxBatchSize: 32,
+    maxWaitMs: 2,
+    maxConcurrentBatches: 1,
+    // A backend that only reads each image's first byte: the cost left is the transfer.
+    run: async (batch) => ({
+      vectors: batch.map((p) =>
+        Float32Array.from({ length: 512 }, (_, d) => (d === 0 ? p[0]! : 1)),
+      ),
+      packUs: 0,
+      inferUs: 0,
+    }),
+  });
+  const child = fork(import.meta.filename, ["--pixel-channel-child", String(plan.channelImages)], {
+    stdio: ["ignore", "inherit", "inherit", "pipe", "ipc"],
+  });
+  hostChannel(child.stdio[3] as import("node:net").Socket, {
+    batcher,
+    ready: async () => ({ ready: true }),
+    onInternalError: (e) => progress(`pixel channel error: ${String(e)}`),
+  });
+  const c0 = ownCpuSeconds();
+  const result = await new Promise<{ ms: number; cpu: number }>((r) =>
+    child.once("message", (m) => r(m as { ms: number; cpu: number })),
+  );
+  const receiver = ownCpuSeconds() - c0;
+  child.kill();
+  const n = plan.channelImages;
+  return {
+    images: n,
+    imagesPerSecond: (n * 1000) / result.ms,
+    megabytesPerSecond: (n * IMAGE_BYTES) / 1e6 / (result.ms / 1000),
+    senderCpuUsPerImage: (result.cpu * 1e6) / n,
+    receiverCpuUsPerImage: (receiver * 1e6) / n,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+function report(
+  runs: readonly RpcRun[],
+  decoders: readonly DecoderRun[],
+  channel: ChannelRun,
+  perCall: number,
+  kib: Record<Kind, number>,
+): string {
+  const out: string[] = [];
+  const byKey = new Map<string, RpcRun[]>();
+  for (const r of runs) {
+    const key = `${r.kind}/${r.processes}`;
+    byKey.set(key, [...(byKey.get(key) ?? []), r]);
+  }
+  const counts = [...new Set(runs.map((r) => r.processes))].sort((a, b) => a - b);
+  const rows: string[][] = [];
+  for (const kind of ["exact-224", "256-px"] as const) {
+    const base = median((byKey.get(`${kind}/1`) ?? []).map((r) => r.imagesPerSecond));
+    for (const n of counts) {
+      const rs = byKey.get(`${kind}/${n}`) ?? [];
+      const ips = median(rs.map((r) => r.imagesPerSecond));
+      rows.push([
+        `${kind} (${kib[kind].toFixed(1)} KiB)`,
+        String(n),
+        fmt(ips, 0),
+        rs.map((r) => fmt(r.imagesPerSecond, 0)).join(" / "),
+        fmt(ips / n, 0),
+        pct(ips / (n * base)),
+        fmt(median(rs.map((r) => r.serverCpuMsPerImage)), 3),
+        fmt(1000 / median(rs.map((r) => r.serverCpuMsPerImage)), 0),
+        `${fmt(median(rs.map((r) => r.serverCores)), 2)} / ${fmt(median(rs.map((r) => r.clientCores)), 2)} / ${fmt(Math.max(...rs.map((r) => r.otherCores)), 2)}`,
+      ]);
+    }
+  }
+  out.push(
+    `gpu-node CPU side through gRPC (h2c), --backend noop, ${perCall} images per call, ` +
+      "2 calls in flight per connection, max(4, 2 × processes) connections:\n",
+  );
+  out.push(
+    markdownTable(
+      [
+        "images",
+        "processes",
+        "img/s",
+        "img/s per run",
+        "img/s per process",
+        "scaling efficiency",
+        "server CPU ms/img",
+        "img/s per server core",
+        "cores: server / client / other",
+      ],
+      rows,
+    ),
+  );
+  out.push(
+    "\nScaling efficiency = img/s ÷ (processes × img/s of 1 process). One process already uses more " +
+      "than one core (sharp's threads, HTTP/2, GC), so img/s per server core (CPU the gpu-node's " +
+      "processes used, all of them) shows how much of the CPU turns into images; other load is " +
+      "CPU used meanwhile by processes that are neither the gpu-node nor this client.\n",
+  );
+  out.push(
+    `\nTargets on a ${TARGETS.cores}-core host: ≥ ${TARGETS.exact224} img/s exact-224, ≥ ${TARGETS.px256} img/s 256-px, scaling efficiency ≥ ${pct(TARGETS.efficiency)} from 1 to ${TARGETS.cores} processes.\n`,
+  );
+  out.push(
+    "\nDecoders in one process (CPU per image; the fast path is byte-identical to sharp's):\n",
+  );
+  out.push(
+    markdownTable(
+      ["decoder", "in flight", "img/s", "CPU µs/img"],
+      decoders.map((d) => [
+        d.label,
+        String(d.inFlight),
+        fmt(d.imagesPerSecond, 0),
+        fmt(d.cpuUsPerImage, 0),
+      ]),
+    ),
+  );
+  out.push(
+    `\nPixel channel (onnxruntime backend: worker → primary, 150,528 B per image, socketpair): ` +
+      `${fmt(channel.imagesPerSecond, 0)} img/s (${fmt(channel.megabytesPerSecond, 0)} MB/s), ` +
+      `CPU ${fmt(channel.senderCpuUsPerImage, 0)} µs/img sending + ${fmt(channel.receiverCpuUsPerImage, 0)} µs/img receiving.\n`,
+  );
+  return out.join("");
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: "boolean", default: false },
+      "max-processes": { type: "string" },
+      "images-per-call": { type: "string", default: "8" },
+      "server-args": { type: "string", default: "" },
+      counts: { type: "string" },
+    },
+  });
+  const plan = values.quick ? QUICK : FULL;
+  const cores = availableParallelism();
+  const max = Number(values["max-processes"] ?? cores);
+  const perCall = Number(values["images-per-call"]);
+  if (!Number.isSafeInteger(max) || max < 1 || !Number.isSafeInteger(perCall) || perCall < 1) {
+    throw new Error("--max-processes and --images-per-call must be positive integers");
+  }
+  const counts = values.counts
+    ? values.counts.split(",").map((c) => Number(c.trim()))
+    : processCounts(max);
+  if (counts.some((c) => !Number.isSafeInteger(c) || c < 1)) {
+    throw new Error("--counts takes positive integers, e.g. 1,16");
+  }
+  progress(`${cores} cores (${cpus()[0]?.model ?? "?"}), processes ${counts.join(", ")}`);
+  const images = await inputs(64);
+  const kib = {
+    "256-px": median(images["256-px"].map((b) => b.length)) / 1024,
+    "exact-224": median(images["exact-224"].map((b) => b.length)) / 1024,
+  };
+  const load0 = loadavg()[0]!;
+  const serverArgs = values["server-args"].split(/\s+/).filter((a) => a !== "");
+  const runs = await benchRpc(plan, images, counts, perCall, serverArgs);
+  const decoders = await benchDecoders(plan, images);
+  const channel = await benchChannel(plan);
+  progress(`pixel channel: ${channel.imagesPerSecond.toFixed(0)} img/s`);
+
+  const text = report(runs, decoders, channel, perCall, kib);
+  const environment = {
+    cores,
+    cpu: cpus()[0]?.model,
+    node: process.version,
+    sharp: sharp.versions,
+    loadAverageAtStart: load0,
+    loadAverageAtEnd: loadavg()[0],
+    quick: values.quick,
+    serverArgs,
+  };
+  process.stdout.write(
+    `\n## bench:gpu-host — ${cores} cores, ${environment.cpu}, Node ${process.version}` +
+      `${serverArgs.length ? `, gpu-node ${serverArgs.join(" ")}` : ""}\n\n${text}`,
+  );
+  const dir = process.env.OUT ? resolve(process.env.OUT) : join(ROOT, ".cache/bench");
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `gpu-host-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
+  writeFileSync(
+    file,
+    JSON.stringify(
+      { environment, plan, perCall, kib, runs, decoders, channel, report: text },
+      null,
+      2,
+    ),
+  );
+  process.stdout.write(`\nwrote ${file}\n`);
+}
+
+if (process.argv[2] === "--pixel-channel-child") {
+  await channelChild();
+} else {
+  await main();
+}
