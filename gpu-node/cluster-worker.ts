@@ -8,7 +8,7 @@ import cluster from "node:cluster";
 import { Socket } from "node:net";
 import type { FromWorker, ToWorker } from "./cluster.ts";
 import { createRemoteBatcher } from "./cluster-channel.ts";
-import { releasePixels } from "./exact-224.ts";
+import { releasePixels } from "./jpeg-fast-path.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { createMetrics, type NodeMetrics, tritonStatsOf } from "./metrics.ts";
 import { decodeForClip, exact224FastPath } from "./preprocess.ts";

@@ -1,9 +1,14 @@
 /** Receives one encoded image, hands on the 224x224 RGB tensor open_clip's eval transform makes of it. */
 import sharp, { type Metadata, type OutputInfo, type Sharp } from "sharp";
 import { IMAGE_BYTES, INPUT_SIZE } from "./backends/backend.ts";
-import { decodePlainJpeg224, isPlainJpeg224, plainJpegSize } from "./exact-224.ts";
 import { decodeHeic } from "./heic-decoder.ts";
 import { ImageError } from "./image-errors.ts";
+import {
+  decodePlainJpeg224,
+  decodePlainJpegResized,
+  isPlainJpeg224,
+  plainJpegSize,
+} from "./jpeg-fast-path.ts";
 import { type ResizeWindow, type RgbImage, resizeBicubicWindow } from "./pillow-resize.ts";
 
 export { closeHeicDecoder } from "./heic-decoder.ts";
@@ -69,9 +74,10 @@ const FAST_SHRINK_ON_LOAD = false;
  * eval transform does with Pillow: torchvision Resize(224, bicubic) with the long side truncated,
  * then CenterCrop(224) with Python's rounding. Throws ImageError for input that cannot be embedded.
  *
- * A plain 224x224 JPEG (what the edge sends with RESIZE_MODE=crop-224) needs no resize or crop:
- * it is only decoded, by libjpeg-turbo in WASM (exact-224.ts), giving the same bytes as the full
- * path below at a third of sharp's per-image cost.
+ * Plain JPEGs (no EXIF, no ICC: what the edge sends) take a fast path in WASM
+ * (jpeg-fast-path.ts): a 224x224 one (RESIZE_MODE=crop-224) is only decoded, giving the same
+ * bytes as the sharp path below; one with a short side of 224..447 (the edge's 256-px JPEGs) is
+ * decoded and resized exactly as Pillow does, i.e. bit for bit open_clip's tensor.
  */
 export async function decodeForClip(data: Uint8Array, limits: DecodeLimits): Promise<ClipImage> {
   checkByteSize(data, limits.maxBytes);
@@ -84,10 +90,14 @@ export async function decodeForClip(data: Uint8Array, limits: DecodeLimits): Pro
     const pixels = await decodePlainJpeg224(data);
     if (pixels) return { pixels, width: INPUT_SIZE, height: INPUT_SIZE, format: "jpeg" };
   }
+  const resized = await decodePlainJpegResized(data, limits.maxPixels, (width, height) =>
+    clipWindow({ width, height }),
+  );
+  if (resized) return { ...resized, format: "jpeg" };
   return decodeFull(data, limits);
 }
 
-/** decodeForClip without the exact-224 fast path: sharp (or libheif) for every image. */
+/** decodeForClip without the WASM fast paths: sharp (or libheif) for every image. */
 export async function decodeFull(data: Uint8Array, limits: DecodeLimits): Promise<ClipImage> {
   checkByteSize(data, limits.maxBytes);
   checkContainer(data);

@@ -17,7 +17,7 @@ import { type ImageBatcher, MicroBatcher } from "./batcher.ts";
 import { type Config, ConfigError, helpText, parseConfig } from "./config.ts";
 import { createEmbedService, type Decoder } from "./embed-service.ts";
 import { toConnectError } from "./errors.ts";
-import { releasePixels } from "./exact-224.ts";
+import { releasePixels } from "./jpeg-fast-path.ts";
 import { type DualListener, listenDual, type RequestHandler } from "./listener.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { createMetrics, type NodeMetrics, tritonStatsOf } from "./metrics.ts";
@@ -218,7 +218,7 @@ export async function startGpuNode(
     serveMetrics: config.metrics,
     release: () => backend.close(),
   });
-  // Whether plain 224x224 JPEGs skip sharp (exact-224.ts); off if it ever disagreed with it.
+  // Whether plain 224x224 JPEGs skip sharp (jpeg-fast-path.ts); off if it ever disagreed with it.
   const exact224 = overrides.decode ? undefined : await exact224FastPath();
   log.info(
     { url: node.url, metricsUrl: node.metricsUrl, ...summary(config), exact224FastPath: exact224 },

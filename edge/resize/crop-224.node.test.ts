@@ -7,7 +7,7 @@
 import { readFileSync } from "node:fs";
 import sharp from "sharp";
 import { describe, expect, it } from "vitest";
-import { isPlainJpeg224 } from "../../gpu-node/exact-224.ts";
+import { isPlainJpeg224 } from "../../gpu-node/jpeg-fast-path.ts";
 import { centreCropOffset, clipResizeSize, decodeForClip } from "../../gpu-node/preprocess.ts";
 import { photo } from "../../test/support/images.ts";
 import { stripJpegMetadata } from "../strip-metadata.ts";

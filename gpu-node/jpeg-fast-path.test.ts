@@ -10,8 +10,16 @@ import { photo, photoPixels } from "../test/support/images.ts";
 import type { Backend } from "./backends/backend.ts";
 import { createNoopBackend } from "./backends/noop.ts";
 import { testConfig } from "./config.ts";
-import { decodePlainJpeg224, isPlainJpeg224 } from "./exact-224.ts";
-import { decodeForClip, decodeFull, exact224FastPath, ImageError } from "./preprocess.ts";
+import { decodePlainJpeg224, isPlainJpeg224 } from "./jpeg-fast-path.ts";
+import { resizeBicubicWindow } from "./pillow-resize.ts";
+import {
+  centreCropOffset,
+  clipResizeSize,
+  decodeForClip,
+  decodeFull,
+  exact224FastPath,
+  ImageError,
+} from "./preprocess.ts";
 import { startGpuNode } from "./server.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -40,14 +48,6 @@ const TAKEN: [string, () => Promise<Buffer>][] = [
     () => sharp(px(4), { raw }).jpeg({ mozjpeg: true }).toBuffer(),
   ],
   ["greyscale", () => sharp(px(5), { raw }).greyscale().jpeg({ quality: 85 }).toBuffer()],
-  [
-    "EXIF (orientation 1)",
-    () =>
-      sharp(px(6), { raw })
-        .jpeg()
-        .withExif({ IFD0: { Orientation: "1", Software: "camera" } })
-        .toBuffer(),
-  ],
   ["the edge's WASM encoder, q80", () => wasmEncoded(7, 80)],
   ["the edge's WASM encoder, q90", () => wasmEncoded(8, 90)],
   [
@@ -61,6 +61,14 @@ const TAKEN: [string, () => Promise<Buffer>][] = [
 ];
 
 const NOT_TAKEN: [string, () => Promise<Buffer>][] = [
+  [
+    "any EXIF segment (here orientation 1)",
+    () =>
+      sharp(px(6), { raw })
+        .jpeg()
+        .withExif({ IFD0: { Orientation: "1", Software: "camera" } })
+        .toBuffer(),
+  ],
   [
     "225x224",
     () =>
@@ -79,6 +87,90 @@ const NOT_TAKEN: [string, () => Promise<Buffer>][] = [
   ["CMYK", () => sharp(px(4), { raw }).toColourspace("cmyk").jpeg().toBuffer()],
   ["PNG", () => sharp(px(5), { raw }).png().toBuffer()],
 ];
+
+/** What the short-side fast path must give: libjpeg-turbo's pixels through the TypeScript Pillow port. */
+async function pillowPortOf(jpeg: Buffer): Promise<Uint8Array> {
+  const codec = new JpegWasm(
+    await compileJpegWasm(readFileSync(join(ROOT, "edge/resize/wasm/jpeg.wasm"))),
+  );
+  return codec.decode(
+    jpeg,
+    () => 1,
+    { libjpegBytes: 64 << 20, outputBytes: 64 << 20 },
+    (decoded) => {
+      const size = clipResizeSize(decoded.width, decoded.height);
+      const window = {
+        outWidth: size.width,
+        outHeight: size.height,
+        left: centreCropOffset(size.width),
+        top: centreCropOffset(size.height),
+        width: 224,
+        height: 224,
+      };
+      const image = { data: decoded.data, width: decoded.width, height: decoded.height };
+      return resizeBicubicWindow(image, window);
+    },
+  );
+}
+
+const jpegOf = (w: number, h: number, seed: number) =>
+  sharp(photoPixels(w, h, seed), { raw: { ...raw, width: w, height: h } });
+
+describe("short-side fast path (plain JPEGs with a short side of 224..447)", () => {
+  it.each(["landscape_341x256", "portrait_256x341", "near_300x225", "grey_320x240"])(
+    "gives Pillow's own bytes for the parity fixture %s",
+    async (name) => {
+      const jpeg = readFileSync(join(ROOT, `test/fixtures/parity/images/${name}.jpg`));
+      const pillow = readFileSync(join(ROOT, `test/fixtures/parity/reference/${name}.rgb`));
+      const out = await decodeForClip(jpeg, LIMITS);
+      expect(Buffer.compare(out.pixels, pillow)).toBe(0);
+    },
+  );
+
+  it("equals libjpeg-turbo + the TypeScript Pillow port for every size it takes", async () => {
+    for (const [w, h] of [
+      [341, 256],
+      [256, 341],
+      [224, 225],
+      [447, 300],
+      [300, 447],
+      [1200, 230],
+      [224, 5000],
+      [400, 400],
+    ] as const) {
+      const jpeg = await jpegOf(w, h, w + h)
+        .jpeg({ quality: 85 })
+        .toBuffer();
+      const out = await decodeForClip(jpeg, LIMITS);
+      expect(Buffer.compare(out.pixels, await pillowPortOf(jpeg)), `${w}x${h}`).toBe(0);
+      expect(out).toMatchObject({ width: w, height: h, format: "jpeg" });
+    }
+  });
+
+  it.each([
+    ["a short side of 448 (sharp decodes it DCT-scaled)", () => jpegOf(600, 448, 5).jpeg()],
+    ["an ICC profile", () => jpegOf(341, 256, 6).jpeg().withIccProfile("p3")],
+    ["EXIF orientation 6", () => jpegOf(341, 256, 7).jpeg().withMetadata({ orientation: 6 })],
+  ])("leaves %s to sharp", async (_, make) => {
+    const jpeg = await make().toBuffer();
+    const a = await decodeForClip(jpeg, LIMITS);
+    const b = await decodeFull(jpeg, LIMITS);
+    expect(Buffer.compare(a.pixels, b.pixels)).toBe(0);
+  });
+
+  it("refuses a truncated 256-px JPEG exactly as the full path does", async () => {
+    const jpeg = (await jpegOf(341, 256, 8).jpeg().toBuffer()).subarray(0, 4000);
+    const fail = (p: Promise<unknown>) =>
+      p.then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    const a = await fail(decodeForClip(jpeg, LIMITS));
+    const b = await fail(decodeFull(jpeg, LIMITS));
+    expect(a).toBeInstanceOf(ImageError);
+    expect((a as ImageError).message).toBe((b as ImageError).message);
+  });
+});
 
 describe("exact-224 fast path", () => {
   it("is on: it agreed with the full path at start", async () => {
@@ -189,11 +281,16 @@ describe("exact-224 fast path", () => {
       backend: slow,
     });
     try {
+      // Half exact-224, half 341x256: both fast paths hand out recycled buffers.
       const jpegs = await Promise.all(
         Array.from({ length: 24 }, (_, i) =>
-          sharp(px(100 + i), { raw })
-            .jpeg()
-            .toBuffer(),
+          i % 2
+            ? sharp(px(100 + i), { raw })
+                .jpeg()
+                .toBuffer()
+            : sharp(photoPixels(341, 256, 100 + i), { raw: { ...raw, width: 341, height: 256 } })
+                .jpeg()
+                .toBuffer(),
         ),
       );
       const client = embedderClient(node.url, "grpc");

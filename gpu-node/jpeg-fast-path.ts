@@ -1,20 +1,32 @@
 /**
- * The exact-224 fast path: receives an encoded image and, when it is a plain 224x224 JPEG
- * (8-bit grey or YCbCr/RGB, no ICC profile, upright), hands on its 224x224 RGB pixels decoded by
- * libjpeg-turbo in WASM (the edge's build, edge/resize/wasm/) with the settings libvips uses
- * (ISLOW IDCT, fancy upsampling): the same bytes sharp's full pipeline gives for such an image
- * (preprocess.ts checks that once per process before using it), at about a third of its CPU —
- * sharp's per-call overhead dominates at 224 px. Anything else, and any decode error, is left
- * to the full path (undefined), which also words the client's error.
+ * The fast paths for plain JPEGs (8-bit grey or YCbCr/RGB, no ICC profile, no EXIF: what the edge
+ * sends): receive an encoded image, hand on its 224x224 RGB tensor, or undefined to leave it to
+ * sharp (preprocess.ts), which also words the client's error for anything broken. Both decode with
+ * libjpeg-turbo in WASM (the edge's build, edge/resize/wasm/) with the settings libvips and Pillow
+ * use (ISLOW IDCT, fancy upsampling); sharp's per-call overhead dominates at these sizes.
+ *
+ * - exact 224x224 (RESIZE_MODE=crop-224): decode only; the same bytes as sharp's full path for
+ *   that file (preprocess.ts checks it once per process before using it), at ~40% of its CPU.
+ * - short side 224..447 (the edge's 256-px JPEGs): decode at full size, then Pillow's BICUBIC
+ *   resize and crop (resample-wasm.ts): bit for bit open_clip's own preprocessing (Pillow) of the
+ *   file, at ~60% of sharp's CPU. Larger photos stay with sharp, which decodes them DCT-scaled.
  */
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { compileJpegWasm, JpegWasm } from "../edge/resize/wasm/codec.ts";
-import { readExifOrientation, readIccProfile } from "../edge/resize/wasm/jpeg-markers.ts";
+import { readIccProfile } from "../edge/resize/wasm/jpeg-markers.ts";
 import { IMAGE_BYTES, INPUT_SIZE } from "./backends/backend.ts";
+import type { ResizeWindow } from "./pillow-resize.ts";
+import { resizeBicubicWindowWasm } from "./resample-wasm.ts";
 
 const WASM_FILE = resolve(import.meta.dirname, "../edge/resize/wasm/jpeg.wasm");
 const LIMITS = { libjpegBytes: 8 * 1024 * 1024, outputBytes: IMAGE_BYTES } as const;
+/** Largest plain JPEG decoded at full size in WASM (short side < 448 keeps it small anyway). */
+const MAX_RESIZE_PIXELS = 4_000_000;
+const RESIZE_LIMITS = {
+  libjpegBytes: 32 * 1024 * 1024,
+  outputBytes: 3 * MAX_RESIZE_PIXELS,
+} as const;
 
 /** SOF0-3, 5-7, 9-11, 13-15: every frame type (DHT C4, JPG C8 and DAC CC are not frames). */
 const isSof = (m: number) => m >= 0xc0 && m <= 0xcf && m !== 0xc4 && m !== 0xc8 && m !== 0xcc;
@@ -72,13 +84,18 @@ export function plainJpegSize(data: Uint8Array): { width: number; height: number
 }
 
 /**
- * True when the header says: JPEG, one 8-bit frame of exactly 224x224 with 1 or 3 components,
- * no embedded ICC profile (sharp would convert it with lcms), no EXIF rotation or flip.
+ * A plain JPEG's frame: one 8-bit frame of 1 or 3 components, no EXIF segment (so no orientation
+ * for libvips to apply either), no embedded ICC profile (sharp would convert it with lcms).
  */
-export function isPlainJpeg224(data: Uint8Array): boolean {
+function plainJpeg(data: Uint8Array): Frame | undefined {
   const f = plainFrame(data);
-  if (!f || f.width !== INPUT_SIZE || f.height !== INPUT_SIZE) return false;
-  return readIccProfile(data) === undefined && (!f.exif || readExifOrientation(data) === 1);
+  return f && !f.exif && readIccProfile(data) === undefined ? f : undefined;
+}
+
+/** True when the header says: a plain JPEG of exactly 224x224 (see plainJpeg). */
+export function isPlainJpeg224(data: Uint8Array): boolean {
+  const f = plainJpeg(data);
+  return f !== undefined && f.width === INPUT_SIZE && f.height === INPUT_SIZE;
 }
 
 let codec: Promise<JpegWasm> | undefined;
@@ -102,6 +119,42 @@ export function releasePixels(pixels: Uint8Array): void {
 function instance(): Promise<JpegWasm> {
   codec ??= compileJpegWasm(readFileSync(WASM_FILE)).then((module) => new JpegWasm(module));
   return codec;
+}
+
+/**
+ * The open_clip tensor of a plain JPEG whose short side is 224..447 (see plainJpeg): Pillow's
+ * BICUBIC resize to `windowFor(width, height)` (torchvision's size and centre crop), bit for bit.
+ * Undefined for any other image, over `maxPixels`, or when libjpeg-turbo refuses it.
+ */
+export async function decodePlainJpegResized(
+  data: Uint8Array,
+  maxPixels: number,
+  windowFor: (width: number, height: number) => ResizeWindow,
+): Promise<{ pixels: Buffer; width: number; height: number } | undefined> {
+  const f = plainJpeg(data);
+  if (!f) return undefined;
+  const short = Math.min(f.width, f.height);
+  const pixels = f.width * f.height;
+  if (short < INPUT_SIZE || short >= 2 * INPUT_SIZE) return undefined;
+  if (pixels > maxPixels || pixels > MAX_RESIZE_PIXELS) return undefined;
+  const jpeg = await instance();
+  try {
+    return await jpeg.decode(
+      data,
+      () => 1,
+      RESIZE_LIMITS,
+      (px) => {
+        if (px.width !== f.width || px.height !== f.height || px.channels !== 3) return undefined;
+        const out = free.pop() ?? Buffer.allocUnsafe(IMAGE_BYTES);
+        // px.data is a view into the decoder's WASM memory: resized before the callback returns.
+        resizeBicubicWindowWasm(px, windowFor(px.width, px.height), out);
+        pooled.add(out);
+        return { pixels: out, width: px.width, height: px.height };
+      },
+    );
+  } catch {
+    return undefined;
+  }
 }
 
 /**
