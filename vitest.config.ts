@@ -1,8 +1,8 @@
 import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 
-// One project per runtime: Node (gpu-node, end-to-end, and the edge's Node entry) and workerd
-// (the edge Worker, with the real wrangler.toml).
+// One project per runtime: Node (gpu-node, end-to-end, the edge's Node entry, *.node.test.ts) and
+// workerd (the edge Worker with the real wrangler.toml, and the portable imaging core).
 export default defineConfig({
   test: {
     projects: [
@@ -10,7 +10,12 @@ export default defineConfig({
         test: {
           name: "node",
           environment: "node",
-          include: ["gpu-node/**/*.test.ts", "test/**/*.test.ts", "edge/**/*.node.test.ts"],
+          include: [
+            "gpu-node/**/*.test.ts",
+            "test/**/*.test.ts",
+            "edge/**/*.node.test.ts",
+            "imaging/**/*.node.test.ts",
+          ],
           exclude: ["test/bench/**"],
           testTimeout: 60_000,
           hookTimeout: 180_000,
@@ -24,8 +29,8 @@ export default defineConfig({
             "./test/support/edge-fixtures.setup.ts",
             "./test/support/hostile-fixtures.setup.ts",
           ],
-          include: ["edge/**/*.test.ts"],
-          exclude: ["edge/**/*.node.test.ts"],
+          include: ["edge/**/*.test.ts", "imaging/**/*.test.ts"],
+          exclude: ["edge/**/*.node.test.ts", "imaging/**/*.node.test.ts"],
           testTimeout: 30_000,
         },
       },

@@ -99,7 +99,7 @@ async function main(): Promise<void> {
   const gpu = start(
     "gpu-node",
     process.execPath,
-    [join(ROOT, "gpu-node/server.ts"), "--port", values["gpu-port"], "--model", values.model],
+    [join(ROOT, "gpu-node/main.ts"), "--port", values["gpu-port"], "--model", values.model],
     { ...process.env, GPU_NODE_TOKEN: token },
   );
   const gpuUrl = await gpuNodeListening(gpu);

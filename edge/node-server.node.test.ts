@@ -6,8 +6,8 @@ import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createNoopBackend } from "../gpu-node/backends/noop.ts";
 import { testConfig } from "../gpu-node/config.ts";
-import { decodeForClip } from "../gpu-node/preprocess.ts";
-import { type GpuNode, startGpuNode } from "../gpu-node/server.ts";
+import { type GpuNode, startGpuNode } from "../gpu-node/node.ts";
+import { decodeForClip } from "../gpu-node/preprocess/decode.ts";
 import { photoPixels } from "../test/support/images.ts";
 import { createNodeEdge } from "./node-server.ts";
 

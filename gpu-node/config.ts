@@ -443,3 +443,9 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
     ...overrides,
   });
 }
+
+/** The limits worth seeing in the start-up log line (no secrets). */
+export function summary(config: Config) {
+  const { token: _token, ...rest } = config;
+  return { ...rest, token: config.token === "" ? "off" : "set" };
+}

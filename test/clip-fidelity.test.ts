@@ -3,7 +3,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { decodeForClip } from "../gpu-node/preprocess.ts";
+import { decodeForClip } from "../gpu-node/preprocess/decode.ts";
 import { openEmbedder, type PixelEmbedder } from "./support/embedder.ts";
 import { cosine } from "./support/gpu-node-client.ts";
 

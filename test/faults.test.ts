@@ -12,7 +12,7 @@ import { createServer } from "node:net";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { testConfig } from "../gpu-node/config.ts";
-import { type GpuNode, startGpuNode } from "../gpu-node/server.ts";
+import { type GpuNode, startGpuNode } from "../gpu-node/node.ts";
 import { recordFigures } from "./reliability/figures.ts";
 import {
   type EdgeOutcome,

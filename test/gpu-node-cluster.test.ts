@@ -11,9 +11,9 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Backend } from "../gpu-node/backends/backend.ts";
 import { createNoopBackend } from "../gpu-node/backends/noop.ts";
-import { SHM_PREFIX } from "../gpu-node/backends/triton-shm.ts";
+import { SHM_PREFIX } from "../gpu-node/backends/triton/shm.ts";
 import { testConfig } from "../gpu-node/config.ts";
-import { type GpuNode, startGpuNode } from "../gpu-node/server.ts";
+import { type GpuNode, startGpuNode } from "../gpu-node/node.ts";
 import {
   cosine,
   embedderClient,
@@ -25,7 +25,7 @@ import { photo } from "./support/images.ts";
 import { startKServeDouble, tinyModelFiles } from "./support/kserve-double.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
-const SERVER = resolve(ROOT, "gpu-node/server.ts");
+const SERVER = resolve(ROOT, "gpu-node/main.ts");
 const PROTOCOLS: Protocol[] = ["grpc", "connect-h1", "connect-h2", "grpc-web"];
 
 type Log = Record<string, unknown>;

@@ -10,7 +10,7 @@ import { embedderClient, norm, toFloats } from "./support/gpu-node-client.ts";
 import { photo } from "./support/images.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
-const SERVER = resolve(ROOT, "gpu-node/server.ts");
+const SERVER = resolve(ROOT, "gpu-node/main.ts");
 const BUF = resolve(ROOT, "node_modules/.bin/buf");
 const run = promisify(execFile);
 

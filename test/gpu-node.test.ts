@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { Backend } from "../gpu-node/backends/backend.ts";
 import { createNoopBackend } from "../gpu-node/backends/noop.ts";
 import { testConfig } from "../gpu-node/config.ts";
-import { type GpuNode, startGpuNode } from "../gpu-node/server.ts";
+import { type GpuNode, startGpuNode } from "../gpu-node/node.ts";
 import { EmbedRequestSchema, EmbedResponseSchema } from "../proto/gen/embedder/v1/embedder_pb.js";
 import {
   cosine,

@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { testConfig } from "../gpu-node/config.ts";
-import { type GpuNode, startGpuNode } from "../gpu-node/server.ts";
+import { type GpuNode, startGpuNode } from "../gpu-node/node.ts";
 import { type EmbedLoad, startEmbedLoad } from "./support/embed-load.ts";
 import { photo } from "./support/images.ts";
 import { type KServeDouble, startKServeDouble, tinyModelFiles } from "./support/kserve-double.ts";
@@ -18,7 +18,7 @@ import {
   startPrometheus,
 } from "./support/prometheus.ts";
 
-const DASHBOARD = resolve(import.meta.dirname, "../gpu-node/dashboards/grafana-gpu-node.json");
+const DASHBOARD = resolve(import.meta.dirname, "../gpu-node/observability/grafana-gpu-node.json");
 const PROMETHEUS = findPrometheus();
 /** What Grafana would use for $__rate_interval with a 1 s scrape interval and a short time range. */
 const RATE_INTERVAL = "10s";

@@ -18,9 +18,9 @@ import { parseEdgeConfig } from "../edge/config.ts";
 import type { Backend } from "../gpu-node/backends/backend.ts";
 import { createNoopBackend } from "../gpu-node/backends/noop.ts";
 import { testConfig } from "../gpu-node/config.ts";
-import { listenDual } from "../gpu-node/listener.ts";
 import { createLogger } from "../gpu-node/logger.ts";
-import { type GpuNode, startGpuNode } from "../gpu-node/server.ts";
+import { type GpuNode, startGpuNode } from "../gpu-node/node.ts";
+import { listenDual } from "../gpu-node/rpc/listener.ts";
 import { recordFigures } from "./reliability/figures.ts";
 import { embedderClient } from "./support/gpu-node-client.ts";
 import { photoPixels } from "./support/images.ts";
@@ -347,9 +347,10 @@ describe("no endpoint fetches a URL a client gives", () => {
     "edge/local-stack.ts": "npm start polling its own child processes",
     "edge/node-server.ts":
       "app.fetch: the inbound request handler of the Node entry, not a call out",
-    "gpu-node/backends/triton-client.ts": "--triton-url (configuration)",
-    "gpu-node/backends/triton.ts": "--triton-url (configuration)",
-    "gpu-node/dashboard/dashboard.js": "the page polls its own origin (CSP connect-src 'self')",
+    "gpu-node/backends/triton/client.ts": "--triton-url (configuration)",
+    "gpu-node/backends/triton/backend.ts": "--triton-url (configuration)",
+    "gpu-node/observability/dashboard/dashboard.js":
+      "the page polls its own origin (CSP connect-src 'self')",
   };
   const OUTBOUND =
     /\bfetch\s*\(|\bhttps?\.(request|get)\s*\(|\bhttp2\.connect\s*\(|\bnet\.(connect|createConnection)\s*\(|\btls\.connect\s*\(|new\s+WebSocket\s*\(|XMLHttpRequest|\bundici\b/;

@@ -7,7 +7,7 @@ import { createInterface } from "node:readline";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { type Config, testConfig } from "../gpu-node/config.ts";
-import { type GpuNode, startGpuNode } from "../gpu-node/server.ts";
+import { type GpuNode, startGpuNode } from "../gpu-node/node.ts";
 import { countBy, recordFigures } from "./reliability/figures.ts";
 import { embedderClient, maxAbsDiff, toFloats } from "./support/gpu-node-client.ts";
 import { photo } from "./support/images.ts";

@@ -4,9 +4,9 @@
 import { readdirSync } from "node:fs";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SHM_PREFIX } from "../gpu-node/backends/triton-shm.ts";
+import { SHM_PREFIX } from "../gpu-node/backends/triton/shm.ts";
 import { type Config, ConfigError, parseConfig, testConfig } from "../gpu-node/config.ts";
-import { type GpuNode, startGpuNode } from "../gpu-node/server.ts";
+import { type GpuNode, startGpuNode } from "../gpu-node/node.ts";
 import { embedderClient, maxAbsDiff, type Protocol, toFloats } from "./support/gpu-node-client.ts";
 import { photo } from "./support/images.ts";
 import { type KServeDouble, startKServeDouble, tinyModelFiles } from "./support/kserve-double.ts";

@@ -7,19 +7,23 @@
 import { readFileSync } from "node:fs";
 import sharp from "sharp";
 import { describe, expect, it } from "vitest";
-import { isPlainJpeg224 } from "../../gpu-node/jpeg-fast-path.ts";
-import { centreCropOffset, clipResizeSize, decodeForClip } from "../../gpu-node/preprocess.ts";
+import {
+  centreCropOffset,
+  clipResizeSize,
+  decodeForClip,
+} from "../../gpu-node/preprocess/decode.ts";
+import { isPlainJpeg224 } from "../../gpu-node/preprocess/jpeg-fast-path.ts";
+import { compileJpegWasm } from "../../imaging/jpeg/codec.ts";
 import { photo } from "../../test/support/images.ts";
 import { stripJpegMetadata } from "../strip-metadata.ts";
 import { validateImage } from "../validate.ts";
 import { clipCrop, type Resizer } from "./resizer.ts";
 import { createSharpResizer } from "./sharp.ts";
-import { compileJpegWasm } from "./wasm/codec.ts";
 import { createJpegWasmResizer } from "./wasm/core.ts";
 
 const LIMITS = { maxPixels: 100_000_000, maxBytes: 50 * 1024 * 1024 };
 const wasm = createJpegWasmResizer(
-  await compileJpegWasm(readFileSync(new URL("./wasm/jpeg.wasm", import.meta.url))),
+  await compileJpegWasm(readFileSync(new URL("../../imaging/jpeg/jpeg.wasm", import.meta.url))),
 );
 const RESIZERS: Resizer[] = [createSharpResizer(), wasm];
 

@@ -11,12 +11,9 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import sharp, { type JpegOptions } from "sharp";
 import { describe, expect, it } from "vitest";
-import { HttpError } from "../errors.ts";
-import { targetSize } from "./resizer.ts";
-import { compileJpegWasm } from "./wasm/codec.ts";
-import { createJpegWasmResizer, type WasmResizeInput } from "./wasm/core.ts";
-import { iccToSrgb } from "./wasm/icc.ts";
-import { readIccProfile } from "./wasm/jpeg-markers.ts";
+import { iccToSrgb } from "../../imaging/icc.ts";
+import { compileJpegWasm } from "../../imaging/jpeg/codec.ts";
+import { readIccProfile } from "../../imaging/jpeg/markers.ts";
 import {
   buildIcc,
   COLORANTS,
@@ -25,12 +22,15 @@ import {
   SRGB_CURVE,
   withIcc,
   withSegments,
-} from "./wasm/test-icc.ts";
+} from "../../imaging/testing/icc-profiles.ts";
+import { HttpError } from "../errors.ts";
+import { targetSize } from "./resizer.ts";
+import { createJpegWasmResizer, type WasmResizeInput } from "./wasm/core.ts";
 
 const MiB = 1024 * 1024;
 const CORPUS_PHOTOS = resolve(import.meta.dirname, "../../../shared/corpus/photos");
 const wasmModule = await compileJpegWasm(
-  readFileSync(new URL("./wasm/jpeg.wasm", import.meta.url)),
+  readFileSync(new URL("../../imaging/jpeg/jpeg.wasm", import.meta.url)),
 );
 
 /** Deterministic photo-like RGB: gradients, stripes, a disc, a dark block, seeded noise. */

@@ -5,12 +5,12 @@
  * scale, all orientations, CMYK, progressive, ICC parity with sharp and the 48 MP memory bound.
  */
 import { describe, expect, it } from "vitest";
+import { JpegWasm } from "../../imaging/jpeg/codec.ts";
+import jpegWasm from "../../imaging/jpeg/jpeg.wasm";
+import { iccSegments, withSegments } from "../../imaging/testing/icc-profiles.ts";
 import { HttpError } from "../errors.ts";
 import type { ImageFormat } from "../validate.ts";
-import { JpegWasm } from "./wasm/codec.ts";
-import jpegWasm from "./wasm/jpeg.wasm";
 import { bytesOf, PORTRAIT_O6, PORTRAIT_O6_SHARP } from "./wasm/test-fixtures.ts";
-import { iccSegments, withSegments } from "./wasm/test-icc.ts";
 import { createWasmJpegResizer, type WasmResizeInput } from "./wasm-jpeg.ts";
 
 const photo = bytesOf(PORTRAIT_O6.base64);

@@ -5,8 +5,8 @@
  * any work (`supports`). See wasm/README.md for the supported variants and limits.
  */
 
+import jpegWasm from "../../imaging/jpeg/jpeg.wasm";
 import { createJpegWasmResizer, type WasmJpegLimits, type WasmJpegResizer } from "./wasm/core.ts";
-import jpegWasm from "./wasm/jpeg.wasm";
 
 export type { WasmJpegLimits, WasmJpegResizer, WasmJpegRun, WasmResizeInput } from "./wasm/core.ts";
 

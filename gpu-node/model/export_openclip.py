@@ -12,7 +12,7 @@ Run it on the GPU host (real weights cannot be fetched where this project is dev
         --model ViT-B-32 --pretrained laion2b_s34b_b79k \\
         --check-images photo1.jpg photo2.jpg photo3.jpg
 
-It writes gpu-node/triton/model_repository/openclip_vit_b32_uint8/1/model.onnx (beside the
+It writes gpu-node/model/triton/model_repository/openclip_vit_b32_uint8/1/model.onnx (beside the
 committed config.pbtxt), then checks the export against open_clip's own preprocessing and
 encode_image on the given images (or synthetic ones): the wrapper in PyTorch and the ONNX file in
 ONNX Runtime must agree with open_clip to --tolerance. It refuses weights whose activation does

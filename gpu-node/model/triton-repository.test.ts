@@ -31,7 +31,7 @@ function balanced(text: string): boolean {
 describe("Triton model repository", () => {
   it("the committed config.pbtxt is the writer's default output", async () => {
     const committed = await readFile(
-      join(ROOT, "gpu-node/triton/model_repository/openclip_vit_b32_uint8/config.pbtxt"),
+      join(ROOT, "gpu-node/model/triton/model_repository/openclip_vit_b32_uint8/config.pbtxt"),
       "utf8",
     );
     expect(committed).toBe(tritonModelConfig(DEFAULT_TRITON_MODEL));

@@ -18,14 +18,14 @@ import {
 import { isVitConfigName } from "./vit-config.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
-export const DEFAULT_REPOSITORY = join(ROOT, "gpu-node/triton/model_repository");
+export const DEFAULT_REPOSITORY = join(ROOT, "gpu-node/model/triton/model_repository");
 
 const USAGE = `usage: npm run triton:repo -- [options]
   --model M              vit-b32 (default) | vit-tiny (generated, seeded) | PATH.onnx (e.g. from
                          export_openclip.py; its input decides the layout)
   --layout L             uint8-nhwc (default) | float32-nchw (the seed's FP32 [3,224,224] input;
                          generated models only)
-  --out DIR              the model repository (default gpu-node/triton/model_repository)
+  --out DIR              the model repository (default gpu-node/model/triton/model_repository)
   --name NAME            model name (default openclip_vit_b32_uint8, or openclip_vit_b32 for FP32)
   --max-batch-size N     Triton's max_batch_size (default 32)
   --max-queue-delay-us N dynamic batching delay (default 500)

@@ -7,7 +7,7 @@ import { createInterface } from "node:readline";
 import type { OrtChildInput, OrtStep, OrtStepResult } from "./ort-child.ts";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
-const SERVER = resolve(ROOT, "gpu-node/server.ts");
+const SERVER = resolve(ROOT, "gpu-node/main.ts");
 /** Linux clock ticks per second for /proc/<pid>/stat times (100 on every mainstream kernel). */
 const CLK_TCK = 100;
 
@@ -61,7 +61,7 @@ async function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
 }
 
 /**
- * Starts `node gpu-node/server.ts --port 0 ...args` (the Node running this script) and waits for
+ * Starts `node gpu-node/main.ts --port 0 ...args` (the Node running this script) and waits for
  * its "listening" JSON log line. The child is killed if it does not start in `startTimeoutMs`.
  */
 export async function startGpuNodeChild(

@@ -11,10 +11,10 @@ import { join, resolve } from "node:path";
 import sharp from "sharp";
 import { orientedClipCrop, orientedTargetSize, type Resizer } from "../../edge/resize/resizer.ts";
 import { createSharpResizer } from "../../edge/resize/sharp.ts";
-import { compileJpegWasm } from "../../edge/resize/wasm/codec.ts";
 import { createJpegWasmResizer } from "../../edge/resize/wasm/core.ts";
 import { validateImage } from "../../edge/validate.ts";
-import { decodeForClip } from "../../gpu-node/preprocess.ts";
+import { decodeForClip } from "../../gpu-node/preprocess/decode.ts";
+import { compileJpegWasm } from "../../imaging/jpeg/codec.ts";
 import { openEmbedder } from "../support/embedder.ts";
 import { cosine } from "../support/gpu-node-client.ts";
 import { photo } from "../support/images.ts";
@@ -32,7 +32,7 @@ interface Variant {
 
 async function loadResizers(): Promise<Resizer[]> {
   // The WASM resizer's module is compiled from the committed .wasm, as wrangler would bundle it.
-  const module = await compileJpegWasm(readFileSync(join(ROOT, "edge/resize/wasm/jpeg.wasm")));
+  const module = await compileJpegWasm(readFileSync(join(ROOT, "imaging/jpeg/jpeg.wasm")));
   return [createSharpResizer(), createJpegWasmResizer(module), localImagesBinding()];
 }
 

@@ -24,9 +24,9 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import sharp from "sharp";
-import { MicroBatcher } from "../../gpu-node/batcher.ts";
-import { createRemoteBatcher, hostChannel } from "../../gpu-node/cluster-channel.ts";
-import { decodeForClip, decodeFull } from "../../gpu-node/preprocess.ts";
+import { MicroBatcher } from "../../gpu-node/batching/batcher.ts";
+import { createRemoteBatcher, hostChannel } from "../../gpu-node/cluster/channel.ts";
+import { decodeForClip, decodeFull } from "../../gpu-node/preprocess/decode.ts";
 import {
   EmbedRequestSchema,
   EmbedResponseSchema,

@@ -18,7 +18,7 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { type Client, createClient } from "@connectrpc/connect";
 import { ensureModel } from "../../gpu-node/model/index.ts";
-import { decodeForClip } from "../../gpu-node/preprocess.ts";
+import { decodeForClip } from "../../gpu-node/preprocess/decode.ts";
 import { EmbedderService } from "../../proto/gen/embedder/v1/embedder_pb.js";
 import { transportFor } from "../support/gpu-node-client.ts";
 import {

@@ -18,8 +18,8 @@ import { fileURLToPath } from "node:url";
 import { parseArgs, promisify } from "node:util";
 import sharp from "sharp";
 import { targetSize } from "../../edge/resize/resizer.ts";
-import { compileJpegWasm } from "../../edge/resize/wasm/codec.ts";
 import { createJpegWasmResizer, type WasmResizeInput } from "../../edge/resize/wasm/core.ts";
+import { compileJpegWasm } from "../../imaging/jpeg/codec.ts";
 
 const { values } = parseArgs({
   options: {
@@ -113,7 +113,7 @@ const cases = [
 ];
 
 const module = await compileJpegWasm(
-  readFileSync(new URL("../../edge/resize/wasm/jpeg.wasm", import.meta.url)),
+  readFileSync(new URL("../../imaging/jpeg/jpeg.wasm", import.meta.url)),
 );
 
 const rows: string[] = [];

@@ -16,7 +16,7 @@ import { resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { IMAGE_BYTES } from "../../gpu-node/backends/backend.ts";
-import { createTritonBackend, type TritonBackend } from "../../gpu-node/backends/triton.ts";
+import { createTritonBackend, type TritonBackend } from "../../gpu-node/backends/triton/backend.ts";
 import { testConfig } from "../../gpu-node/config.ts";
 import { createLogger } from "../../gpu-node/logger.ts";
 import { tinyModelFiles } from "../support/kserve-double.ts";

@@ -1,8 +1,9 @@
 /** The gpu-node's own model path without the server: createBackend + the batch runner, for tests and benchmarks that embed pixels directly. */
-import { createBatchRunner } from "../../gpu-node/batch-runner.ts";
+
+import { createBackend } from "../../gpu-node/backends/create.ts";
+import { createBatchRunner } from "../../gpu-node/batching/batch-runner.ts";
 import { testConfig } from "../../gpu-node/config.ts";
 import { createLogger } from "../../gpu-node/logger.ts";
-import { createBackend } from "../../gpu-node/server.ts";
 
 export interface PixelEmbedder {
   /** Unit vectors for 224x224 RGB images, in order. */

@@ -3,7 +3,7 @@ import { closeSync, ftruncateSync, openSync, unlinkSync, writeSync } from "node:
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectTriton, type TritonConnection } from "../../gpu-node/backends/triton-client.ts";
+import { connectTriton, type TritonConnection } from "../../gpu-node/backends/triton/client.ts";
 import { testConfig } from "../../gpu-node/config.ts";
 import type { ModelInferRequestSchema } from "../../proto/gen/inference/grpc_service_pb.js";
 import { DataType } from "../../proto/gen/inference/model_config_pb.js";

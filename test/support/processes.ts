@@ -6,7 +6,7 @@ import { resolve } from "node:path";
 import { createInterface } from "node:readline";
 
 const ROOT = resolve(import.meta.dirname, "../..");
-const SERVER = resolve(ROOT, "gpu-node/server.ts");
+const SERVER = resolve(ROOT, "gpu-node/main.ts");
 
 /**
  * glibc's allocator keeps libvips' large transient buffers in per-thread arenas: under odd inputs
@@ -46,7 +46,7 @@ export interface GpuNodeProcess {
 }
 
 /**
- * Starts `node gpu-node/server.ts --host 127.0.0.1 --port <port> ...args` and resolves once it
+ * Starts `node gpu-node/main.ts --host 127.0.0.1 --port <port> ...args` and resolves once it
  * logs "listening". `env` adds to this process's environment (use it for the token).
  */
 export async function spawnGpuNode(

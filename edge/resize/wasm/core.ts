@@ -7,13 +7,31 @@
  *   (matrix/TRC and grey profiles, icc.ts) → antialiased bicubic resize to the target → EXIF
  *   orientation → baseline JPEG, JFIF APP0 only.
  */
+
+import {
+  type IccStatus,
+  iccToSrgb,
+  type JpegColour,
+  type SrgbConversion,
+} from "../../../imaging/icc.ts";
+import {
+  ColorSpace,
+  type JpegHeader,
+  JpegWasm,
+  JpegWasmError,
+  type WasmModule,
+} from "../../../imaging/jpeg/codec.ts";
+import { countScans, readExifOrientation, readIccProfile } from "../../../imaging/jpeg/markers.ts";
+import {
+  cmykToRgb,
+  cropRgb,
+  orient,
+  type Rgb,
+  resizeRgb,
+} from "../../../imaging/resample/pixels.ts";
 import { HttpError } from "../../errors.ts";
 import type { ResizedImage, ResizeInput, ResizeOptions, Resizer } from "../resizer.ts";
 import { clipCrop, targetSize } from "../resizer.ts";
-import { ColorSpace, type JpegHeader, JpegWasm, JpegWasmError, type WasmModule } from "./codec.ts";
-import { type IccStatus, iccToSrgb, type JpegColour, type SrgbConversion } from "./icc.ts";
-import { countScans, readExifOrientation, readIccProfile } from "./jpeg-markers.ts";
-import { cmykToRgb, cropRgb, orient, type Rgb, resizeRgb } from "./pixels.ts";
 
 const MiB = 1024 * 1024;
 

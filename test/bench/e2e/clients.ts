@@ -2,8 +2,8 @@
 import { create } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import { decodeForClip } from "../../../gpu-node/preprocess.ts";
-import { packFloat32Nchw } from "../../../gpu-node/tensor-pack.ts";
+import { packFloat32Nchw } from "../../../gpu-node/batching/tensor-pack.ts";
+import { decodeForClip } from "../../../gpu-node/preprocess/decode.ts";
 import {
   GRPCInferenceService,
   ModelInferRequestSchema,

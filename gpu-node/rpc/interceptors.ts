@@ -1,0 +1,96 @@
+/** Per-call policy for the Connect routes: request ids, the bearer token, refusal while draining, the call log line, error translation. */
+import { createHash, randomUUID, timingSafeEqual } from "node:crypto";
+import {
+  Code,
+  ConnectError,
+  type ContextValues,
+  createContextKey,
+  createContextValues,
+  type Interceptor,
+} from "@connectrpc/connect";
+import type { Config } from "../config.ts";
+import type { Logger } from "../logger.ts";
+import { toConnectError } from "./errors.ts";
+
+export const requestIdKey = createContextKey<string>("", { description: "request id" });
+/** Set when the call's headers arrived before draining began: it is served, even if its body was still on its way. */
+export const arrivedBeforeDrainKey = createContextKey<boolean>(false, {
+  description: "arrived before drain",
+});
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** The request id a caller sent when it is well-formed, else a fresh one. */
+export function requestContext(given: string | string[] | undefined): ContextValues {
+  const id = typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID();
+  return createContextValues().set(requestIdKey, id);
+}
+
+/** Constant-time check of `Authorization: Bearer <token>` (hashing first makes lengths equal). */
+export function tokenMatches(header: string | null, token: string): boolean {
+  const given = header?.startsWith("Bearer ") ? header.slice(7) : "";
+  const a = createHash("sha256").update(given).digest();
+  const b = createHash("sha256").update(token).digest();
+  return timingSafeEqual(a, b) && given.length > 0;
+}
+
+export interface CallState {
+  draining: boolean;
+  inFlight: number;
+}
+
+/** Per call: request id, auth, refusal while draining, one log line, error translation. */
+export function callInterceptor(config: Config, log: Logger, state: CallState): Interceptor {
+  return (next) => async (req) => {
+    const requestId = req.contextValues.get(requestIdKey);
+    const started = performance.now();
+    const method = req.method.name;
+    const finish = (code: string, extra: Record<string, unknown> = {}) => {
+      state.inFlight--;
+      log.info(
+        { requestId, method, code, ms: +(performance.now() - started).toFixed(2), ...extra },
+        "call",
+      );
+    };
+    const translate = (err: unknown) =>
+      toConnectError(err, (e) => log.error({ requestId, method, err: e }, "internal error"));
+    state.inFlight++;
+    try {
+      if (state.draining && !req.contextValues.get(arrivedBeforeDrainKey)) {
+        throw new ConnectError("server is shutting down", Code.Unavailable);
+      }
+      if (config.token !== "" && !tokenMatches(req.header.get("authorization"), config.token)) {
+        throw new ConnectError("missing or invalid credentials", Code.Unauthenticated);
+      }
+      const res = await next(req);
+      res.header.set("x-request-id", requestId);
+      if (!res.stream) {
+        finish("ok");
+        return res;
+      }
+      const messages = res.message;
+      return {
+        ...res,
+        message: (async function* () {
+          let count = 0;
+          let code = "ok";
+          try {
+            for await (const m of messages) {
+              count++;
+              yield m;
+            }
+          } catch (err) {
+            const ce = translate(err);
+            code = Code[ce.code];
+            throw ce;
+          } finally {
+            finish(code, { messages: count });
+          }
+        })(),
+      };
+    } catch (err) {
+      const ce = translate(err);
+      finish(Code[ce.code]);
+      throw ce;
+    }
+  };
+}

@@ -1,0 +1,42 @@
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { BicubicWasm, compileBicubicWasm } from "./bicubic-wasm.ts";
+
+const wasm = new BicubicWasm(
+  compileBicubicWasm(readFileSync(new URL("./wasm/resample.wasm", import.meta.url))),
+);
+
+import { resizeBicubicWindow } from "./pillow-bicubic.ts";
+
+describe("BicubicWasm", () => {
+  it("gives the TypeScript Pillow port's bytes for random images, sizes and windows", () => {
+    let state = 7;
+    const rand = (n: number) => {
+      state = (state * 1103515245 + 12345) >>> 0;
+      return state % n;
+    };
+    for (let i = 0; i < 120; i++) {
+      const width = 2 + rand(700);
+      const height = 2 + rand(700);
+      const data = Uint8Array.from({ length: width * height * 3 }, () => rand(256));
+      const outWidth = 1 + rand(500);
+      const outHeight = 1 + rand(500);
+      const w = 1 + rand(outWidth);
+      const h = 1 + rand(outHeight);
+      const window = {
+        outWidth,
+        outHeight,
+        left: rand(outWidth - w + 1),
+        top: rand(outHeight - h + 1),
+        width: w,
+        height: h,
+      };
+      const image = { data, width, height };
+      const expected = resizeBicubicWindow(image, window);
+      const got = wasm.resize(image, window, new Uint8Array(w * h * 3));
+      expect(Buffer.compare(got, expected), `${width}x${height} → ${JSON.stringify(window)}`).toBe(
+        0,
+      );
+    }
+  });
+});
