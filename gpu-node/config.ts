@@ -46,6 +46,9 @@ export interface Config {
   readonly drainTimeoutMs: number;
   /** Shared secret the edge must send as `Authorization: Bearer …`; empty = no check. */
   readonly token: string;
+  /** PEM certificate chain and private key: with both, the port serves HTTPS (h2 + http/1.1); empty = cleartext. */
+  readonly tlsCert: string;
+  readonly tlsKey: string;
   readonly logLevel: LogLevel;
   /** Serve /metrics and /dashboard on their own port (off: neither is served). */
   readonly metrics: boolean;
@@ -213,6 +216,18 @@ export const SETTINGS = {
     help: "Serve Prometheus /metrics and the live /dashboard on --metrics-port (--no-metrics: off)",
     fallback: () => "true",
     boolean: true,
+  },
+  tlsCert: {
+    flag: "tls-cert",
+    env: "GPU_NODE_TLS_CERT",
+    help: "PEM certificate chain file: with --tls-key the port serves HTTPS (ALPN h2 and http/1.1) instead of cleartext; re-read on SIGHUP",
+    fallback: () => "",
+  },
+  tlsKey: {
+    flag: "tls-key",
+    env: "GPU_NODE_TLS_KEY",
+    help: "PEM private key file of --tls-cert; re-read on SIGHUP",
+    fallback: () => "",
   },
   metricsPort: {
     flag: "metrics-port",
@@ -386,6 +401,8 @@ export function parseConfig(
     maxDeadlineMs: int("maxDeadlineMs", 1, 86_400_000),
     drainTimeoutMs: int("drainTimeoutMs", 0, 3_600_000),
     token: raw("token"),
+    tlsCert: raw("tlsCert").trim() === "" ? "" : resolve(raw("tlsCert").trim()),
+    tlsKey: raw("tlsKey").trim() === "" ? "" : resolve(raw("tlsKey").trim()),
     logLevel: oneOf("logLevel", LOG_LEVELS),
     metrics: bool("metrics"),
     metricsPort: int("metricsPort", 0, 65535),
@@ -401,6 +418,11 @@ export function parseConfig(
   };
   if (config.backend === "triton" && config.tritonModel === "") {
     throw new ConfigError("--triton-model (GPU_NODE_TRITON_MODEL) must not be empty");
+  }
+  if ((config.tlsCert === "") !== (config.tlsKey === "")) {
+    throw new ConfigError(
+      "--tls-cert (GPU_NODE_TLS_CERT) and --tls-key (GPU_NODE_TLS_KEY) go together: give both or neither",
+    );
   }
   if (config.defaultDeadlineMs > config.maxDeadlineMs) {
     throw new ConfigError("--default-deadline-ms must not exceed --max-deadline-ms");

@@ -12,6 +12,7 @@ import { createMetrics, tritonStatsOf } from "./observability/metrics.ts";
 import { decodeForClip, exact224FastPath } from "./preprocess/decode.ts";
 import { releasePixels } from "./preprocess/jpeg-fast-path.ts";
 import { type GpuNode, type GpuNodeOverrides, serveNode } from "./rpc/server.ts";
+import { loadTlsFiles } from "./rpc/tls.ts";
 
 export type { CloseOptions, GpuNode, GpuNodeOverrides } from "./rpc/server.ts";
 
@@ -27,6 +28,8 @@ export async function startGpuNode(
     throw new Error(
       "vectors are sent as little-endian float32: big-endian hosts are not supported",
     );
+  // Before the model loads: a bad certificate or key stops the start at once, naming the file.
+  if (config.tlsCert !== "") loadTlsFiles(config.tlsCert, config.tlsKey);
   if (config.processes > 1) {
     const { startCluster } = await import("./cluster/primary.ts");
     return startCluster(config, overrides);

@@ -27,6 +27,7 @@ import {
 } from "../observability/metrics.ts";
 import { type MetricsServer, startMetricsServer } from "../observability/metrics-server.ts";
 import type { CloseOptions, GpuNode, GpuNodeOverrides } from "../rpc/server.ts";
+import { loadTlsFiles } from "../rpc/tls.ts";
 import { type HostedChannel, hostChannel } from "./channel.ts";
 import type { FromWorker, ToWorker } from "./protocol.ts";
 
@@ -306,7 +307,7 @@ export async function startCluster(
     });
   }
   const host = config.host.includes(":") ? `[${config.host}]` : config.host;
-  const url = `http://${host}:${port}`;
+  const url = `${config.tlsCert === "" ? "http" : "https"}://${host}:${port}`;
   const metricsUrl = metricsServer?.url;
   log.info(
     { url, metricsUrl, ...summary(config), workerLimits: workerLimits(workerConfig) },
@@ -322,6 +323,13 @@ export async function startCluster(
     metricsUrl,
     model: clusterModel,
     inFlight: () => slots.reduce((n, s) => n + s.inFlight, 0),
+    async reloadCertificate() {
+      if (config.tlsCert === "") throw new Error("TLS is off: there is no certificate to reload");
+      // Checked here first: a bad pair is refused once, and every worker keeps its certificate.
+      loadTlsFiles(config.tlsCert, config.tlsKey);
+      for (const s of slots) if (s.worker) send(s.worker, { t: "reload-tls" });
+      log.info({ cert: config.tlsCert }, "TLS certificate reload sent to the workers");
+    },
     workerPids: () => slots.flatMap((s) => (s.worker?.process.pid ? [s.worker.process.pid] : [])),
     async ready() {
       if (closing || !slots.some((s) => s.listening)) return false;
@@ -331,6 +339,8 @@ export async function startCluster(
       closing ??= (async () => {
         for (const s of slots) clearTimeout(s.timer);
         const live = slots.filter((s) => s.worker !== undefined);
+        // Taken now: a worker that exits while draining clears its slot (onExit).
+        const workers = live.map((s) => s.worker!);
         // Each worker stops accepting, finishes its calls and exits; their counts make the log line.
         const counts = live.map(
           (s) =>
@@ -342,10 +352,9 @@ export async function startCluster(
               };
             }),
         );
-        for (const s of live) send(s.worker!, { t: "drain" });
+        for (const w of workers) send(w, { t: "drain" });
         const inFlight = (await Promise.all(counts)).reduce((a, b) => a + b, 0);
         opts.onDraining?.(inFlight);
-        const workers = live.map((s) => s.worker!);
         const deadline = new Promise((r) => setTimeout(r, config.drainTimeoutMs + 5000).unref());
         await Promise.race([Promise.all(workers.map(exited)), deadline]);
         const stuck = workers.filter((w) => !w.isDead());

@@ -18,6 +18,8 @@ export type ToWorker =
       readonly model?: ModelDescription;
     }
   | { readonly t: "drain" }
+  /** Re-read the TLS certificate and key (the primary got SIGHUP and checked the files). */
+  | { readonly t: "reload-tls" }
   | { readonly t: "metrics"; readonly id: number };
 
 /** Worker → primary. */

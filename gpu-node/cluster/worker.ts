@@ -133,6 +133,9 @@ process.on("message", (m: ToWorker) => {
         tell({ t: "failed", message }, () => process.exit(1));
       });
       return;
+    case "reload-tls":
+      node?.reloadCertificate().catch((err: unknown) => log?.error({ err }, "TLS reload failed"));
+      return;
     case "drain":
       void drain();
       return;

@@ -1,7 +1,12 @@
-/** One TCP port for HTTP/1.1 and cleartext HTTP/2 (h2c prior knowledge): sniffs each connection's first bytes and hands it to the matching Node server. */
+/**
+ * One TCP port for HTTP/1.1 and HTTP/2: cleartext (h2c prior knowledge, told apart by each
+ * connection's first bytes) or TLS (told apart by ALPN), each connection handed to the matching
+ * Node server. TLS certificates can be swapped while serving.
+ */
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
+import * as tls from "node:tls";
 
 // Browsers and the Workers runtime speak HTTP/1.1; gRPC needs HTTP/2. Without TLS there is no
 // ALPN, so the HTTP/2 client preface ("PRI * HTTP/2.0...") is what tells them apart.
@@ -20,6 +25,14 @@ export interface DualListener {
   drained(deadline: number): Promise<boolean>;
   /** Destroys every remaining connection. */
   destroyAll(): void;
+  /** TLS only: new connections use this certificate and key; open ones keep theirs. */
+  setCertificate(pem: TlsPem): void;
+}
+
+/** A PEM certificate chain and its private key. */
+export interface TlsPem {
+  readonly cert: Buffer;
+  readonly key: Buffer;
 }
 
 export interface ListenOptions {
@@ -29,6 +42,10 @@ export interface ListenOptions {
   readonly idleTimeoutMs?: number;
   /** An HTTP/1.1 request's headers must be complete within this long (slow-loris guard). */
   readonly headersTimeoutMs?: number;
+  /** Serve HTTPS (ALPN h2 and http/1.1) with this certificate instead of cleartext. */
+  readonly tls?: TlsPem;
+  /** Hears TLS handshakes that failed (garbage, an old protocol, a client that gave up). */
+  readonly onTlsError?: (err: Error) => void;
 }
 
 export async function listenDual(
@@ -65,33 +82,68 @@ export async function listenDual(
     s.on("close", () => sessions.delete(s));
   });
   const sockets = new Set<net.Socket>();
-
-  const tcp = net.createServer((socket) => {
+  const track = (socket: net.Socket) => {
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
-    socket.setTimeout(idle, () => socket.destroy());
-    let head = Buffer.alloc(0);
-    const onData = (chunk: Buffer) => {
-      head = Buffer.concat([head, chunk]);
-      const n = Math.min(head.length, PREFACE.length);
-      const isH2 = head.subarray(0, n).equals(PREFACE.subarray(0, n));
-      if (isH2 && head.length < PREFACE.length) return; // need more bytes to be sure
-      socket.off("data", onData);
-      socket.pause();
+  };
+  const hand = (socket: net.Socket, isH2: boolean) => {
+    if (isH2) {
+      // The HTTP/2 session takes over the native handle and first consumes what is buffered
+      // in JS; resuming the JS stream here would steal its bytes.
+      h2.emit("connection", socket);
+    } else {
+      h1.emit("connection", socket);
+      socket.resume();
+    }
+  };
+
+  let tcp: net.Server;
+  if (opts.tls) {
+    // TLS ends here; ALPN says which server gets the decrypted stream. The handshake must finish
+    // within the headers timeout (a client that opens connections and never completes one is
+    // the slow-loris of TLS).
+    const secure = tls.createServer({
+      cert: opts.tls.cert,
+      key: opts.tls.key,
+      ALPNProtocols: ["h2", "http/1.1"],
+      handshakeTimeout: headersTimeout,
+      minVersion: "TLSv1.2",
+    });
+    secure.on("connection", (socket: net.Socket) => {
+      track(socket);
+      socket.setTimeout(idle, () => socket.destroy());
+    });
+    secure.on("secureConnection", (socket: tls.TLSSocket) => {
       socket.setTimeout(0);
-      socket.unshift(head);
-      if (isH2) {
-        // The HTTP/2 session takes over the native handle and first consumes what is buffered
-        // in JS; resuming the JS stream here would steal its bytes.
-        h2.emit("connection", socket);
-      } else {
-        h1.emit("connection", socket);
-        socket.resume();
-      }
-    };
-    socket.on("data", onData);
-    socket.on("error", () => socket.destroy());
-  });
+      socket.on("error", () => socket.destroy());
+      hand(socket, socket.alpnProtocol === "h2");
+    });
+    // Garbage, wrong versions and abandoned handshakes end that connection only.
+    secure.on("tlsClientError", (err, socket) => {
+      opts.onTlsError?.(err);
+      socket.destroy();
+    });
+    tcp = secure;
+  } else {
+    tcp = net.createServer((socket) => {
+      track(socket);
+      socket.setTimeout(idle, () => socket.destroy());
+      let head = Buffer.alloc(0);
+      const onData = (chunk: Buffer) => {
+        head = Buffer.concat([head, chunk]);
+        const n = Math.min(head.length, PREFACE.length);
+        const isH2 = head.subarray(0, n).equals(PREFACE.subarray(0, n));
+        if (isH2 && head.length < PREFACE.length) return; // need more bytes to be sure
+        socket.off("data", onData);
+        socket.pause();
+        socket.setTimeout(0);
+        socket.unshift(head);
+        hand(socket, isH2);
+      };
+      socket.on("data", onData);
+      socket.on("error", () => socket.destroy());
+    });
+  }
 
   await new Promise<void>((resolve, reject) => {
     tcp.once("error", reject);
@@ -123,6 +175,10 @@ export async function listenDual(
       h1.closeAllConnections();
       for (const s of sessions) s.destroy();
       for (const s of sockets) s.destroy();
+    },
+    setCertificate(pem) {
+      if (!(tcp instanceof tls.Server)) throw new Error("this listener serves cleartext");
+      tcp.setSecureContext({ cert: pem.cert, key: pem.key });
     },
   };
 }

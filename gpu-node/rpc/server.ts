@@ -19,6 +19,7 @@ import {
   tokenMatches,
 } from "./interceptors.ts";
 import { type DualListener, listenDual, type RequestHandler } from "./listener.ts";
+import { loadTlsFiles } from "./tls.ts";
 
 export interface GpuNode {
   readonly url: string;
@@ -34,6 +35,11 @@ export interface GpuNode {
    * model. `onDraining` hears how many calls were in flight as draining began.
    */
   close(opts?: CloseOptions): Promise<void>;
+  /**
+   * Re-reads --tls-cert and --tls-key (SIGHUP): new connections get them, open ones keep theirs.
+   * Rejects, keeping the certificate in use, when the files are unreadable or no pair.
+   */
+  reloadCertificate(): Promise<void>;
 }
 
 export interface GpuNodeOverrides {
@@ -141,12 +147,15 @@ export async function serveNode(config: Config, parts: NodeParts): Promise<GpuNo
     },
   });
 
+  const tls = config.tlsCert === "" ? undefined : loadTlsFiles(config.tlsCert, config.tlsKey);
   const listener: DualListener = await listenDual(handler as RequestHandler, {
     host: config.host,
     port: config.port,
+    tls,
+    onTlsError: (err) => log.debug({ err: err.message }, "TLS handshake failed"),
   });
   const host = config.host.includes(":") ? `[${config.host}]` : config.host;
-  const url = `http://${host}:${listener.port}`;
+  const url = `${tls ? "https" : "http"}://${host}:${listener.port}`;
   // Metrics are a side channel: a taken port is logged loudly, but the node still serves.
   let metricsServer: MetricsServer | undefined;
   if (parts.serveMetrics) {
@@ -171,6 +180,11 @@ export async function serveNode(config: Config, parts: NodeParts): Promise<GpuNo
     model,
     inFlight: () => state.inFlight,
     ready: isReady,
+    async reloadCertificate() {
+      if (!tls) throw new Error("TLS is off: there is no certificate to reload");
+      listener.setCertificate(loadTlsFiles(config.tlsCert, config.tlsKey));
+      log.info({ cert: config.tlsCert }, "TLS certificate reloaded");
+    },
     close(opts = {}) {
       closing ??= (async () => {
         opts.onDraining?.(state.inFlight);
