@@ -1,8 +1,8 @@
 import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 
-// One project per runtime: Node (gpu-node, end-to-end, the edge's Node entry, *.node.test.ts) and
-// workerd (the edge Worker with the real wrangler.toml, and the portable imaging core).
+// One project per runtime: Node (gpu-node, end-to-end, the edge's Node entry, *.node.test.ts, the
+// docs generator) and workerd (the edge Worker with the real wrangler.toml, the portable imaging core).
 export default defineConfig({
   test: {
     projects: [
@@ -15,6 +15,7 @@ export default defineConfig({
             "test/**/*.test.ts",
             "edge/**/*.node.test.ts",
             "imaging/**/*.node.test.ts",
+            "docs/**/*.test.ts",
           ],
           exclude: ["test/bench/**"],
           testTimeout: 60_000,

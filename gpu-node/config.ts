@@ -80,6 +80,8 @@ interface Setting {
   readonly fallback: () => string;
   /** A switch: `--flag` alone means true; the env var takes true/false/1/0. */
   readonly boolean?: true;
+  /** The default as documented, where `fallback()` depends on the machine (docs/configuration.md). */
+  readonly documentedDefault?: string;
 }
 
 /** Every setting, with its flag, environment variable and default: the single place they are documented. */
@@ -113,18 +115,21 @@ export const SETTINGS = {
     env: "GPU_NODE_CACHE_DIR",
     help: "Folder for generated models",
     fallback: () => resolve(REPO_ROOT, ".cache"),
+    documentedDefault: ".cache in the repository",
   },
   threads: {
     flag: "threads",
     env: "GPU_NODE_THREADS",
     help: "ONNX Runtime intra-op threads (default: the machine's cores)",
     fallback: () => String(availableParallelism()),
+    documentedDefault: "the machine's cores",
   },
   processes: {
     flag: "processes",
     env: "GPU_NODE_PROCESSES",
     help: "Processes that serve RPCs and decode images, sharing the port (default: the machine's cores; 1 = everything in one process). With onnxruntime the model and the micro-batcher stay in the primary process and workers send it decoded pixels; with triton and noop every worker has its own backend",
     fallback: () => String(availableParallelism()),
+    documentedDefault: "the machine's cores",
   },
   maxBatchSize: {
     flag: "max-batch-size",
@@ -173,6 +178,7 @@ export const SETTINGS = {
     env: "GPU_NODE_DECODE_CONCURRENCY",
     help: "Images decoded at once (default: 2 x cores)",
     fallback: () => String(2 * availableParallelism()),
+    documentedDefault: "2 x the machine's cores",
   },
   maxStreamInFlight: {
     flag: "max-stream-in-flight",

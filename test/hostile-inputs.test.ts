@@ -199,7 +199,7 @@ describe("hostile files against the gpu-node directly (its own process)", () => 
     expect(anonymous.status).toBe(401);
     expect(await anonymous.json()).toMatchObject({ code: "unauthenticated" });
     // With the token, connect-es rejects the unparsable body before any of our code runs (it
-    // says "internal"; see README, Reliability). What matters here: a clean JSON error, no crash.
+    // says "internal"; see docs/operations.md, Known limits). What matters here: a clean JSON error, no crash.
     const authed = await post({ authorization: `Bearer ${TOKEN}` });
     expect([400, 500]).toContain(authed.status);
     expect(JSON.stringify(await authed.json())).not.toMatch(/\bat .*\.(ts|js):\d+/);

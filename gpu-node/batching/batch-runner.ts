@@ -9,7 +9,7 @@ export function createBatchRunner(
   model: ModelDescription,
   now: () => number = () => performance.now(),
 ): BatchRunner {
-  // Batch buffers are reused: a fresh typed array per batch cost 0.7 ms per image (DESIGN.md).
+  // Batch buffers are reused: a fresh typed array per batch cost 0.7 ms per image here.
   // One per concurrently running batch; a buffer goes back to the pool when its batch is done.
   const pool: BatchTensor["data"][] = [];
   const take = () =>

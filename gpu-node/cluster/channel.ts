@@ -9,7 +9,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { ImageBatcher, ImageResult } from "../batching/batcher.ts";
 
 // Measured on this 2-core machine: 150,528-byte frames through a socketpair cost the sender
-// ~40 µs of CPU per image, against ~190 µs with cluster IPC's structured clone (README).
+// ~40 µs of CPU per image, against ~190 µs with cluster IPC's structured clone.
 
 /** Frame header: body length u32, type u8, 3 spare bytes, id u32, aux i32 (little-endian). */
 const HEADER = 16;

@@ -1,9 +1,9 @@
 /**
- * The multi-process gpu-node's primary: forks `processes` workers (cluster-worker.ts) that share
+ * The multi-process gpu-node's primary: forks `processes` workers (worker.ts) that share
  * the port through node:cluster, hands each its settings, replaces a worker that dies, drains
  * them all on close and serves the cluster's merged /metrics and /dashboard. With the
  * onnxruntime backend it also owns the model and the one micro-batcher in front of it, fed with
- * the workers' decoded pixels (cluster-channel.ts); triton and noop workers have backends of
+ * the workers' decoded pixels (channel.ts); triton and noop workers have backends of
  * their own (Triton's dynamic batcher merges their batches).
  */
 import cluster, { type Worker } from "node:cluster";

@@ -20,7 +20,7 @@ import type { FromWorker, ToWorker } from "./protocol.ts";
 const LOAD_REPORT_MS = 200;
 
 if (!cluster.isWorker) {
-  process.stderr.write("gpu-node: cluster-worker.ts is started by the gpu-node, not by hand\n");
+  process.stderr.write("gpu-node: cluster/worker.ts is started by the gpu-node, not by hand\n");
   process.exit(2);
 }
 

@@ -136,8 +136,9 @@ function residualBlock(
   const t = `block${index}`;
   // OpenCLIP's init for its (text) transformers, which keeps each branch's share of the
   // residual stream independent of width and depth, with the residual output projections at
-  // half its std. That half puts both configs where DESIGN.md measured random ViTs (median
-  // cosine ~0.94 between different images; here 0.93 tiny, 0.95 b32 on synthetic images),
+  // half its std. That half puts both configs where randomly weighted ViTs were measured to land
+  // (median cosine ~0.94 between 24 different real photos, docs/architecture.md#models; here
+  // 0.93 tiny, 0.95 b32 on synthetic images),
   // so vit-tiny stands in for vit-b32 in tests. (OpenCLIP's own untrained visual tower uses
   // PyTorch defaults: depth-dependent, 0.84 for tiny but 0.53 for b32.)
   const attnStd = d ** -0.5;

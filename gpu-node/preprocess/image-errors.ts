@@ -1,4 +1,4 @@
-/** Typed rejections of bad image input: preprocessing throws these, the service maps them to 4xx. */
+/** Typed rejections of bad image input: preprocessing throws these, the embed service turns them into INVALID_ARGUMENT naming the image. */
 
 export type ImageErrorReason =
   | "empty"
@@ -20,16 +20,3 @@ export class ImageError extends Error {
     this.reason = reason;
   }
 }
-
-export function isImageError(error: unknown): error is ImageError {
-  return error instanceof ImageError;
-}
-
-/** The HTTP status that fits each reason (413 for both size limits, 422 for undecodable data). */
-export const IMAGE_ERROR_STATUS: Readonly<Record<ImageErrorReason, number>> = Object.freeze({
-  empty: 400,
-  too_large: 413,
-  too_many_pixels: 413,
-  unsupported_format: 415,
-  corrupt: 422,
-});

@@ -160,7 +160,7 @@ export function writeReport(
   p(`| embeddings checked against their image's reference | ${num(verified)} |`);
   p(`| **lost or misrouted embeddings** | **${misrouted}** |`);
   p(
-    `| npm audit | ${audit.ran ? inline(audit.vulnerabilities) : `could not run here: ${cell(audit.error)} (see README, Security)`} |`,
+    `| npm audit | ${audit.ran ? inline(audit.vulnerabilities) : `could not run here: ${cell(audit.error)} (see docs/operations.md, Security checks)`} |`,
   );
   p();
 
