@@ -5,6 +5,8 @@ import { parseArgs } from "node:util";
 
 export type BackendKind = "onnxruntime" | "triton" | "noop";
 const BACKENDS: readonly BackendKind[] = ["onnxruntime", "triton", "noop"];
+export type OrtProvider = "auto" | "cpu" | "webgpu" | "cuda";
+const ORT_PROVIDERS: readonly OrtProvider[] = ["auto", "cpu", "webgpu", "cuda"];
 export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
 const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error", "silent"];
 
@@ -21,13 +23,17 @@ export interface Config {
   readonly cacheDir: string;
   /** ONNX Runtime intra-op threads. */
   readonly threads: number;
+  /** Where ONNX Runtime runs the model; auto = cuda, else a hardware WebGPU adapter, else cpu. */
+  readonly ortProvider: OrtProvider;
   /**
    * Processes that serve RPCs and decode images (1 = all in this process). More than 1: a
    * primary supervises that many workers sharing the port (cluster.ts).
    */
   readonly processes: number;
-  readonly maxBatchSize: number;
-  readonly maxBatchWaitMs: number;
+  /** auto: the backend's own (32 on CPU, 256 on a GPU provider, Triton's max_batch_size). */
+  readonly maxBatchSize: number | "auto";
+  /** auto: 100 ms for ONNX Runtime on the CPU, whose inference would starve decodes; else 2. */
+  readonly maxBatchWaitMs: number | "auto";
   /** Images admitted at once (decoding, queued, or in inference); beyond it calls fail fast. */
   readonly maxQueuedImages: number;
   readonly maxImagesPerRequest: number;
@@ -131,16 +137,22 @@ export const SETTINGS = {
     fallback: () => String(availableParallelism()),
     documentedDefault: "the machine's cores",
   },
+  ortProvider: {
+    flag: "ort-provider",
+    env: "GPU_NODE_ORT_PROVIDER",
+    help: `Where the onnxruntime backend runs the model: ${ORT_PROVIDERS.join(" | ")}. auto takes cuda when ONNX Runtime's CUDA provider loads, else webgpu when a hardware GPU adapter answers (never a software one such as lavapipe), else cpu. A provider named here that cannot load stops the start, saying what is missing`,
+    fallback: () => "auto",
+  },
   maxBatchSize: {
     flag: "max-batch-size",
     env: "GPU_NODE_MAX_BATCH_SIZE",
-    help: "Largest backend batch the micro-batcher forms",
-    fallback: () => "32",
+    help: "Largest backend batch the micro-batcher forms. auto = 32 for onnxruntime on the CPU and for noop, 256 for onnxruntime on a GPU provider, the model's max_batch_size for triton",
+    fallback: () => "auto",
   },
   maxBatchWaitMs: {
     flag: "max-batch-wait-ms",
     env: "GPU_NODE_MAX_BATCH_WAIT_MS",
-    help: "How long a partial batch may wait for images of calls already admitted and still decoding (a lone call never waits; 0 = never). auto = 100 for onnxruntime, whose CPU inference would starve those decodes, else 2",
+    help: "How long a partial batch may wait for images of calls already admitted and still decoding (a lone call never waits; 0 = never). auto = 100 for onnxruntime on the CPU provider, whose inference would starve those decodes, else 2",
     fallback: () => "auto",
   },
   maxQueuedImages: {
@@ -389,13 +401,10 @@ export function parseConfig(
     cacheDir: resolve(raw("cacheDir")),
     threads: int("threads", 1, 1024),
     processes: int("processes", 1, 1024),
-    maxBatchSize: int("maxBatchSize", 1, 4096),
+    ortProvider: oneOf("ortProvider", ORT_PROVIDERS),
+    maxBatchSize: raw("maxBatchSize").trim() === "auto" ? "auto" : int("maxBatchSize", 1, 4096),
     maxBatchWaitMs:
-      raw("maxBatchWaitMs").trim() === "auto"
-        ? raw("backend") === "onnxruntime"
-          ? 100
-          : 2
-        : int("maxBatchWaitMs", 0, 1000),
+      raw("maxBatchWaitMs").trim() === "auto" ? "auto" : int("maxBatchWaitMs", 0, 1000),
     maxQueuedImages: int("maxQueuedImages", 1, 1_000_000),
     maxImagesPerRequest: int("maxImagesPerRequest", 1, 100_000),
     maxImageBytes: int("maxImageBytes", 1, 2 ** 31 - 1),

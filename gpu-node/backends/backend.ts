@@ -19,6 +19,10 @@ export interface ModelDescription {
   readonly maxBatchSize: number;
   /** "onnxruntime", "triton" or "noop". */
   readonly backend: string;
+  /** Where the model runs, for onnxruntime: its execution provider ("cpu", "webgpu", "cuda"). */
+  readonly provider?: string;
+  /** The device behind the provider when it says (e.g. the GPU adapter's name). */
+  readonly device?: string;
 }
 
 /** A packed batch: `count` images in the model's layout, row-major, no padding. */

@@ -4,19 +4,24 @@ import type { Logger } from "../logger.ts";
 import type { Backend } from "./backend.ts";
 import { createNoopBackend } from "./noop.ts";
 
+/** Batch limit of the CPU provider, noop, and Triton models whose config does not say. */
+export const CPU_MAX_BATCH = 32;
+
 /** Creates the backend the config asks for (the model is generated on first use). */
 export async function createBackend(config: Config, log: Logger): Promise<Backend> {
-  if (config.backend === "noop") return createNoopBackend(config.maxBatchSize);
+  const explicit = config.maxBatchSize === "auto" ? undefined : config.maxBatchSize;
+  if (config.backend === "noop") return createNoopBackend(explicit ?? CPU_MAX_BATCH);
   // Imported on demand: a cluster worker of an onnxruntime node never loads ONNX Runtime.
   if (config.backend === "triton") {
-    const { createTritonBackend } = await import("../backends/triton/backend.ts");
+    const { createTritonBackend } = await import("./triton/backend.ts");
     return createTritonBackend({
       url: config.tritonUrl,
       model: config.tritonModel,
       modelVersion: config.tritonModelVersion,
       shm: config.tritonShm,
       concurrency: config.tritonConcurrency,
-      maxBatchSize: config.maxBatchSize,
+      // Triton's own max_batch_size rules; this applies only where its config does not say.
+      maxBatchSize: explicit ?? CPU_MAX_BATCH,
       timeoutMs: config.tritonTimeoutMs,
       startTimeoutMs: config.tritonStartTimeoutMs,
       healthIntervalMs: config.tritonHealthIntervalMs,
@@ -33,12 +38,14 @@ export async function createBackend(config: Config, log: Logger): Promise<Backen
     { model: model.name, path: model.path, ms: Math.round(performance.now() - t0) },
     "model file ready",
   );
-  const { createOnnxRuntimeBackend } = await import("../backends/onnxruntime.ts");
+  const { createOnnxRuntimeBackend } = await import("./onnxruntime.ts");
   return createOnnxRuntimeBackend({
     modelPath: model.path,
     name: model.name,
     version: model.sha256.slice(0, 12),
     threads: config.threads,
-    maxBatchSize: config.maxBatchSize,
+    provider: config.ortProvider,
+    maxBatchSize: explicit,
+    log,
   });
 }

@@ -197,7 +197,7 @@ export function createMetrics(opts: MetricsOptions): NodeMetrics {
   new Gauge({
     name: "gpu_node_info",
     help: "The model this gpu-node serves (value 1)",
-    labelNames: ["model", "model_version", "backend", "layout"] as const,
+    labelNames: ["model", "model_version", "backend", "layout", "provider", "device"] as const,
     registers,
     // A cluster's processes all serve the same model: one series, not their sum.
     aggregator: "first",
@@ -207,6 +207,8 @@ export function createMetrics(opts: MetricsOptions): NodeMetrics {
       model_version: model.version,
       backend: model.backend,
       layout: model.layout,
+      provider: model.provider ?? "",
+      device: model.device ?? "",
     },
     1,
   );

@@ -258,6 +258,8 @@ export function createEmbedService(deps: EmbedServiceDeps): ServiceImpl<typeof E
         maxImageBytes: BigInt(config.maxImageBytes),
         maxImagePixels: BigInt(config.maxImagePixels),
         maxMessageBytes: BigInt(config.maxMessageBytes),
+        executionProvider: model.provider ?? "",
+        device: model.device ?? "",
       });
     },
   };

@@ -139,6 +139,7 @@ export async function serveNode(config: Config, parts: NodeParts): Promise<GpuNo
             ...(ok || state.draining ? {} : { reason: parts.notReadyReason() }),
             model: model.name,
             backend: model.backend,
+            ...(model.provider ? { provider: model.provider, device: model.device ?? "" } : {}),
           }),
         );
         return;

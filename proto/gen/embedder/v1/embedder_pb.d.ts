@@ -339,6 +339,20 @@ export declare type GetModelInfoResponse = Message<"embedder.v1.GetModelInfoResp
    * @generated from field: uint64 max_message_bytes = 11;
    */
   maxMessageBytes: bigint;
+
+  /**
+   * Where the model runs (onnxruntime): "cpu", "webgpu" or "cuda"; empty for triton and noop.
+   *
+   * @generated from field: string execution_provider = 12;
+   */
+  executionProvider: string;
+
+  /**
+   * The device behind that provider when it says, e.g. the GPU adapter's name.
+   *
+   * @generated from field: string device = 13;
+   */
+  device: string;
 };
 
 /**
