@@ -7,7 +7,35 @@
 // the bounds-checked helpers below (a hostile header raises ImageHeaderError, never a RangeError),
 // every loop advances by at least one byte and has an iteration cap.
 
+import {
+  be16,
+  be32,
+  fail,
+  fourcc,
+  fourccAt,
+  ImageHeaderError,
+  latin1,
+  le16,
+  le24,
+  le32,
+  TRUNCATED,
+  u8,
+} from "../imaging/bytes.ts";
+import {
+  element,
+  exifOrientation,
+  isExifHeader,
+  readIfd,
+  scalar,
+  t16,
+  t32,
+  tiffView,
+  validOrientation,
+} from "../imaging/exif.ts";
+import { isSof, jpegSegments } from "../imaging/jpeg/segments.ts";
 import { HttpError } from "./errors.ts";
+
+export { ImageHeaderError };
 
 export type ImageFormat = "jpeg" | "png" | "webp" | "gif" | "tiff" | "heic" | "avif";
 
@@ -39,11 +67,6 @@ export interface ValidatedImage {
   readonly frames?: number;
   readonly hasAlpha?: boolean;
   readonly bytes: Uint8Array;
-}
-
-/** The header is missing, truncated or contradicts itself; `validateImage` turns it into a 422. */
-export class ImageHeaderError extends Error {
-  override readonly name = "ImageHeaderError";
 }
 
 const FORMAT_NAMES: Record<ImageFormat, string> = {
@@ -168,21 +191,6 @@ function startsWith(b: Uint8Array, at: number, sig: readonly number[]): boolean 
   return true;
 }
 
-function fourcc(s: string): number {
-  return (
-    ((s.charCodeAt(0) << 24) |
-      (s.charCodeAt(1) << 16) |
-      (s.charCodeAt(2) << 8) |
-      s.charCodeAt(3)) >>>
-    0
-  );
-}
-
-/** Unchecked: callers make sure 4 bytes are there. */
-function fourccAt(b: Uint8Array, o: number): number {
-  return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
-}
-
 const RIFF = fourcc("RIFF");
 const WEBP = fourcc("WEBP");
 const FTYP = fourcc("ftyp");
@@ -257,12 +265,6 @@ function describeUnknown(b: Uint8Array): string {
   return "not an image: unrecognised binary data";
 }
 
-function latin1(b: Uint8Array, from: number, to: number): string {
-  let s = "";
-  for (let i = from; i < to; i++) s += String.fromCharCode(b[i]!);
-  return s;
-}
-
 function isText(b: Uint8Array): boolean {
   const n = Math.min(b.length, 512);
   for (let i = 0; i < n; i++) {
@@ -308,95 +310,34 @@ function parse(b: Uint8Array, format: ImageFormat): Parsed {
   }
 }
 
-function fail(message: string): never {
-  throw new ImageHeaderError(message);
-}
-
-const TRUNCATED = "truncated header";
-
-function u8(b: Uint8Array, o: number): number {
-  if (o < 0 || o >= b.length) fail(TRUNCATED);
-  return b[o]!;
-}
-function be16(b: Uint8Array, o: number): number {
-  if (o < 0 || o + 2 > b.length) fail(TRUNCATED);
-  return (b[o]! << 8) | b[o + 1]!;
-}
-function le16(b: Uint8Array, o: number): number {
-  if (o < 0 || o + 2 > b.length) fail(TRUNCATED);
-  return b[o]! | (b[o + 1]! << 8);
-}
-function le24(b: Uint8Array, o: number): number {
-  if (o < 0 || o + 3 > b.length) fail(TRUNCATED);
-  return b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16);
-}
-function be32(b: Uint8Array, o: number): number {
-  if (o < 0 || o + 4 > b.length) fail(TRUNCATED);
-  return b[o]! * 0x1000000 + ((b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!);
-}
-function le32(b: Uint8Array, o: number): number {
-  if (o < 0 || o + 4 > b.length) fail(TRUNCATED);
-  return b[o + 3]! * 0x1000000 + ((b[o + 2]! << 16) | (b[o + 1]! << 8) | b[o]!);
-}
-
 // --- JPEG ------------------------------------------------------------------------------------
 
-/** Segments before the first scan; real files have a few dozen. */
-const MAX_JPEG_SEGMENTS = 10_000;
-
-function isSof(m: number): boolean {
-  // SOF0..SOF15 minus DHT (C4), JPG (C8) and DAC (CC).
-  return m >= 0xc0 && m <= 0xcf && m !== 0xc4 && m !== 0xc8 && m !== 0xcc;
-}
-
 function parseJpeg(b: Uint8Array): Parsed {
-  if (b.length < 4 || b[0] !== 0xff || b[1] !== 0xd8) fail("no JPEG start-of-image marker");
-  let p = 2;
+  const { segments, end } = jpegSegments(b, { resync: true });
+  if (end.kind === "no-soi") fail("no JPEG start-of-image marker");
   let width = -1;
   let height = -1;
   let orientation = 1;
   let exifSeen = false;
-  let scanAt = -1;
-  for (let n = 0; n < MAX_JPEG_SEGMENTS && p < b.length; n++) {
-    if (b[p] !== 0xff) {
-      // Junk between segments: libjpeg skips to the next 0xFF with a warning; so do we.
-      const next = b.indexOf(0xff, p);
-      if (next < 0) break;
-      p = next;
-    }
-    while (p < b.length && b[p] === 0xff) p++; // fill bytes
-    if (p >= b.length) break;
-    const marker = b[p++]!;
-    if (
-      marker === 0x00 ||
-      marker === 0x01 ||
-      marker === 0xd8 ||
-      (marker >= 0xd0 && marker <= 0xd7)
-    ) {
-      continue; // no length field
-    }
-    if (marker === 0xd9) break; // EOI before any scan
-    const length = be16(b, p);
-    if (length < 2) fail("invalid segment length");
-    const start = p + 2;
-    const end = p + length;
-    if (marker === 0xda) {
-      scanAt = start;
-      break;
-    }
-    if (end > b.length) {
-      if (width < 0) fail("file ends inside a header segment, before the frame header (SOF)");
-      break;
-    }
+  for (const { marker, start, end: segmentEnd } of segments) {
     if (isSof(marker) && width < 0) {
-      if (length < 8) fail("frame header (SOF) too short");
+      if (segmentEnd - start < 6) fail("frame header (SOF) too short");
       height = be16(b, start + 1);
       width = be16(b, start + 3);
-    } else if (marker === 0xe1 && !exifSeen && isExifSegment(b, start, end)) {
+    } else if (marker === 0xe1 && !exifSeen && isExifHeader(b, start, segmentEnd)) {
       exifSeen = true;
-      orientation = exifOrientation(b, start + 6, end);
+      orientation = exifOrientation(b, start + 6, segmentEnd);
     }
-    p = end;
+  }
+  let scanAt = -1;
+  if (end.kind === "short-length") fail(TRUNCATED);
+  if (end.kind === "bad-length") fail("invalid segment length");
+  if (end.kind === "overrun" && width < 0) {
+    fail("file ends inside a header segment, before the frame header (SOF)");
+  }
+  if (end.kind === "scan") {
+    if (be16(b, end.lengthAt) < 2) fail("invalid segment length");
+    scanAt = end.lengthAt + 2;
   }
   if (width < 0) fail("no frame header (SOF) before the image data or the end of the file");
   const header: Parsed = { width, height, orientation };
@@ -429,128 +370,7 @@ function hasEoiAfter(b: Uint8Array, from: number): boolean {
   return false;
 }
 
-function isExifSegment(b: Uint8Array, start: number, end: number): boolean {
-  // "Exif\0\0"
-  return (
-    end - start >= 14 &&
-    b[start] === 0x45 &&
-    b[start + 1] === 0x78 &&
-    b[start + 2] === 0x69 &&
-    b[start + 3] === 0x66 &&
-    b[start + 4] === 0 &&
-    b[start + 5] === 0
-  );
-}
-
-/**
- * Orientation (tag 0x0112) from the first IFD of an EXIF TIFF block in [start, end). Broken EXIF
- * never rejects an image (decoders ignore it too): anything unreadable means 1.
- */
-function exifOrientation(b: Uint8Array, start: number, end: number): number {
-  try {
-    const tiff = tiffView(b, start, end);
-    if (tiff === undefined) return 1;
-    const ifd = readIfd(tiff, tiff.firstIfd, false);
-    const value = ifd.get(0x0112);
-    const o = value === undefined ? undefined : scalar(tiff, value);
-    return o !== undefined && o >= 1 && o <= 8 ? o : 1;
-  } catch (err) {
-    if (err instanceof ImageHeaderError) return 1;
-    throw err;
-  }
-}
-
-// --- TIFF structures (TIFF files, and the EXIF inside JPEG, PNG and WebP) --------------------
-
-interface TiffView {
-  b: Uint8Array;
-  /** Offsets in the TIFF structure are relative to this. */
-  base: number;
-  end: number;
-  le: boolean;
-  firstIfd: number;
-}
-
-function tiffView(b: Uint8Array, base: number, end: number): TiffView | undefined {
-  if (end > b.length || base + 8 > end) return undefined;
-  const order = be16(b, base);
-  const le = order === 0x4949;
-  if (!le && order !== 0x4d4d) return undefined;
-  const t: TiffView = { b, base, end, le, firstIfd: 0 };
-  if (t16(t, 2) !== 42) return undefined;
-  t.firstIfd = t32(t, 4);
-  return t;
-}
-
-function tOffset(t: TiffView, rel: number, size: number): number {
-  const o = t.base + rel;
-  if (rel < 0 || o + size > t.end) fail(TRUNCATED);
-  return o;
-}
-function t16(t: TiffView, rel: number): number {
-  const o = tOffset(t, rel, 2);
-  return t.le ? le16(t.b, o) : be16(t.b, o);
-}
-function t32(t: TiffView, rel: number): number {
-  const o = tOffset(t, rel, 4);
-  return t.le ? le32(t.b, o) : be32(t.b, o);
-}
-
-const TYPE_SIZES = [0, 1, 1, 2, 4, 8, 1, 1, 2, 4, 8, 4, 8, 4];
-
-/** An IFD entry: type, count and where its value lives (relative offset). */
-interface IfdEntry {
-  type: number;
-  count: number;
-  valueAt: number;
-}
-
-/** Tag → entry for one IFD, plus the next IFD's offset under the key -1 (as valueAt). */
-function readIfd(t: TiffView, rel: number, strict: boolean): Map<number, IfdEntry> {
-  const out = new Map<number, IfdEntry>();
-  const count = t16(t, rel);
-  // Each entry is 12 bytes; a count that runs past the end is cut to what is there (EXIF) or
-  // rejected (a TIFF file needs its IFD).
-  const room = Math.floor((t.end - (t.base + rel + 2)) / 12);
-  if (count > room && strict) fail("image file directory runs past the end of the file");
-  const n = Math.min(count, room);
-  for (let i = 0; i < n; i++) {
-    const e = rel + 2 + i * 12;
-    const tag = t16(t, e);
-    const type = t16(t, e + 2);
-    const cnt = t32(t, e + 4);
-    const size = (TYPE_SIZES[type] ?? 0) * cnt;
-    const valueAt = size <= 4 ? e + 8 : t32(t, e + 8);
-    if (!out.has(tag)) out.set(tag, { type, count: cnt, valueAt });
-  }
-  if (count <= room) {
-    const nextAt = rel + 2 + count * 12;
-    if (t.base + nextAt + 4 <= t.end) {
-      out.set(-1, { type: 4, count: 1, valueAt: nextAt });
-    }
-  }
-  return out;
-}
-
-/** Element `i` of a BYTE/SHORT/LONG entry, or undefined for other types or out of range. */
-function element(t: TiffView, e: IfdEntry, i: number): number | undefined {
-  if (i >= e.count) return undefined;
-  switch (e.type) {
-    case 1:
-      return u8(t.b, tOffset(t, e.valueAt + i, 1));
-    case 3:
-      return t16(t, e.valueAt + i * 2);
-    case 4:
-    case 13:
-      return t32(t, e.valueAt + i * 4);
-    default:
-      return undefined;
-  }
-}
-
-function scalar(t: TiffView, e: IfdEntry): number | undefined {
-  return element(t, e, 0);
-}
+// --- TIFF (the structures are imaging/exif.ts's) ------------------------------------------
 
 /** Pages followed along the IFD chain (capped: a loop or a huge chain must stay cheap). */
 const MAX_TIFF_PAGES = 1_000;
@@ -569,8 +389,7 @@ function parseTiffFile(b: Uint8Array): Parsed {
   const width = get(256);
   const height = get(257);
   if (width === undefined || height === undefined) fail("no ImageWidth/ImageLength tag");
-  const o = get(274);
-  const orientation = o !== undefined && o >= 1 && o <= 8 ? o : 1;
+  const orientation = validOrientation(get(274));
   const header: Parsed = { width, height, orientation };
   const extra = get(338);
   header.hasAlpha = extra === 1 || extra === 2;
@@ -769,7 +588,7 @@ function walkWebpChunks(b: Uint8Array, end: number, header: Parsed, animated: bo
     else if (type === EXIF_WEBP && !exifSeen) {
       exifSeen = true;
       // Some writers keep JPEG's "Exif\0\0" prefix in the chunk.
-      const at = isExifSegment(b, data, data + size) ? data + 6 : data;
+      const at = isExifHeader(b, data, data + size) ? data + 6 : data;
       header.orientation = exifOrientation(b, at, data + size);
     }
     p = data + size + (size & 1);
