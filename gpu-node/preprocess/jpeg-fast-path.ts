@@ -1,14 +1,14 @@
 /**
  * The fast paths for plain JPEGs (8-bit grey or YCbCr/RGB, no ICC profile, no EXIF: what the edge
  * sends): receive an encoded image, hand on its 224x224 RGB tensor, or undefined to leave it to
- * sharp (preprocess.ts), which also words the client's error for anything broken. Both decode with
- * libjpeg-turbo in WASM (the edge's build, edge/resize/wasm/) with the settings libvips and Pillow
+ * sharp (decode.ts), which also words the client's error for anything broken. Both decode with
+ * libjpeg-turbo in WASM (imaging/jpeg/, the edge's build) with the settings libvips and Pillow
  * use (ISLOW IDCT, fancy upsampling); sharp's per-call overhead dominates at these sizes.
  *
  * - exact 224x224 (RESIZE_MODE=crop-224): decode only; the same bytes as sharp's full path for
- *   that file (preprocess.ts checks it once per process before using it), at ~40% of its CPU.
+ *   that file (decode.ts checks it once per process before using it), at ~40% of its CPU.
  * - short side 224..447 (the edge's 256-px JPEGs): decode at full size, then Pillow's BICUBIC
- *   resize and crop (resample-wasm.ts): bit for bit open_clip's own preprocessing (Pillow) of the
+ *   resize and crop (imaging/resample/bicubic-wasm.ts): bit for bit open_clip's own preprocessing (Pillow) of the
  *   file, at ~60% of sharp's CPU. Larger photos stay with sharp, which decodes them DCT-scaled.
  */
 import { readFileSync } from "node:fs";

@@ -22,13 +22,8 @@ import {
   type WasmModule,
 } from "../../../imaging/jpeg/codec.ts";
 import { countScans, readExifOrientation, readIccProfile } from "../../../imaging/jpeg/markers.ts";
-import {
-  cmykToRgb,
-  cropRgb,
-  orient,
-  type Rgb,
-  resizeRgb,
-} from "../../../imaging/resample/pixels.ts";
+import { resizeRgb } from "../../../imaging/resample/pillow-bicubic.ts";
+import { cmykToRgb, cropRgb, orient, type Rgb } from "../../../imaging/resample/pixels.ts";
 import { HttpError } from "../../errors.ts";
 import type { ResizedImage, ResizeInput, ResizeOptions, Resizer } from "../resizer.ts";
 import { clipCrop, targetSize } from "../resizer.ts";
