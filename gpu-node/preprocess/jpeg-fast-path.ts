@@ -13,12 +13,12 @@
  */
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
+import { IMAGE_BYTES, INPUT_SIZE } from "../../imaging/clip.ts";
 import { compileJpegWasm, JpegWasm } from "../../imaging/jpeg/codec.ts";
 import { readIccProfile } from "../../imaging/jpeg/markers.ts";
 import { isSof, jpegSegments } from "../../imaging/jpeg/segments.ts";
 import { BicubicWasm, compileBicubicWasm } from "../../imaging/resample/bicubic-wasm.ts";
 import type { ResizeWindow } from "../../imaging/resample/pillow-bicubic.ts";
-import { IMAGE_BYTES, INPUT_SIZE } from "../backends/backend.ts";
 
 const WASM_FILE = resolve(import.meta.dirname, "../../imaging/jpeg/jpeg.wasm");
 const RESAMPLE_WASM_FILE = resolve(

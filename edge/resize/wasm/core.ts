@@ -8,6 +8,7 @@
  *   orientation → baseline JPEG, JFIF APP0 only.
  */
 
+import { clipCrop } from "../../../imaging/clip.ts";
 import {
   type IccStatus,
   iccToSrgb,
@@ -26,7 +27,7 @@ import { resizeRgb } from "../../../imaging/resample/pillow-bicubic.ts";
 import { cmykToRgb, cropRgb, orient, type Rgb } from "../../../imaging/resample/pixels.ts";
 import { HttpError } from "../../errors.ts";
 import type { ResizedImage, ResizeInput, ResizeOptions, Resizer } from "../resizer.ts";
-import { clipCrop, targetSize } from "../resizer.ts";
+import { targetSize } from "../resizer.ts";
 
 const MiB = 1024 * 1024;
 
