@@ -8,7 +8,7 @@ import { createApp } from "./app.ts";
 import { createGpuClient } from "./gpu-client.ts";
 import { createImagesBindingResizer } from "./resize/images-binding.ts";
 import { createStandIn, fingerprint, type StandIn } from "./testing/gpu-stand-in.ts";
-import { readHeader } from "./validate.ts";
+import { readHeader } from "./validate/index.ts";
 
 const fixtures = inject("edgeFixtures") as Record<string, EdgeFixture>;
 const bytes = (name: string) =>

@@ -15,7 +15,7 @@ import {
   type TestApp,
   testApp,
 } from "./testing/test-app.ts";
-import { readHeader } from "./validate.ts";
+import { readHeader } from "./validate/index.ts";
 
 const files = inject("hostile") as HostileFileJson[];
 const EXIF_SECRET = "SECRET-EXIF-VALUE-7f3a";

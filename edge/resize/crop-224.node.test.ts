@@ -13,7 +13,7 @@ import { centreCropOffset, clipCrop, clipResizeSize } from "../../imaging/clip.t
 import { compileJpegWasm } from "../../imaging/jpeg/codec.ts";
 import { photo } from "../../test/support/images.ts";
 import { stripJpegMetadata } from "../strip-metadata.ts";
-import { validateImage } from "../validate.ts";
+import { validateImage } from "../validate/index.ts";
 import type { Resizer } from "./resizer.ts";
 import { createSharpResizer } from "./sharp.ts";
 import { createJpegWasmResizer } from "./wasm/core.ts";

@@ -1,6 +1,6 @@
 /** The resize stage's interface: a validated original photo in, a small metadata-free sRGB JPEG out. Two implementations: the Images binding and in-Worker WASM. */
 import { clipCrop } from "../../imaging/clip.ts";
-import type { ImageFormat } from "../validate.ts";
+import type { ImageFormat } from "../validate/index.ts";
 
 export interface ResizeInput {
   readonly bytes: Uint8Array;

@@ -1,7 +1,7 @@
 /** The self-hosted resizer (Node only, never in the Worker bundle): sharp/libvips orients, converts to sRGB, shrinks and re-encodes without metadata. */
 import sharp from "sharp";
 import { HttpError } from "../errors.ts";
-import type { ImageFormat } from "../validate.ts";
+import type { ImageFormat } from "../validate/index.ts";
 import { orientedClipCrop, orientedTargetSize, type Resizer } from "./resizer.ts";
 
 // The prebuilt libvips has no HEVC decoder: HEIC is refused here (the gpu-node decodes it).

@@ -9,7 +9,7 @@ import { JpegWasm } from "../../imaging/jpeg/codec.ts";
 import jpegWasm from "../../imaging/jpeg/jpeg.wasm";
 import { iccSegments, withSegments } from "../../imaging/testing/icc-profiles.ts";
 import { HttpError } from "../errors.ts";
-import type { ImageFormat } from "../validate.ts";
+import type { ImageFormat } from "../validate/index.ts";
 import { bytesOf, PORTRAIT_O6, PORTRAIT_O6_SHARP } from "./wasm/test-fixtures.ts";
 import { createWasmJpegResizer, type WasmResizeInput } from "./wasm-jpeg.ts";
 

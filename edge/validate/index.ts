@@ -20,7 +20,7 @@ import {
   le32,
   TRUNCATED,
   u8,
-} from "../imaging/bytes.ts";
+} from "../../imaging/bytes.ts";
 import {
   element,
   exifOrientation,
@@ -31,9 +31,9 @@ import {
   t32,
   tiffView,
   validOrientation,
-} from "../imaging/exif.ts";
-import { isSof, jpegSegments } from "../imaging/jpeg/segments.ts";
-import { HttpError } from "./errors.ts";
+} from "../../imaging/exif.ts";
+import { isSof, jpegSegments } from "../../imaging/jpeg/segments.ts";
+import { HttpError } from "../errors.ts";
 
 export { ImageHeaderError };
 
