@@ -4,12 +4,12 @@ import type { ImageFormat } from "../validate/index.ts";
 
 export interface ResizeInput {
   readonly bytes: Uint8Array;
-  /** From the magic bytes (validate.ts), never from the client's Content-Type. */
+  /** From the magic bytes (validate/), never from the client's Content-Type. */
   readonly format: ImageFormat;
   /** Stored (pre-orientation) dimensions, read from the header. */
   readonly width: number;
   readonly height: number;
-  /** EXIF orientation 1..8 from the header (validate.ts), when known. */
+  /** EXIF orientation 1..8 from the header (validate/), when known. */
   readonly orientation?: number;
 }
 
