@@ -12,10 +12,10 @@ import { isPlainJpeg224 } from "../../gpu-node/preprocess/jpeg-fast-path.ts";
 import { centreCropOffset, clipCrop, clipResizeSize } from "../../imaging/clip.ts";
 import { compileJpegWasm } from "../../imaging/jpeg/codec.ts";
 import { photo } from "../../test/support/images.ts";
+import { createSharpResizer } from "../node/sharp-resizer.ts";
 import { stripJpegMetadata } from "../strip-metadata.ts";
 import { validateImage } from "../validate/index.ts";
 import type { Resizer } from "./resizer.ts";
-import { createSharpResizer } from "./sharp.ts";
 import { createJpegWasmResizer } from "./wasm/core.ts";
 
 const LIMITS = { maxPixels: 100_000_000, maxBytes: 50 * 1024 * 1024 };

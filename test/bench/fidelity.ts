@@ -9,8 +9,8 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import sharp from "sharp";
+import { createSharpResizer } from "../../edge/node/sharp-resizer.ts";
 import { orientedClipCrop, orientedTargetSize, type Resizer } from "../../edge/resize/resizer.ts";
-import { createSharpResizer } from "../../edge/resize/sharp.ts";
 import { createJpegWasmResizer } from "../../edge/resize/wasm/core.ts";
 import { validateImage } from "../../edge/validate/index.ts";
 import { decodeForClip } from "../../gpu-node/preprocess/decode.ts";

@@ -1,8 +1,8 @@
 /** The edge on Node, for teams that self-host without Cloudflare: the same Hono app, sharp as the resizer, settings from the environment. */
 import { serve } from "@hono/node-server";
-import { createApp } from "./app.ts";
-import { EDGE_SETTINGS, parseEdgeConfig } from "./config.ts";
-import { createSharpResizer } from "./resize/sharp.ts";
+import { createApp } from "../app.ts";
+import { EDGE_SETTINGS, parseEdgeConfig } from "../config.ts";
+import { createSharpResizer } from "./sharp-resizer.ts";
 
 const resizer = createSharpResizer();
 
