@@ -4,7 +4,8 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, inject, it } from "vitest";
 import type { EdgeFixture } from "../test/support/edge-fixtures.setup.ts";
 import { createStandIn, fingerprint, type StandIn } from "./testing/gpu-stand-in.ts";
-import { segmentMarkers, testApp } from "./testing/test-app.ts";
+import { segmentMarkers } from "./testing/jpeg-markers.ts";
+import { testApp } from "./testing/test-app.ts";
 import { readHeader } from "./validate/index.ts";
 
 const fixtures = inject("edgeFixtures") as Record<string, EdgeFixture>;

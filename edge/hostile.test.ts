@@ -7,10 +7,10 @@ import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
 import { countBy, recordFigures } from "../test/reliability/figures.ts";
 import type { HostileFileJson } from "../test/support/hostile.ts";
 import { HOSTILE_REQUESTS } from "../test/support/hostile-requests.ts";
+import { segmentMarkers } from "./testing/jpeg-markers.ts";
 import {
   contains,
   fromBase64,
-  segmentMarkers,
   TEST_KEY,
   TEST_TOKEN,
   type TestApp,

@@ -95,19 +95,3 @@ export function contains(haystack: Uint8Array, needle: Uint8Array | string): boo
   }
   return false;
 }
-
-/**
- * Marker bytes of the segments before the scan. Written apart from imaging/jpeg/segments.ts on
- * purpose: it is the independent check that no metadata segment reached the gpu-node.
- */
-export function segmentMarkers(jpeg: Uint8Array): number[] {
-  const out: number[] = [];
-  let i = 2;
-  while (i + 4 <= jpeg.length && jpeg[i] === 0xff) {
-    const m = jpeg[i + 1]!;
-    out.push(m);
-    if (m === 0xda) break;
-    i += 2 + ((jpeg[i + 2]! << 8) | jpeg[i + 3]!);
-  }
-  return out;
-}
