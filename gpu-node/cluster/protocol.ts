@@ -26,7 +26,7 @@ export type FromWorker =
       readonly t: "listening";
       readonly port: number;
       readonly model: ModelDescription;
-      /** Whether its decoder takes the exact-224 fast path (preprocess.ts). */
+      /** Whether its decoder takes the exact-224 fast path (preprocess/decode.ts). */
       readonly exact224FastPath: boolean;
     }
   | { readonly t: "failed"; readonly message: string }

@@ -25,7 +25,7 @@ import { ImageError } from "../preprocess/image-errors.ts";
 import { Semaphore } from "./admission.ts";
 import { imageFailure, overloaded } from "./errors.ts";
 
-/** Decodes one encoded image to the model's 224x224 RGB pixels (preprocess.ts in production). */
+/** Decodes one encoded image to the model's 224x224 RGB pixels (preprocess/decode.ts in production). */
 export type Decoder = (
   data: Uint8Array,
   limits: { readonly maxPixels: number; readonly maxBytes: number },
