@@ -1,8 +1,9 @@
 import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 
-// One project per runtime: Node (gpu-node, end-to-end, the edge's Node entry, *.node.test.ts, the
-// docs generator) and workerd (the edge Worker with the real wrangler.toml, the portable imaging core).
+// One project per runtime: Node (gpu-node, end-to-end, the edge's Node-only files in edge/node/,
+// *.node.test.ts, the docs generator) and workerd (the edge Worker with the real wrangler.toml,
+// and the portable imaging core).
 export default defineConfig({
   test: {
     projects: [
@@ -13,6 +14,7 @@ export default defineConfig({
           include: [
             "gpu-node/**/*.test.ts",
             "test/**/*.test.ts",
+            "edge/node/**/*.test.ts",
             "edge/**/*.node.test.ts",
             "imaging/**/*.node.test.ts",
             "docs/**/*.test.ts",
@@ -31,7 +33,7 @@ export default defineConfig({
             "./test/support/hostile-fixtures.setup.ts",
           ],
           include: ["edge/**/*.test.ts", "imaging/**/*.test.ts"],
-          exclude: ["edge/**/*.node.test.ts", "imaging/**/*.node.test.ts"],
+          exclude: ["edge/node/**", "edge/**/*.node.test.ts", "imaging/**/*.node.test.ts"],
           testTimeout: 30_000,
         },
       },

@@ -10,45 +10,16 @@ import {
   DOUBLE_FIELDS,
   parseServerTiming,
 } from "./analytics.ts";
-import { createApp } from "./app.ts";
-import { createGpuClient } from "./gpu-client.ts";
-import { createImagesBindingResizer } from "./resize/images-binding.ts";
-import { createStandIn } from "./testing/gpu-stand-in.ts";
+import { testApp } from "./testing/test-app.ts";
 
 const fixtures = inject("edgeFixtures") as Record<string, EdgeFixture>;
 const jpeg = Uint8Array.from(atob(fixtures.photoWithGps!.base64), (c) => c.charCodeAt(0));
 const KEY = "analytics-test-key-0123";
 
-async function sha256Hex(text: string) {
-  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
-  return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 /** An app with a gpu-node stand-in, and `ANALYTICS` replaced by `dataset` (undefined = unbound). */
 async function setup(dataset: unknown) {
-  const standIn = createStandIn();
-  const app = createApp({
-    resizer: (e) => createImagesBindingResizer((e as Env).IMAGES),
-    gpu: (config) =>
-      createGpuClient({
-        urls: config.gpuNodeUrls,
-        token: config.gpuNodeToken,
-        timeoutMs: config.gpuNodeTimeoutMs,
-        fetch: (input, init) => standIn.fetch(input, init),
-      }),
-  });
-  const { ANALYTICS: _bound, ...rest } = env;
-  const appEnv = {
-    ...rest,
-    ...(dataset === undefined ? {} : { ANALYTICS: dataset }),
-    GPU_NODE_URLS: "http://gpu-0.test",
-    API_KEY_HASHES: await sha256Hex(KEY),
-  };
-  return (path: string, init: RequestInit = {}, key: string | null = KEY) => {
-    const headers = new Headers(init.headers);
-    if (key !== null) headers.set("authorization", `Bearer ${key}`);
-    return app.request(path, { ...init, headers }, appEnv);
-  };
+  const { request } = await testApp({ key: KEY, token: null, vars: { ANALYTICS: dataset } });
+  return request;
 }
 
 const recorder = () => {

@@ -1,14 +1,12 @@
 // The edge app in workerd with the real wrangler.toml bindings (Images binding included) and a
 // gpu-node stand-in: routes, auth, validation errors, metadata stripping, error mapping, failover.
-import { env } from "cloudflare:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, inject, it } from "vitest";
 import type { EdgeFixture } from "../test/support/edge-fixtures.setup.ts";
-import { createApp } from "./app.ts";
-import { createGpuClient } from "./gpu-client.ts";
-import { createImagesBindingResizer } from "./resize/images-binding.ts";
 import { createStandIn, fingerprint, type StandIn } from "./testing/gpu-stand-in.ts";
-import { readHeader } from "./validate.ts";
+import { segmentMarkers } from "./testing/jpeg-markers.ts";
+import { testApp } from "./testing/test-app.ts";
+import { readHeader } from "./validate/index.ts";
 
 const fixtures = inject("edgeFixtures") as Record<string, EdgeFixture>;
 const bytes = (name: string) =>
@@ -16,48 +14,13 @@ const bytes = (name: string) =>
 
 const KEY = "test-key-0123456789";
 
-async function sha256Hex(text: string) {
-  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
-  return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 /** An app wired to `standIns` (one per gpu-node URL) and the real Images binding. */
 async function setup(
   standIns: (StandIn | "down")[] = [createStandIn()],
   vars: Record<string, string> = {},
 ) {
-  const urls = standIns.map((_, i) => `http://gpu-${i}.test`);
-  const routedFetch: typeof fetch = async (input, init) => {
-    const url = new URL(new Request(input, init).url);
-    const i = Number(url.hostname.slice(4, -5));
-    const target = standIns[i];
-    if (target === undefined || target === "down") throw new TypeError("connection refused");
-    return target.fetch(input, init);
-  };
-  const app = createApp({
-    resizer: (e) => createImagesBindingResizer((e as Env).IMAGES),
-    gpu: (config) =>
-      createGpuClient({
-        urls: config.gpuNodeUrls,
-        token: config.gpuNodeToken,
-        timeoutMs: config.gpuNodeTimeoutMs,
-        fetch: routedFetch,
-        backoffMs: 1,
-      }),
-  });
-  const appEnv = {
-    ...env,
-    GPU_NODE_URLS: urls.join(","),
-    GPU_NODE_TOKEN: "edge-secret",
-    API_KEY_HASHES: await sha256Hex(KEY),
-    ...vars,
-  };
-  const request = (path: string, init: RequestInit = {}, key: string | null = KEY) => {
-    const headers = new Headers(init.headers);
-    if (key !== null) headers.set("authorization", `Bearer ${key}`);
-    return app.request(path, { ...init, headers }, appEnv);
-  };
-  return { app, request, standIns };
+  const { request } = await testApp({ standIns, vars, key: KEY, token: "edge-secret" });
+  return { request, standIns };
 }
 
 const postImage = (data: Uint8Array, type = "image/jpeg") => ({
@@ -102,7 +65,7 @@ describe("POST /v1/embeddings", () => {
     const sent = (standIns[0] as StandIn).received[0]!;
     expect(sent.length).toBeLessThan(40_000);
     expect(readHeader(sent, "jpeg")).toMatchObject({ width: 256, height: 341, orientation: 1 });
-    expect(jpegSegments(sent).filter((m) => (m >= 0xe1 && m <= 0xef) || m === 0xfe)).toEqual([]);
+    expect(segmentMarkers(sent).filter((m) => (m >= 0xe1 && m <= 0xef) || m === 0xfe)).toEqual([]);
     expect((standIns[0] as StandIn).headers[0]!.get("authorization")).toBe("Bearer edge-secret");
   });
 
@@ -114,7 +77,7 @@ describe("POST /v1/embeddings", () => {
     expect(body.data[0]!.sent).toMatchObject({ width: 224, height: 224 });
     const sent = (standIns[0] as StandIn).received[0]!;
     expect(readHeader(sent, "jpeg")).toMatchObject({ width: 224, height: 224, orientation: 1 });
-    expect(jpegSegments(sent).filter((m) => (m >= 0xe1 && m <= 0xef) || m === 0xfe)).toEqual([]);
+    expect(segmentMarkers(sent).filter((m) => (m >= 0xe1 && m <= 0xef) || m === 0xfe)).toEqual([]);
   });
 
   it("embeds multipart image parts in order, and returns base64 float32 on request", async () => {
@@ -299,16 +262,3 @@ describe("gpu-node failures", () => {
     expect((await request("/healthz", {}, null)).status).toBe(200);
   });
 });
-
-/** Marker bytes of the segments before the scan data. */
-function jpegSegments(jpeg: Uint8Array): number[] {
-  const out: number[] = [];
-  let i = 2;
-  while (i + 4 <= jpeg.length && jpeg[i] === 0xff) {
-    const m = jpeg[i + 1]!;
-    out.push(m);
-    if (m === 0xda) break;
-    i += 2 + ((jpeg[i + 2]! << 8) | jpeg[i + 3]!);
-  }
-  return out;
-}

@@ -1,31 +1,26 @@
-/** The edge's Hono app: middleware (request id, timing, CORS, auth, rate limit, body limit), the routes, and the one place errors become JSON responses. */
-import { type Context, Hono } from "hono";
+/** The edge's Hono app: side effects (resizer, gpu-node client) in; the app out, with its middleware (request id, timing, CORS, auth, rate limit, body limit), the routes of routes/, and the one place errors become JSON responses. */
+import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
 import { requestId } from "hono/request-id";
-import { endTime, setMetric, startTime, timing } from "hono/timing";
-import { analytics, noteImages } from "./analytics.ts";
+import { timing } from "hono/timing";
+import { analytics } from "./analytics.ts";
 import { requireApiKey } from "./auth.ts";
 import { type EdgeConfig, edgeConfig } from "./config.ts";
 import { HttpError } from "./errors.ts";
 import { createGpuClient, type GpuClient } from "./gpu-client.ts";
-import { type PipelineResult, runPipeline, type StageTimer } from "./pipeline.ts";
 import type { Resizer } from "./resize/resizer.ts";
-import { parseBase64Upload, parseEmbeddingsUpload, toBase64 } from "./upload.ts";
+import { type AppEnv, type Ctx, createEmbed } from "./routes/context.ts";
+import { embedBase64 } from "./routes/embed-base64.ts";
+import { embeddings } from "./routes/embeddings.ts";
+import { healthz, readyz } from "./routes/health.ts";
 
 /** How the app gets its side effects; the entries (Worker, Node) pass real ones, tests fakes. */
 export interface EdgeDeps {
   readonly resizer: (env: object, config: EdgeConfig) => Resizer;
   readonly gpu?: (config: EdgeConfig) => GpuClient;
 }
-
-type AppEnv = {
-  Bindings: object;
-  Variables: { apiKeyId: string; requestId: string };
-};
-
-type Ctx = Context<AppEnv>;
 
 interface RateLimiter {
   limit(options: { key: string }): Promise<{ success: boolean }>;
@@ -67,12 +62,6 @@ export function createApp(deps: EdgeDeps) {
     }),
   );
 
-  app.get("/healthz", (c) => c.json({ status: "ok" }));
-  app.get("/readyz", async (c) => {
-    const ready = await gpuFor(edgeConfig(c.env)).ready(2000);
-    return c.json({ status: ready ? "ready" : "gpu-node unreachable" }, ready ? 200 : 503);
-  });
-
   const guard = [
     requireApiKey(),
     // Per-key rate limit, when the Workers rate-limiting binding is configured.
@@ -97,68 +86,13 @@ export function createApp(deps: EdgeDeps) {
     },
   ] as const;
 
-  const stageTimer =
-    (c: Ctx): StageTimer =>
-    async (stage, work) => {
-      startTime(c, stage);
-      try {
-        return await work();
-      } finally {
-        endTime(c, stage);
-      }
-    };
+  const embed = createEmbed(deps.resizer, gpuFor);
 
-  const embed = async (c: Ctx, uploads: Parameters<typeof runPipeline>[0]) => {
-    const config = edgeConfig(c.env);
-    const result = await runPipeline(uploads, {
-      config,
-      resizer: deps.resizer(c.env, config),
-      gpu: gpuFor(config),
-      time: stageTimer(c),
-      requestId: c.get("requestId"),
-      signal: c.req.raw.signal,
-    });
-    reportGpuTimings(c, result);
-    noteImages(c, result.images);
-    return { config, result };
-  };
-
-  app.post("/v1/embeddings", ...guard, async (c) => {
-    const { uploads, encodingFormat } = await parseEmbeddingsUpload(c.req.raw, edgeConfig(c.env));
-    const { config, result } = await embed(c, uploads);
-    return c.json({
-      object: "list",
-      data: result.embedded.vectors.map((v, index) => ({
-        object: "embedding",
-        index,
-        embedding:
-          encodingFormat === "base64"
-            ? toBase64(new Uint8Array(v.buffer, v.byteOffset, v.byteLength))
-            : Array.from(v),
-        ...result.images[index],
-      })),
-      model: config.modelName,
-      model_version: result.embedded.modelVersion,
-      usage: { images: uploads.length, prompt_tokens: 0, total_tokens: 0 },
-    });
-  });
-
+  app.get("/healthz", healthz);
+  app.get("/readyz", readyz(gpuFor));
+  app.post("/v1/embeddings", ...guard, embeddings(embed));
   // Drop-in for the seed's PyTorch FastAPI endpoint: same request and response JSON.
-  app.post("/embed/base64", ...guard, async (c) => {
-    const req = await parseBase64Upload(c.req.raw, edgeConfig(c.env));
-    const { config, result } = await embed(c, req.uploads);
-    return c.json({
-      embeddings: result.embedded.vectors.map((v) => Array.from(v)),
-      model_info: {
-        model_name: req.modelName ?? config.modelName,
-        pretrained: req.pretrained ?? null,
-        embedding_dim: result.embedded.dimension,
-        served_model: result.embedded.model,
-        model_version: result.embedded.modelVersion,
-      },
-      count: result.embedded.vectors.length,
-    });
-  });
+  app.post("/embed/base64", ...guard, embedBase64(embed));
 
   app.notFound((c) => c.json({ error: { code: "not_found", message: "no such route" } }, 404));
 
@@ -192,16 +126,4 @@ export function createApp(deps: EdgeDeps) {
   });
 
   return app;
-}
-
-/** The gpu-node's own stages, prefixed, next to the edge's in Server-Timing. */
-function reportGpuTimings(c: Ctx, result: PipelineResult): void {
-  const t = result.embedded.timings;
-  if (!t) return;
-  const ms = (us: number) => us / 1000;
-  setMetric(c, "gpu-node-decode", ms(t.decodeUs));
-  setMetric(c, "gpu-node-preprocess", ms(t.preprocessUs));
-  setMetric(c, "gpu-node-queue", ms(t.queueUs));
-  setMetric(c, "gpu-node-inference", ms(t.inferenceUs));
-  setMetric(c, "gpu-node-total", ms(t.totalUs));
 }

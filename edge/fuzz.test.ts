@@ -7,7 +7,7 @@ import { countBy, recordFigures } from "../test/reliability/figures.ts";
 import type { FuzzFixture } from "../test/support/hostile-fixtures.setup.ts";
 import { type Mutation, mutate, prng, tally } from "../test/support/mutate.ts";
 import { fromBase64, type TestApp, testApp } from "./testing/test-app.ts";
-import { readHeader } from "./validate.ts";
+import { readHeader } from "./validate/index.ts";
 
 const fuzz = inject("fuzz") as FuzzFixture;
 const ALLOWED = new Set([200, 413, 415, 422]);

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
 import { countBy, recordFigures } from "../test/reliability/figures.ts";
 import type { HostileFileJson } from "../test/support/hostile.ts";
 import { HOSTILE_REQUESTS } from "../test/support/hostile-requests.ts";
+import { segmentMarkers } from "./testing/jpeg-markers.ts";
 import {
   contains,
   fromBase64,
@@ -15,7 +16,7 @@ import {
   type TestApp,
   testApp,
 } from "./testing/test-app.ts";
-import { readHeader } from "./validate.ts";
+import { readHeader } from "./validate/index.ts";
 
 const files = inject("hostile") as HostileFileJson[];
 const EXIF_SECRET = "SECRET-EXIF-VALUE-7f3a";
@@ -28,19 +29,6 @@ const CODES: Record<number, string> = {
 
 type ErrorBody = { error: { code: string; message: string } };
 type ListBody = { data: { embedding: number[]; original: { format: string } }[] };
-
-/** Marker bytes of the segments before the scan. */
-function segmentMarkers(jpeg: Uint8Array): number[] {
-  const out: number[] = [];
-  let i = 2;
-  while (i + 4 <= jpeg.length && jpeg[i] === 0xff) {
-    const m = jpeg[i + 1]!;
-    out.push(m);
-    if (m === 0xda) break;
-    i += 2 + ((jpeg[i + 2]! << 8) | jpeg[i + 3]!);
-  }
-  return out;
-}
 
 /** What crossed to the gpu-node must be a fresh, small, metadata-free JPEG and nothing else. */
 function expectCleanJpeg(sent: Uint8Array, name: string): void {
@@ -143,7 +131,7 @@ describe("hostile requests (multipart, base64)", () => {
   const LIMIT = 4 * 1024 * 1024;
   let small: TestApp;
   beforeAll(async () => {
-    small = await testApp({ MAX_REQUEST_BYTES: String(LIMIT) });
+    small = await testApp({ vars: { MAX_REQUEST_BYTES: String(LIMIT) } });
   });
 
   it.each(HOSTILE_REQUESTS.map((r) => [`${r.kind}: ${r.name}`, r] as const))(

@@ -10,7 +10,7 @@ import {
 } from "./resize/resizer.ts";
 import { stripJpegMetadata } from "./strip-metadata.ts";
 import type { Upload } from "./upload.ts";
-import { readHeader, validateImage } from "./validate.ts";
+import { readHeader, validateImage } from "./validate/index.ts";
 
 export interface ImageReport {
   readonly sha256: string;

@@ -14,7 +14,7 @@ export type IccIgnored =
   | "malformed"
   /** No matrix/TRC (or grey TRC) tags, only lookup tables (A2B0…): would need a CLUT engine. */
   | "lut-based"
-  /** A CMYK profile: CMYK JPEGs keep the naive conversion (see pixels.ts). */
+  /** A CMYK profile: CMYK JPEGs keep the naive conversion (see resample/pixels.ts). */
   | "cmyk"
   /** Lab, XYZ, multi-ink or other data colour spaces. */
   | "colour-space"

@@ -5,7 +5,7 @@
 // FUZZ_ITERATIONS / FUZZ_SEED change the run (`npm run fuzz -- --iterations 20000`).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HttpError } from "../edge/errors.ts";
-import { validateImage } from "../edge/validate.ts";
+import { validateImage } from "../edge/validate/index.ts";
 import { countBy, recordFigures } from "./reliability/figures.ts";
 import { fuzzSettings, fuzzSources } from "./support/fuzz-sources.ts";
 import { embedderClient, maxAbsDiff, norm, toFloats } from "./support/gpu-node-client.ts";

@@ -7,18 +7,15 @@
 import { readFileSync } from "node:fs";
 import sharp from "sharp";
 import { describe, expect, it } from "vitest";
-import {
-  centreCropOffset,
-  clipResizeSize,
-  decodeForClip,
-} from "../../gpu-node/preprocess/decode.ts";
+import { decodeForClip } from "../../gpu-node/preprocess/decode.ts";
 import { isPlainJpeg224 } from "../../gpu-node/preprocess/jpeg-fast-path.ts";
+import { centreCropOffset, clipCrop, clipResizeSize } from "../../imaging/clip.ts";
 import { compileJpegWasm } from "../../imaging/jpeg/codec.ts";
 import { photo } from "../../test/support/images.ts";
+import { createSharpResizer } from "../node/sharp-resizer.ts";
 import { stripJpegMetadata } from "../strip-metadata.ts";
-import { validateImage } from "../validate.ts";
-import { clipCrop, type Resizer } from "./resizer.ts";
-import { createSharpResizer } from "./sharp.ts";
+import { validateImage } from "../validate/index.ts";
+import type { Resizer } from "./resizer.ts";
 import { createJpegWasmResizer } from "./wasm/core.ts";
 
 const LIMITS = { maxPixels: 100_000_000, maxBytes: 50 * 1024 * 1024 };

@@ -1,6 +1,6 @@
 /** The production resizer: Cloudflare's Images binding (under `wrangler dev` it runs locally through sharp). Orients, converts and shrinks; metadata is stripped again by us afterwards. */
 import { HttpError } from "../errors.ts";
-import type { ImageFormat } from "../validate.ts";
+import type { ImageFormat } from "../validate/index.ts";
 import { orientedClipCrop, orientedTargetSize, type Resizer } from "./resizer.ts";
 
 // HEIC/AVIF decode in production; under wrangler dev the local sharp cannot read HEIC and the

@@ -1,14 +1,15 @@
 /** The resize stage's interface: a validated original photo in, a small metadata-free sRGB JPEG out. Two implementations: the Images binding and in-Worker WASM. */
-import type { ImageFormat } from "../validate.ts";
+import { clipCrop } from "../../imaging/clip.ts";
+import type { ImageFormat } from "../validate/index.ts";
 
 export interface ResizeInput {
   readonly bytes: Uint8Array;
-  /** From the magic bytes (validate.ts), never from the client's Content-Type. */
+  /** From the magic bytes (validate/), never from the client's Content-Type. */
   readonly format: ImageFormat;
   /** Stored (pre-orientation) dimensions, read from the header. */
   readonly width: number;
   readonly height: number;
-  /** EXIF orientation 1..8 from the header (validate.ts), when known. */
+  /** EXIF orientation 1..8 from the header (validate/), when known. */
   readonly orientation?: number;
 }
 
@@ -19,7 +20,7 @@ export interface ResizeOptions {
   readonly quality: number;
   /**
    * Send exactly the 224x224 centre crop open_clip would cut (RESIZE_MODE=crop-224; see
-   * `clipCrop`) instead of a short-side resize, so that the gpu-node only decodes it. Images
+   * imaging/clip.ts's `clipCrop`) instead of a short-side resize, so that the gpu-node only decodes it. Images
    * whose short side is under 224 are not upscaled: they go as a short-side resize would send them.
    */
   readonly crop224?: boolean;
@@ -53,38 +54,6 @@ export function orientedTargetSize(input: ResizeInput, shortSide: number) {
   return turned
     ? targetSize(input.height, input.width, shortSide)
     : targetSize(input.width, input.height, shortSide);
-}
-
-/**
- * open_clip's eval transform as a crop of the oriented image: torchvision Resize(224) makes the
- * short side 224 and truncates the long side (int(224 * long / short)), then CenterCrop(224)
- * starts at int(round((size - 224) / 2)), Python rounding half to even. The same arithmetic as
- * the gpu-node's preprocess.ts (clipResizeSize, centreCropOffset), kept equal by a test; the
- * edge cannot import that module (it imports sharp). Undefined when the short side is under 224.
- */
-export function clipCrop(width: number, height: number) {
-  const short = Math.min(width, height);
-  if (short < CLIP_SIZE) return undefined;
-  const long = Math.trunc((CLIP_SIZE * Math.max(width, height)) / short);
-  const resized =
-    width <= height ? { width: CLIP_SIZE, height: long } : { width: long, height: CLIP_SIZE };
-  return {
-    resizeWidth: resized.width,
-    resizeHeight: resized.height,
-    left: centreOffset(resized.width),
-    top: centreOffset(resized.height),
-    size: CLIP_SIZE,
-  };
-}
-
-/** The model's input side: what a crop-224 JPEG measures. */
-export const CLIP_SIZE = 224;
-
-function centreOffset(size: number): number {
-  const half = (size - CLIP_SIZE) / 2;
-  const floor = Math.floor(half);
-  if (half - floor !== 0.5) return Math.round(half);
-  return floor % 2 === 0 ? floor : floor + 1;
 }
 
 /** `clipCrop` of the image as displayed (orientations 5-8 swap width and height). */

@@ -24,6 +24,7 @@ import {
   withSegments,
 } from "../../imaging/testing/icc-profiles.ts";
 import { HttpError } from "../errors.ts";
+import { segmentMarkers } from "../testing/jpeg-markers.ts";
 import { targetSize } from "./resizer.ts";
 import { createJpegWasmResizer, type WasmResizeInput } from "./wasm/core.ts";
 
@@ -106,19 +107,6 @@ function meanAbsDiff(a: Uint8Array, b: Uint8Array) {
   return s / a.length;
 }
 
-/** Marker codes before SOS, and whether anything but EOI follows the entropy data. */
-function markers(jpeg: Uint8Array) {
-  const out: number[] = [];
-  let p = 2;
-  while (p + 4 <= jpeg.length) {
-    const m = jpeg[p + 1]!;
-    out.push(m);
-    if (m === 0xda) break;
-    p += 2 + ((jpeg[p + 2]! << 8) | jpeg[p + 3]!);
-  }
-  return out;
-}
-
 async function expectHttpError(p: Promise<unknown>, status: number) {
   const e = await p.then(
     () => undefined,
@@ -190,10 +178,10 @@ describe("wasm JPEG resizer (Node)", () => {
       .withIccProfile("p3")
       .jpeg({ quality: 80, progressive: true })
       .toBuffer();
-    expect(markers(src)).toContain(0xe1);
-    expect(markers(src)).toContain(0xe2);
+    expect(segmentMarkers(src)).toContain(0xe1);
+    expect(segmentMarkers(src)).toContain(0xe2);
     const out = await resizer.resize(input(src, 1600, 1200), { shortSide: 256, quality: 80 });
-    const m = markers(out.bytes);
+    const m = segmentMarkers(out.bytes);
     expect(new Set(m)).toEqual(new Set([0xe0, 0xdb, 0xc0, 0xc4, 0xda]));
     expect(out.bytes.subarray(-2)).toEqual(new Uint8Array([0xff, 0xd9]));
     const meta = await sharp(out.bytes).metadata();

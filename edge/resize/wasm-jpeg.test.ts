@@ -9,7 +9,8 @@ import { JpegWasm } from "../../imaging/jpeg/codec.ts";
 import jpegWasm from "../../imaging/jpeg/jpeg.wasm";
 import { iccSegments, withSegments } from "../../imaging/testing/icc-profiles.ts";
 import { HttpError } from "../errors.ts";
-import type { ImageFormat } from "../validate.ts";
+import { segmentMarkers } from "../testing/jpeg-markers.ts";
+import type { ImageFormat } from "../validate/index.ts";
 import { bytesOf, PORTRAIT_O6, PORTRAIT_O6_SHARP } from "./wasm/test-fixtures.ts";
 import { createWasmJpegResizer, type WasmResizeInput } from "./wasm-jpeg.ts";
 
@@ -34,19 +35,6 @@ async function decodeRgb(jpeg: Uint8Array) {
     { libjpegBytes: 64 << 20, outputBytes: 64 << 20 },
     (px) => ({ width: px.width, height: px.height, channels: px.channels, data: px.data.slice() }),
   );
-}
-
-/** Marker codes up to and including SOS. */
-function markers(jpeg: Uint8Array) {
-  const out: number[] = [];
-  let p = 2;
-  while (p + 4 <= jpeg.length) {
-    const m = jpeg[p + 1]!;
-    out.push(m);
-    if (m === 0xda) break;
-    p += 2 + ((jpeg[p + 2]! << 8) | jpeg[p + 3]!);
-  }
-  return out;
 }
 
 function findBytes(bytes: Uint8Array, ascii: string): number {
@@ -78,7 +66,7 @@ describe("wasm JPEG resizer in workerd", () => {
 
   it("resizes a real JPEG with orientation 6 to a portrait, metadata-free JPEG like sharp's", async () => {
     const r = createWasmJpegResizer();
-    expect(markers(photo)).toEqual(expect.arrayContaining([0xe1, 0xe2]));
+    expect(segmentMarkers(photo)).toEqual(expect.arrayContaining([0xe1, 0xe2]));
     const out = await r.resize(input(photo), opts);
     expect([out.width, out.height]).toEqual([256, 341]);
     expect(r.lastRun).toMatchObject({
@@ -92,7 +80,7 @@ describe("wasm JPEG resizer in workerd", () => {
     // APP2 (ICC) or COM.
     expect([out.bytes[0], out.bytes[1]]).toEqual([0xff, 0xd8]);
     expect([out.bytes.at(-2), out.bytes.at(-1)]).toEqual([0xff, 0xd9]);
-    const m = markers(out.bytes);
+    const m = segmentMarkers(out.bytes);
     expect(m[0]).toBe(0xe0);
     expect(m.at(-1)).toBe(0xda);
     expect(new Set(m)).toEqual(new Set([0xe0, 0xdb, 0xc0, 0xc4, 0xda]));

@@ -3,10 +3,8 @@
 /** How the model wants its input: what the preprocessing stage packs. */
 export type InputLayout = "uint8-nhwc" | "float32-nchw";
 
-/** Square side of the model's input, in pixels (OpenCLIP ViT-B/32). */
-export const INPUT_SIZE = 224;
-/** Bytes of one image in UINT8 NHWC (224 * 224 * 3). */
-export const IMAGE_BYTES = INPUT_SIZE * INPUT_SIZE * 3;
+/** The model's input size (224) and one image's bytes, for the backends: imaging/clip.ts's. */
+export { IMAGE_BYTES, INPUT_SIZE } from "../../imaging/clip.ts";
 
 export interface ModelDescription {
   /** e.g. "vit-b32" or the ONNX file's name. */

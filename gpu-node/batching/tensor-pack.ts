@@ -1,6 +1,5 @@
 /** Receives preprocessed 224x224 RGB images, hands on one batch tensor in the model's input layout. */
-import { IMAGE_BYTES, INPUT_SIZE } from "../backends/backend.ts";
-import { CLIP_MEAN, CLIP_STD } from "../model/vit-config.ts";
+import { CLIP_MEAN, CLIP_STD, IMAGE_BYTES, INPUT_SIZE } from "../../imaging/clip.ts";
 
 const PLANE = INPUT_SIZE * INPUT_SIZE;
 

@@ -1,11 +1,10 @@
 /** Runs a generated model in onnxruntime-node (CPU): calibration, tests and benchmarks. */
 
 import * as ort from "onnxruntime-node";
+import { IMAGE_BYTES, INPUT_SIZE } from "../../imaging/clip.ts";
 import { INPUT_NAME, OUTPUT_NAME } from "./vit-graph.ts";
 
-/** Side of the square UINT8 NHWC input. */
-const SIZE = 224;
-export const IMAGE_BYTES = SIZE * SIZE * 3;
+export { IMAGE_BYTES };
 
 /** A CPU session with an explicit thread count (onnxruntime-node's default used one here). */
 export function openSession(
@@ -33,7 +32,7 @@ export async function embed(
     throw new Error(`expected a multiple of ${IMAGE_BYTES} bytes, got ${images.length}`);
   }
   const count = images.length / IMAGE_BYTES;
-  const input = new ort.Tensor("uint8", images, [count, SIZE, SIZE, 3]);
+  const input = new ort.Tensor("uint8", images, [count, INPUT_SIZE, INPUT_SIZE, 3]);
   const result = await session.run({ [INPUT_NAME]: input });
   const output = result[OUTPUT_NAME];
   if (output === undefined || output.type !== "float32") {

@@ -2,8 +2,8 @@
 
 import { copyFile, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { INPUT_SIZE } from "../../imaging/clip.ts";
 import type { InputLayout } from "../backends/backend.ts";
-import { INPUT_SIZE } from "../backends/backend.ts";
 import { INPUT_NAME, OUTPUT_NAME } from "./vit-graph.ts";
 
 export interface TritonModelConfigOptions {

@@ -51,7 +51,3 @@ export function sequenceLength(config: VitConfig): number {
   const grid = config.imageSize / config.patchSize;
   return grid * grid + 1;
 }
-
-/** OpenCLIP's preprocessing constants (RGB order). */
-export const CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073] as const;
-export const CLIP_STD = [0.26862954, 0.26130258, 0.27577711] as const;

@@ -1,8 +1,9 @@
 /** Builds an OpenCLIP-ViT-shaped ONNX graph with seeded weights: UINT8 NHWC in, [N, 512] out. */
 
+import { CLIP_MEAN, CLIP_STD } from "../../imaging/clip.ts";
 import { attr, DataType, GraphBuilder } from "./onnx-builder.ts";
 import { streamFor } from "./prng.ts";
-import { CLIP_MEAN, CLIP_STD, sequenceLength, type VitConfig } from "./vit-config.ts";
+import { sequenceLength, type VitConfig } from "./vit-config.ts";
 
 export const INPUT_NAME = "image";
 export const OUTPUT_NAME = "embedding";

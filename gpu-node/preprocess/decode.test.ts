@@ -4,10 +4,8 @@ import { fileURLToPath } from "node:url";
 import { crc32 } from "node:zlib";
 import sharp from "sharp";
 import { afterAll, describe, expect, it } from "vitest";
-import { IMAGE_BYTES } from "../backends/backend.ts";
+import { centreCropOffset, clipResizeSize, IMAGE_BYTES } from "../../imaging/clip.ts";
 import {
-  centreCropOffset,
-  clipResizeSize,
   closeHeicDecoder,
   type DecodeLimits,
   decodeForClip,

@@ -1,11 +1,11 @@
 /** Receives one encoded image, hands on the 224x224 RGB tensor open_clip's eval transform makes of it. */
 import sharp, { type Metadata, type OutputInfo, type Sharp } from "sharp";
+import { centreCropOffset, clipResizeSize, IMAGE_BYTES, INPUT_SIZE } from "../../imaging/clip.ts";
 import {
   type ResizeWindow,
   type RgbImage,
   resizeBicubicWindow,
 } from "../../imaging/resample/pillow-bicubic.ts";
-import { IMAGE_BYTES, INPUT_SIZE } from "../backends/backend.ts";
 import { decodeHeic } from "./heic-decoder.ts";
 import { ImageError } from "./image-errors.ts";
 import {
@@ -145,22 +145,6 @@ export function exact224FastPath(): Promise<boolean> {
     return true;
   })().catch(() => false);
   return fastPathAgrees;
-}
-
-/** torchvision Resize(224) on a PIL image: short side 224, long side int(224 * long / short). */
-export function clipResizeSize(width: number, height: number): { width: number; height: number } {
-  const long = Math.trunc((INPUT_SIZE * Math.max(width, height)) / Math.min(width, height));
-  return width <= height
-    ? { width: INPUT_SIZE, height: long }
-    : { width: long, height: INPUT_SIZE };
-}
-
-/** torchvision CenterCrop: offset int(round((size - 224) / 2.0)); Python rounds half to even. */
-export function centreCropOffset(size: number): number {
-  const half = (size - INPUT_SIZE) / 2;
-  const floor = Math.floor(half);
-  if (half - floor !== 0.5) return Math.round(half);
-  return floor % 2 === 0 ? floor : floor + 1;
 }
 
 function checkByteSize(data: Uint8Array, maxBytes: number): void {

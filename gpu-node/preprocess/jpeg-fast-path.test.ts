@@ -4,6 +4,7 @@ import { fileURLToPath } from "node:url";
 import { Code, ConnectError } from "@connectrpc/connect";
 import sharp from "sharp";
 import { describe, expect, it } from "vitest";
+import { centreCropOffset, clipResizeSize } from "../../imaging/clip.ts";
 import { compileJpegWasm, JpegWasm } from "../../imaging/jpeg/codec.ts";
 import { resizeBicubicWindow } from "../../imaging/resample/pillow-bicubic.ts";
 import { embedderClient, maxAbsDiff, toFloats } from "../../test/support/gpu-node-client.ts";
@@ -12,14 +13,7 @@ import type { Backend } from "../backends/backend.ts";
 import { createNoopBackend } from "../backends/noop.ts";
 import { testConfig } from "../config.ts";
 import { startGpuNode } from "../node.ts";
-import {
-  centreCropOffset,
-  clipResizeSize,
-  decodeForClip,
-  decodeFull,
-  exact224FastPath,
-  ImageError,
-} from "./decode.ts";
+import { decodeForClip, decodeFull, exact224FastPath, ImageError } from "./decode.ts";
 import { decodePlainJpeg224, isPlainJpeg224 } from "./jpeg-fast-path.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));

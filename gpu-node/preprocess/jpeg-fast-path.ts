@@ -13,11 +13,12 @@
  */
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
+import { IMAGE_BYTES, INPUT_SIZE } from "../../imaging/clip.ts";
 import { compileJpegWasm, JpegWasm } from "../../imaging/jpeg/codec.ts";
 import { readIccProfile } from "../../imaging/jpeg/markers.ts";
+import { isSof, jpegSegments } from "../../imaging/jpeg/segments.ts";
 import { BicubicWasm, compileBicubicWasm } from "../../imaging/resample/bicubic-wasm.ts";
 import type { ResizeWindow } from "../../imaging/resample/pillow-bicubic.ts";
-import { IMAGE_BYTES, INPUT_SIZE } from "../backends/backend.ts";
 
 const WASM_FILE = resolve(import.meta.dirname, "../../imaging/jpeg/jpeg.wasm");
 const RESAMPLE_WASM_FILE = resolve(
@@ -33,9 +34,6 @@ const RESIZE_LIMITS = {
   outputBytes: 3 * MAX_RESIZE_PIXELS,
 } as const;
 
-/** SOF0-3, 5-7, 9-11, 13-15: every frame type (DHT C4, JPG C8 and DAC CC are not frames). */
-const isSof = (m: number) => m >= 0xc0 && m <= 0xcf && m !== 0xc4 && m !== 0xc8 && m !== 0xcc;
-
 interface Frame {
   readonly width: number;
   readonly height: number;
@@ -48,32 +46,25 @@ interface Frame {
  * up to the first scan (never the pixels); undefined for anything else or anything unexpected.
  */
 function plainFrame(data: Uint8Array): Frame | undefined {
-  if (data.length < 4 || data[0] !== 0xff || data[1] !== 0xd8) return undefined;
-  let p = 2;
+  const { segments, end } = jpegSegments(data);
+  if (end.kind !== "scan" && end.kind !== "eoi" && end.kind !== "exhausted") return undefined;
   let frame: { width: number; height: number } | undefined;
   let exif = false;
-  while (p + 4 <= data.length) {
-    if (data[p] !== 0xff) return undefined;
-    const marker = data[p + 1]!;
-    if (marker === 0xff) {
-      p++;
-      continue;
+  for (const { marker, start, end: segmentEnd } of segments) {
+    const length = segmentEnd - start;
+    if (marker === 0xe1 && length >= 6 && data[start] === 0x45 && data[start + 1] === 0x78) {
+      exif = true;
     }
-    if (marker === 0xda || marker === 0xd9) break; // SOS / EOI: the header is over
-    const len = (data[p + 2]! << 8) | data[p + 3]!;
-    if (len < 2 || p + 2 + len > data.length) return undefined;
-    if (marker === 0xe1 && len >= 8 && data[p + 4] === 0x45 && data[p + 5] === 0x78) exif = true;
     if (isSof(marker)) {
-      if (frame || len < 8) return undefined;
-      const precision = data[p + 4]!;
-      const height = (data[p + 5]! << 8) | data[p + 6]!;
-      const width = (data[p + 7]! << 8) | data[p + 8]!;
-      const components = data[p + 9]!;
+      if (frame || length < 6) return undefined;
+      const precision = data[start]!;
+      const height = (data[start + 1]! << 8) | data[start + 2]!;
+      const width = (data[start + 3]! << 8) | data[start + 4]!;
+      const components = data[start + 5]!;
       if (precision !== 8 || (components !== 1 && components !== 3)) return undefined;
       if (width === 0 || height === 0) return undefined;
       frame = { width, height };
     }
-    p += 2 + len;
   }
   return frame && { ...frame, exif };
 }

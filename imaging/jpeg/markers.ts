@@ -1,37 +1,13 @@
 /** Reads what the resizer needs from a JPEG's marker segments without decoding: the EXIF orientation, the embedded ICC profile and the number of scans. Never throws; bounds-checked throughout. */
-
-interface Segment {
-  readonly marker: number;
-  /** First payload byte (after the length field). */
-  readonly start: number;
-  /** One past the last payload byte. */
-  readonly end: number;
-}
+import { exifOrientation, isExifHeader } from "../exif.ts";
+import { type JpegSegment, jpegSegments } from "./segments.ts";
 
 /**
- * The header segments up to the first SOS (or EOI), in file order. Stops quietly at the first
+ * The header segments up to the first SOS (or EOI). A strict walk that ends quietly at the first
  * structural error: what follows cannot be trusted, and the decoder will report it.
  */
-function* segments(jpeg: Uint8Array): Generator<Segment> {
-  if (jpeg.length < 4 || jpeg[0] !== 0xff || jpeg[1] !== 0xd8) return;
-  let p = 2;
-  while (p + 4 <= jpeg.length) {
-    if (jpeg[p] !== 0xff) return;
-    const marker = jpeg[p + 1]!;
-    if (marker === 0xff) {
-      p++; // fill byte
-      continue;
-    }
-    if (marker === 0xd9 || marker === 0xda) return; // EOI / SOS: no more header segments
-    if (marker >= 0xd0 && marker <= 0xd7) {
-      p += 2;
-      continue;
-    }
-    const len = (jpeg[p + 2]! << 8) | jpeg[p + 3]!;
-    if (len < 2 || p + 2 + len > jpeg.length) return;
-    yield { marker, start: p + 4, end: p + 2 + len };
-    p += 2 + len;
-  }
+function segments(jpeg: Uint8Array): readonly JpegSegment[] {
+  return jpegSegments(jpeg).segments;
 }
 
 function startsWith(jpeg: Uint8Array, at: number, end: number, tag: readonly number[]): boolean {
@@ -40,19 +16,18 @@ function startsWith(jpeg: Uint8Array, at: number, end: number, tag: readonly num
   return true;
 }
 
-/** "Exif\0\0" */
-const EXIF = [0x45, 0x78, 0x69, 0x66, 0, 0] as const;
 /** "ICC_PROFILE\0" */
 const ICC_PROFILE = [0x49, 0x43, 0x43, 0x5f, 0x50, 0x52, 0x4f, 0x46, 0x49, 0x4c, 0x45, 0] as const;
 
-/** EXIF orientation (1..8) from the first APP1 "Exif" segment; 1 when absent or malformed. */
+/**
+ * EXIF orientation (1..8) from the first APP1 "Exif" segment, read as validation reads it
+ * (imaging/exif.ts); 1 when absent or malformed.
+ */
 export function readExifOrientation(jpeg: Uint8Array): number {
   for (const s of segments(jpeg)) {
-    if (s.marker !== 0xe1 || s.end - s.start < 14 || !startsWith(jpeg, s.start, s.end, EXIF)) {
-      continue;
+    if (s.marker === 0xe1 && isExifHeader(jpeg, s.start, s.end)) {
+      return exifOrientation(jpeg, s.start + 6, s.end);
     }
-    const o = tiffOrientation(jpeg.subarray(s.start + 6, s.end));
-    if (o !== undefined) return o;
   }
   return 1;
 }
@@ -87,31 +62,6 @@ export function readIccProfile(jpeg: Uint8Array): Uint8Array | "malformed" | und
   const out = new Uint8Array(total);
   for (let i = 1, at = 0; i <= count; at += chunks[i]!.length, i++) out.set(chunks[i]!, at);
   return out;
-}
-
-function tiffOrientation(t: Uint8Array): number | undefined {
-  if (t.length < 8) return undefined;
-  const little = t[0] === 0x49 && t[1] === 0x49;
-  if (!little && !(t[0] === 0x4d && t[1] === 0x4d)) return undefined;
-  const u16 = (o: number) => (little ? t[o]! | (t[o + 1]! << 8) : (t[o]! << 8) | t[o + 1]!);
-  const u32 = (o: number) =>
-    little
-      ? (t[o]! | (t[o + 1]! << 8) | (t[o + 2]! << 16) | (t[o + 3]! << 24)) >>> 0
-      : ((t[o]! << 24) | (t[o + 1]! << 16) | (t[o + 2]! << 8) | t[o + 3]!) >>> 0;
-  if (u16(2) !== 42) return undefined;
-  const ifd = u32(4);
-  if (ifd + 2 > t.length) return undefined;
-  const entries = u16(ifd);
-  for (let e = 0; e < entries; e++) {
-    const at = ifd + 2 + e * 12;
-    if (at + 12 > t.length) return undefined;
-    if (u16(at) !== 0x0112) continue;
-    const type = u16(at + 2);
-    // SHORT as it should be; some writers use LONG.
-    const v = type === 3 ? u16(at + 8) : type === 4 ? u32(at + 8) : 0;
-    return v >= 1 && v <= 8 ? v : 1;
-  }
-  return undefined;
 }
 
 /**

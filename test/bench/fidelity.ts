@@ -9,10 +9,10 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import sharp from "sharp";
+import { createSharpResizer } from "../../edge/node/sharp-resizer.ts";
 import { orientedClipCrop, orientedTargetSize, type Resizer } from "../../edge/resize/resizer.ts";
-import { createSharpResizer } from "../../edge/resize/sharp.ts";
 import { createJpegWasmResizer } from "../../edge/resize/wasm/core.ts";
-import { validateImage } from "../../edge/validate.ts";
+import { validateImage } from "../../edge/validate/index.ts";
 import { decodeForClip } from "../../gpu-node/preprocess/decode.ts";
 import { compileJpegWasm } from "../../imaging/jpeg/codec.ts";
 import { openEmbedder } from "../support/embedder.ts";

@@ -8,6 +8,7 @@
  *   orientation → baseline JPEG, JFIF APP0 only.
  */
 
+import { clipCrop } from "../../../imaging/clip.ts";
 import {
   type IccStatus,
   iccToSrgb,
@@ -22,16 +23,11 @@ import {
   type WasmModule,
 } from "../../../imaging/jpeg/codec.ts";
 import { countScans, readExifOrientation, readIccProfile } from "../../../imaging/jpeg/markers.ts";
-import {
-  cmykToRgb,
-  cropRgb,
-  orient,
-  type Rgb,
-  resizeRgb,
-} from "../../../imaging/resample/pixels.ts";
+import { resizeRgb } from "../../../imaging/resample/pillow-bicubic.ts";
+import { cmykToRgb, cropRgb, orient, type Rgb } from "../../../imaging/resample/pixels.ts";
 import { HttpError } from "../../errors.ts";
 import type { ResizedImage, ResizeInput, ResizeOptions, Resizer } from "../resizer.ts";
-import { clipCrop, targetSize } from "../resizer.ts";
+import { targetSize } from "../resizer.ts";
 
 const MiB = 1024 * 1024;
 

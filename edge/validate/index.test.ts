@@ -1,6 +1,6 @@
 import { describe, expect, inject, it } from "vitest";
-import { HttpError } from "./errors.ts";
-import { type ImageFormat, readHeader, sniffFormat, validateImage } from "./validate.ts";
+import { HttpError } from "../errors.ts";
+import { type ImageFormat, readHeader, sniffFormat, validateImage } from "./index.ts";
 
 // Real encoded images come from test/support/edge-fixtures.setup.ts (sharp, in Node); everything
 // hostile is crafted here byte by byte.

@@ -1,8 +1,8 @@
 /** The self-hosted resizer (Node only, never in the Worker bundle): sharp/libvips orients, converts to sRGB, shrinks and re-encodes without metadata. */
 import sharp from "sharp";
 import { HttpError } from "../errors.ts";
-import type { ImageFormat } from "../validate.ts";
-import { orientedClipCrop, orientedTargetSize, type Resizer } from "./resizer.ts";
+import { orientedClipCrop, orientedTargetSize, type Resizer } from "../resize/resizer.ts";
+import type { ImageFormat } from "../validate/index.ts";
 
 // The prebuilt libvips has no HEVC decoder: HEIC is refused here (the gpu-node decodes it).
 const FORMATS: ReadonlySet<ImageFormat> = new Set(["jpeg", "png", "webp", "gif", "tiff", "avif"]);

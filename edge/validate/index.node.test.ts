@@ -2,16 +2,16 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import sharp from "sharp";
 import { describe, expect, it } from "vitest";
-import { bigJpeg } from "../test/support/edge-fixtures.setup.ts";
-import { randomBytes } from "../test/support/images.ts";
-import { HttpError } from "./errors.ts";
-import { validateImage } from "./validate.ts";
+import { bigJpeg } from "../../test/support/edge-fixtures.setup.ts";
+import { randomBytes } from "../../test/support/images.ts";
+import { HttpError } from "../errors.ts";
+import { validateImage } from "./index.ts";
 
 // Node side of the validation tests: the real-photo corpus (read from disk, checked against what
 // sharp/libvips reads) and timings with a real clock.
 
 const LIMITS = { maxBytes: 20 * 1024 * 1024, maxPixels: 100_000_000 };
-const CORPUS = join(import.meta.dirname, "..", "..", "shared", "corpus");
+const CORPUS = join(import.meta.dirname, "..", "..", "..", "shared", "corpus");
 const files = existsSync(CORPUS)
   ? ["photos", "odd-metadata"].flatMap((dir) =>
       readdirSync(join(CORPUS, dir))

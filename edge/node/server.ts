@@ -1,0 +1,49 @@
+/** The edge on Node, for teams that self-host without Cloudflare: the same Hono app, sharp as the resizer, settings from the environment. */
+import { parseArgs } from "node:util";
+import { serve } from "@hono/node-server";
+import { createApp } from "../app.ts";
+import { EDGE_SETTINGS, parseEdgeConfig } from "../config.ts";
+import { createSharpResizer } from "./sharp-resizer.ts";
+
+const resizer = createSharpResizer();
+
+/** The app with the environment as its bindings (the same variable names as wrangler.toml). */
+export function createNodeEdge(env: Record<string, string | undefined> = process.env) {
+  const vars = Object.fromEntries(
+    Object.keys(EDGE_SETTINGS).flatMap((k) => (env[k] === undefined ? [] : [[k, env[k]]])),
+  );
+  parseEdgeConfig(vars); // fail at start, with the variable named, not on the first request
+  const app = createApp({ resizer: () => resizer });
+  return { app, bindings: Object.freeze(vars) };
+}
+
+/** `npm run edge:node -- --help`: the listening address and every setting, with its default. */
+function usage(): string {
+  const width = Math.max(...Object.keys(EDGE_SETTINGS).map((k) => k.length));
+  const settings = Object.entries(EDGE_SETTINGS).map(
+    ([name, [fallback, meaning]]) =>
+      `  ${name.padEnd(width)}  ${meaning}${fallback === "" ? "" : ` (default ${fallback})`}`,
+  );
+  return [
+    "Usage: npm run edge:node [-- --help]",
+    "",
+    "Serves the edge (POST /v1/embeddings, POST /embed/base64, GET /healthz, GET /readyz) on",
+    "EDGE_HOST:EDGE_PORT (default 127.0.0.1:8787), resizing with sharp. Settings come from the",
+    "environment, with the names wrangler.toml uses (RESIZER aside: on Node it is always sharp):",
+    ...settings,
+  ].join("\n");
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({ options: { help: { type: "boolean", short: "h" } } });
+  if (values.help) {
+    console.log(usage());
+    process.exit(0);
+  }
+  const { app, bindings } = createNodeEdge();
+  const port = Number(process.env.EDGE_PORT ?? 8787);
+  const hostname = process.env.EDGE_HOST ?? "127.0.0.1";
+  serve({ fetch: (req) => app.fetch(req, bindings), port, hostname }, (info) => {
+    console.log(JSON.stringify({ msg: "listening", url: `http://${hostname}:${info.port}` }));
+  });
+}
