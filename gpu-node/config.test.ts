@@ -1,5 +1,6 @@
 import { availableParallelism } from "node:os";
 import { describe, expect, it } from "vitest";
+import { autoBatchWaitMs } from "./batching/model-batcher.ts";
 import { ConfigError, helpText, parseConfig, SETTINGS, testConfig } from "./config.ts";
 
 describe("parseConfig", () => {
@@ -10,8 +11,9 @@ describe("parseConfig", () => {
       port: 50051,
       backend: "onnxruntime",
       model: "vit-b32",
-      maxBatchSize: 32,
-      maxBatchWaitMs: 100,
+      ortProvider: "auto",
+      maxBatchSize: "auto",
+      maxBatchWaitMs: "auto",
       maxImagesPerRequest: 64,
       maxImageBytes: 20 * 1024 * 1024,
       maxImagePixels: 100_000_000,
@@ -21,9 +23,28 @@ describe("parseConfig", () => {
   });
 
   it("waits longer for decoding images only when inference shares the CPU", () => {
-    expect(parseConfig(["--backend", "noop"], {}).maxBatchWaitMs).toBe(2);
-    expect(parseConfig(["--backend", "onnxruntime"], {}).maxBatchWaitMs).toBe(100);
+    const model = {
+      name: "m",
+      version: "1",
+      dimension: 512,
+      layout: "uint8-nhwc",
+      maxBatchSize: 32,
+    } as const;
+    expect(autoBatchWaitMs({ ...model, backend: "noop" })).toBe(2);
+    expect(autoBatchWaitMs({ ...model, backend: "triton" })).toBe(2);
+    expect(autoBatchWaitMs({ ...model, backend: "onnxruntime", provider: "cpu" })).toBe(100);
+    expect(autoBatchWaitMs({ ...model, backend: "onnxruntime", provider: "webgpu" })).toBe(2);
+    expect(autoBatchWaitMs({ ...model, backend: "onnxruntime", provider: "cuda" })).toBe(2);
     expect(parseConfig(["--max-batch-wait-ms", "7"], {}).maxBatchWaitMs).toBe(7);
+  });
+
+  it("takes an ONNX Runtime provider by name, or auto", () => {
+    expect(parseConfig(["--ort-provider", "webgpu"], {}).ortProvider).toBe("webgpu");
+    expect(parseConfig([], { GPU_NODE_ORT_PROVIDER: "cuda" }).ortProvider).toBe("cuda");
+    expect(() => parseConfig(["--ort-provider", "tensorrt"], {})).toThrow(
+      /--ort-provider \(GPU_NODE_ORT_PROVIDER\) must be one of auto, cpu, webgpu, cuda/,
+    );
+    expect(parseConfig(["--max-batch-size", "128"], {}).maxBatchSize).toBe(128);
   });
 
   it("runs one process per core by default; tests and --processes 1 get a single process", () => {

@@ -25,6 +25,8 @@ export interface Config {
   readonly threads: number;
   /** Where ONNX Runtime runs the model; auto = cuda, else a hardware WebGPU adapter, else cpu. */
   readonly ortProvider: OrtProvider;
+  /** A GPU batch slower than this counts as a lost device: not ready, session recreated. */
+  readonly ortRunTimeoutMs: number;
   /**
    * Processes that serve RPCs and decode images (1 = all in this process). More than 1: a
    * primary supervises that many workers sharing the port (cluster.ts).
@@ -142,6 +144,12 @@ export const SETTINGS = {
     env: "GPU_NODE_ORT_PROVIDER",
     help: `Where the onnxruntime backend runs the model: ${ORT_PROVIDERS.join(" | ")}. auto takes cuda when ONNX Runtime's CUDA provider loads, else webgpu when a hardware GPU adapter answers (never a software one such as lavapipe), else cpu. A provider named here that cannot load stops the start, saying what is missing`,
     fallback: () => "auto",
+  },
+  ortRunTimeoutMs: {
+    flag: "ort-run-timeout-ms",
+    env: "GPU_NODE_ORT_RUN_TIMEOUT_MS",
+    help: "A batch on a GPU provider that takes longer counts as a lost device: its calls fail, the node turns not ready and recreates the session (3 tries, then it exits)",
+    fallback: () => "60000",
   },
   maxBatchSize: {
     flag: "max-batch-size",
@@ -402,6 +410,7 @@ export function parseConfig(
     threads: int("threads", 1, 1024),
     processes: int("processes", 1, 1024),
     ortProvider: oneOf("ortProvider", ORT_PROVIDERS),
+    ortRunTimeoutMs: int("ortRunTimeoutMs", 100, 3_600_000),
     maxBatchSize: raw("maxBatchSize").trim() === "auto" ? "auto" : int("maxBatchSize", 1, 4096),
     maxBatchWaitMs:
       raw("maxBatchWaitMs").trim() === "auto" ? "auto" : int("maxBatchWaitMs", 0, 1000),

@@ -46,6 +46,13 @@ export async function createBackend(config: Config, log: Logger): Promise<Backen
     threads: config.threads,
     provider: config.ortProvider,
     maxBatchSize: explicit,
+    runTimeoutMs: config.ortRunTimeoutMs,
     log,
+    // The device is gone and did not come back: stop, so that the supervisor (systemd, a
+    // container runtime, Kubernetes) starts a fresh process; waiting would only fail calls.
+    onFatal: (err) => {
+      log.fatal({ err: err.message }, "GPU lost: exiting");
+      process.exit(1);
+    },
   });
 }

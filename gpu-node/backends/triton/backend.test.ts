@@ -34,6 +34,7 @@ beforeAll(async () => {
     name: "ref",
     version: "0",
     threads: 1,
+    provider: "cpu",
     maxBatchSize: 32,
   });
   await reference.start();
