@@ -59,15 +59,33 @@ function start(
   return child;
 }
 
+interface GpuNodeStarted {
+  readonly url: string;
+  /** Where its model runs, from its "model loaded" line: e.g. "webgpu on NVIDIA H100 … (Vulkan)". */
+  readonly runsOn: string;
+}
+
 /** Resolves with the gpu-node's URL once it logs "listening"; its log lines pass through. */
-function gpuNodeListening(child: ChildProcess): Promise<string> {
+function gpuNodeListening(child: ChildProcess): Promise<GpuNodeStarted> {
+  let runsOn = "unknown";
   return new Promise((resolveUrl, reject) => {
     child.stderr!.pipe(process.stderr);
     createInterface({ input: child.stdout! }).on("line", (line) => {
       process.stdout.write(`[gpu-node] ${line}\n`);
       try {
-        const entry = JSON.parse(line) as { msg?: string; url?: string };
-        if (entry.msg === "listening" && entry.url) resolveUrl(entry.url);
+        const entry = JSON.parse(line) as {
+          msg?: string;
+          url?: string;
+          backend?: string;
+          provider?: string;
+          device?: string;
+        };
+        if (entry.msg === "model loaded") {
+          runsOn = entry.provider
+            ? `${entry.backend} ${entry.provider} on ${entry.device}`
+            : String(entry.backend);
+        }
+        if (entry.msg === "listening" && entry.url) resolveUrl({ url: entry.url, runsOn });
       } catch {
         // not JSON: passed through above
       }
@@ -102,7 +120,7 @@ async function main(): Promise<void> {
     [join(ROOT, "gpu-node/main.ts"), "--port", values["gpu-port"], "--model", values.model],
     { ...process.env, GPU_NODE_TOKEN: token },
   );
-  const gpuUrl = await gpuNodeListening(gpu);
+  const { url: gpuUrl, runsOn } = await gpuNodeListening(gpu);
 
   // Secrets reach wrangler through an env file in the ignored cache, never on its command line.
   const envFile = join(CACHE, "dev", "edge.env");
@@ -145,6 +163,7 @@ async function main(): Promise<void> {
 The stack is up.
   edge      ${edgeUrl}   (POST /v1/embeddings, POST /embed/base64, GET /readyz)
   gpu-node  ${gpuUrl}   (Connect/gRPC; needs the edge token)
+  model     ${values.model}, running on ${runsOn}
   dev API key: ${apiKey}
 
 Try it:
