@@ -9,7 +9,7 @@ import { analytics } from "./analytics.ts";
 import { requireApiKey } from "./auth.ts";
 import { type EdgeConfig, edgeConfig } from "./config.ts";
 import { HttpError } from "./errors.ts";
-import { createGpuClient, type GpuClient } from "./gpu-client.ts";
+import { createGpuClient, type GpuClient, gpuClientOptions } from "./gpu-client.ts";
 import type { Resizer } from "./resize/resizer.ts";
 import { type AppEnv, type Ctx, createEmbed } from "./routes/context.ts";
 import { embedBase64 } from "./routes/embed-base64.ts";
@@ -30,15 +30,18 @@ export function createApp(deps: EdgeDeps) {
   // One gpu-node client per config (i.e. per isolate): keeps its round-robin position.
   const gpuClients = new WeakMap<EdgeConfig, GpuClient>();
   const gpuFor = (config: EdgeConfig) => {
+    // A production config that would call the wrong port (or cleartext across the internet)
+    // fails here, with the reason, instead of reaching some other service.
+    if (config.problems.length > 0) {
+      throw new HttpError(
+        503,
+        "misconfigured",
+        `edge misconfigured for production: ${config.problems.join("; ")}`,
+      );
+    }
     let g = gpuClients.get(config);
     if (!g) {
-      g =
-        deps.gpu?.(config) ??
-        createGpuClient({
-          urls: config.gpuNodeUrls,
-          token: config.gpuNodeToken,
-          timeoutMs: config.gpuNodeTimeoutMs,
-        });
+      g = deps.gpu?.(config) ?? createGpuClient(gpuClientOptions(config));
       gpuClients.set(config, g);
     }
     return g;

@@ -30,6 +30,16 @@ export interface EdgeConfig {
   /** "*" or exact origins allowed by CORS. */
   readonly corsOrigins: readonly string[];
   readonly modelName: string;
+  /** "production" on a deployed Worker: local-only gpu-node URLs are then configuration errors. */
+  readonly environment: "development" | "production";
+  /** A Cloudflare Access service token for the gpu-node's hostname (both or neither). */
+  readonly accessClientId: string;
+  readonly accessClientSecret: string;
+  /**
+   * Why this configuration cannot work where it runs (production only): each entry names a
+   * GPU_NODE_URLS entry and the fix. Non-empty: /readyz and embedding calls answer 503.
+   */
+  readonly problems: readonly string[];
 }
 
 /** Every setting: variable, default and meaning — the one place they are documented. */
@@ -52,6 +62,15 @@ export const EDGE_SETTINGS = {
   JPEG_QUALITY: ["80", "quality of that JPEG (the Images binding under wrangler dev ignores it)"],
   CORS_ORIGINS: ["*", 'comma-separated allowed origins, or "*"'],
   MODEL_NAME: ["openclip-vit-b32", "model name reported to clients"],
+  ENVIRONMENT: [
+    "development",
+    "\"production\" on a deployed Worker ([env.production] sets it): a GPU_NODE_URLS entry with a port other than its scheme's default, or http: to a host that is not loopback, is then a configuration error (a deployed Worker's fetch ignores such ports)",
+  ],
+  CF_ACCESS_CLIENT_ID: [
+    "",
+    "secret: Cloudflare Access service token id, sent as CF-Access-Client-Id to a gpu-node behind a Tunnel protected by Access",
+  ],
+  CF_ACCESS_CLIENT_SECRET: ["", "secret: that service token's secret (CF-Access-Client-Secret)"],
 } as const satisfies Record<string, readonly [string, string]>;
 
 export type EdgeVars = Partial<Record<keyof typeof EDGE_SETTINGS, string>>;
@@ -111,6 +130,17 @@ export function parseEdgeConfig(vars: EdgeVars): EdgeConfig {
     );
   }
   const authDisabled = raw("AUTH_DISABLED") === "true";
+  const environment = raw("ENVIRONMENT");
+  if (environment !== "development" && environment !== "production") {
+    throw new EdgeConfigError(
+      `ENVIRONMENT must be "development" or "production", got "${environment}"`,
+    );
+  }
+  const accessClientId = raw("CF_ACCESS_CLIENT_ID");
+  const accessClientSecret = raw("CF_ACCESS_CLIENT_SECRET");
+  if ((accessClientId === "") !== (accessClientSecret === "")) {
+    throw new EdgeConfigError("CF_ACCESS_CLIENT_ID and CF_ACCESS_CLIENT_SECRET go together");
+  }
   return Object.freeze({
     gpuNodeUrls: urls.map((u) => u.replace(/\/+$/, "")),
     gpuNodeToken: raw("GPU_NODE_TOKEN"),
@@ -127,5 +157,42 @@ export function parseEdgeConfig(vars: EdgeVars): EdgeConfig {
     jpegQuality: int("JPEG_QUALITY", 1, 100),
     corsOrigins: list("CORS_ORIGINS"),
     modelName: raw("MODEL_NAME"),
+    environment,
+    accessClientId,
+    accessClientSecret,
+    problems: environment === "production" ? gpuNodeUrlProblems(urls) : [],
   });
+}
+
+const LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/i;
+
+/**
+ * What would break once deployed: a deployed Worker's fetch ignores a custom port (http goes to
+ * 80, https to 443) while `wrangler dev` honours it, and plain http would carry photos and the
+ * token in clear across the internet. One message per bad entry, each saying the fix.
+ */
+export function gpuNodeUrlProblems(urls: readonly string[]): string[] {
+  const problems: string[] = [];
+  for (const text of urls) {
+    let url: URL;
+    try {
+      url = new URL(text);
+    } catch {
+      problems.push(`GPU_NODE_URLS entry "${text}" is not a URL`);
+      continue;
+    }
+    // URL drops a scheme's default port, so any port left is one a deployed Worker ignores.
+    if (url.port !== "") {
+      const goesTo = url.protocol === "https:" ? 443 : 80;
+      problems.push(
+        `GPU_NODE_URLS entry "${text}" names port ${url.port}: a deployed Worker ignores it and would call port ${goesTo}; serve the gpu-node on ${goesTo} (TLS with a public certificate) or behind a Cloudflare Tunnel hostname`,
+      );
+    }
+    if (url.protocol === "http:" && !LOOPBACK.test(url.hostname)) {
+      problems.push(
+        `GPU_NODE_URLS entry "${text}" is cleartext http to ${url.hostname}: photos and the token would cross the internet unencrypted; use https (a Tunnel hostname, or --tls-cert/--tls-key on 443)`,
+      );
+    }
+  }
+  return problems;
 }

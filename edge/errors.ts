@@ -11,6 +11,7 @@ export type ErrorCode =
   | "unavailable"
   | "bad_gateway"
   | "timeout"
+  | "misconfigured"
   | "internal";
 
 export class HttpError extends Error {

@@ -6,17 +6,35 @@ import {
   type EmbedResponse,
   type Timings,
 } from "../proto/gen/embedder/v1/embedder_pb.js";
+import type { EdgeConfig } from "./config.ts";
 import { HttpError } from "./errors.ts";
 
 export interface GpuClientOptions {
   readonly urls: readonly string[];
   readonly token: string;
   readonly timeoutMs: number;
+  /** A Cloudflare Access service token (id, secret) for a gpu-node behind Access. */
+  readonly access?: { readonly id: string; readonly secret: string };
   /** The fetch to use (tests pass stand-ins). */
   readonly fetch?: typeof fetch;
   /** Jittered backoff base between attempts, ms. */
   readonly backoffMs?: number;
   readonly random?: () => number;
+}
+
+/** The client settings a config gives: URLs, token, deadline, Access service token. */
+export function gpuClientOptions(
+  config: EdgeConfig,
+): Pick<GpuClientOptions, "urls" | "token" | "timeoutMs" | "access"> {
+  return {
+    urls: config.gpuNodeUrls,
+    token: config.gpuNodeToken,
+    timeoutMs: config.gpuNodeTimeoutMs,
+    access:
+      config.accessClientId === ""
+        ? undefined
+        : { id: config.accessClientId, secret: config.accessClientSecret },
+  };
 }
 
 export interface EmbeddedImages {
@@ -69,6 +87,10 @@ export function createGpuClient(opts: GpuClientOptions): GpuClient {
   const headers = (requestId: string) => {
     const h = new Headers({ "x-request-id": requestId });
     if (opts.token !== "") h.set("authorization", `Bearer ${opts.token}`);
+    if (opts.access) {
+      h.set("cf-access-client-id", opts.access.id);
+      h.set("cf-access-client-secret", opts.access.secret);
+    }
     return h;
   };
 

@@ -9,7 +9,11 @@ export function healthz(c: Ctx) {
 
 export function readyz(gpuFor: (config: EdgeConfig) => GpuClient) {
   return async function readyzHandler(c: Ctx) {
-    const ready = await gpuFor(edgeConfig(c.env)).ready(2000);
+    const config = edgeConfig(c.env);
+    if (config.problems.length > 0) {
+      return c.json({ status: "misconfigured", problems: config.problems }, 503);
+    }
+    const ready = await gpuFor(config).ready(2000);
     return c.json({ status: ready ? "ready" : "gpu-node unreachable" }, ready ? 200 : 503);
   };
 }

@@ -1,7 +1,7 @@
 /** The one edge test app for workerd tests: options (gpu-node stand-ins, bindings, key) in; the app as the Worker builds it (real Images binding from the workerd test env) in front of the stand-ins, and a `request` that carries the API key, out. */
 import { env } from "cloudflare:test";
 import { createApp } from "../app.ts";
-import { createGpuClient } from "../gpu-client.ts";
+import { createGpuClient, gpuClientOptions } from "../gpu-client.ts";
 import { createImagesBindingResizer } from "../resize/images-binding.ts";
 import { createStandIn, type StandIn } from "./gpu-stand-in.ts";
 
@@ -47,9 +47,7 @@ export async function testApp(options: TestAppOptions = {}): Promise<TestApp> {
     resizer: (e) => createImagesBindingResizer((e as Env).IMAGES),
     gpu: (config) =>
       createGpuClient({
-        urls: config.gpuNodeUrls,
-        token: config.gpuNodeToken,
-        timeoutMs: config.gpuNodeTimeoutMs,
+        ...gpuClientOptions(config),
         fetch: routedFetch,
         backoffMs: 1,
       }),

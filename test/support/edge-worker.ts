@@ -15,7 +15,7 @@ export interface EdgeWorker {
  */
 export async function startEdge(
   vars: Record<string, string>,
-  opts: { logLevel?: "warn" | "error" | "none" } = {},
+  opts: { logLevel?: "warn" | "error" | "none"; env?: "production" } = {},
 ): Promise<EdgeWorker> {
   // Offline and private: no telemetry, no Cloudflare API calls, config kept in the ignored cache.
   Object.assign(process.env, {
@@ -27,6 +27,8 @@ export async function startEdge(
   });
   const worker = await unstable_startWorker({
     config: join(ROOT, "wrangler.toml"),
+    // `wrangler dev --env production`: the deployed configuration, run locally.
+    ...(opts.env ? { env: opts.env } : {}),
     bindings: Object.fromEntries(
       Object.entries(vars).map(([k, value]) => [k, { type: "plain_text" as const, value }]),
     ),
