@@ -145,7 +145,7 @@ function flagValue(args: readonly string[], name: string): string | undefined {
 }
 
 // The names the gpu-node reads, and the few others its environments legitimately carry.
-const SETTING_ENVS = new Set(Object.values(SETTINGS).map((s) => s.env));
+const SETTING_ENVS = new Set<string>(Object.values(SETTINGS).map((s) => s.env));
 const OTHER_ENVS = new Set(["NODE_ENV", "GLIBC_TUNABLES", "NVIDIA_DRIVER_CAPABILITIES"]);
 
 interface Invocation {
@@ -197,9 +197,7 @@ const dockerOne = (keyword: string): string => {
   return found[0]!.args;
 };
 const dockerEnv: Record<string, string> = Object.fromEntries(
-  docker
-    .filter((i) => i.keyword === "ENV")
-    .flatMap((i) => shellWords(i.args).map(keyValue)),
+  docker.filter((i) => i.keyword === "ENV").flatMap((i) => shellWords(i.args).map(keyValue)),
 );
 const gpuNodeUnit = systemdUnit("deploy/systemd/gpu-node.service");
 const tritonUnit = systemdUnit("deploy/systemd/triton.service");
@@ -241,7 +239,12 @@ function invocations(): Invocation[] {
   for (const e of c.env as Doc[]) {
     k8sEnv[e.name] = e.valueFrom ? secretEnv[e.valueFrom.secretKeyRef.key]! : String(e.value);
   }
-  out.push({ where: "kubernetes gpu-node", args: c.args.map(String), env: k8sEnv, optionalEnv: {} });
+  out.push({
+    where: "kubernetes gpu-node",
+    args: c.args.map(String),
+    env: k8sEnv,
+    optionalEnv: {},
+  });
   return out;
 }
 const INVOCATIONS = invocations();
@@ -362,7 +365,9 @@ describe("ports, probes and paths agree with the code", () => {
   it("Dockerfile: EXPOSE, HEALTHCHECK on /readyz through healthcheck.ts, STOPSIGNAL, ENTRYPOINT", () => {
     const c = configOf(byWhere("Dockerfile"));
     expect(dockerOne("EXPOSE").split(/\s+/).map(Number)).toEqual([c.port, c.metricsPort]);
-    expect(dockerOne("HEALTHCHECK")).toMatch(/CMD \["node", "deploy\/gpu-host\/healthcheck\.ts"\]$/);
+    expect(dockerOne("HEALTHCHECK")).toMatch(
+      /CMD \["node", "deploy\/gpu-host\/healthcheck\.ts"\]$/,
+    );
     expect(read("deploy/gpu-host/healthcheck.ts")).toContain('default: "/readyz"');
     // The health check finds the port as the gpu-node does: parseConfig over the same environment.
     expect(read("deploy/gpu-host/healthcheck.ts")).toContain("parseConfig([], process.env)");
@@ -377,9 +382,9 @@ describe("ports, probes and paths agree with the code", () => {
     const run = docker.filter((i) => i.keyword === "RUN").map((i) => i.args);
     expect(run.some((r) => /npm ci --omit=dev/.test(r))).toBe(true);
     expect(dockerEnv.GPU_NODE_CACHE_DIR).toBeDefined();
-    expect(run.some((r) => r.includes(`chown ${user}`) && r.includes(dockerEnv.GPU_NODE_CACHE_DIR!))).toBe(
-      true,
-    );
+    expect(
+      run.some((r) => r.includes(`chown ${user}`) && r.includes(dockerEnv.GPU_NODE_CACHE_DIR!)),
+    ).toBe(true);
   });
 
   it("the image holds every file the gpu-node imports, and only production packages", () => {
@@ -410,8 +415,13 @@ describe("ports, probes and paths agree with the code", () => {
           const target = relative(ROOT, resolve(ROOT, dirname(file), spec));
           expect(copied(target), `${file} imports ${spec}, which the image lacks`).toBe(true);
         } else if (!spec.startsWith("node:")) {
-          const name = spec.startsWith("@") ? spec.split("/").slice(0, 2).join("/") : spec.split("/")[0]!;
-          expect(pkg.dependencies[name], `${file} imports ${name}: not a production dependency`).toBeDefined();
+          const name = spec.startsWith("@")
+            ? spec.split("/").slice(0, 2).join("/")
+            : spec.split("/")[0]!;
+          expect(
+            pkg.dependencies[name],
+            `${file} imports ${name}: not a production dependency`,
+          ).toBeDefined();
         }
       }
     }
@@ -477,16 +487,18 @@ describe("ports, probes and paths agree with the code", () => {
     expect(gn.startupProbe.httpGet.port).toBe("grpc");
     expect(["/healthz", "/readyz"]).toContain(gn.startupProbe.httpGet.path);
     // The startup probe allows as long as the gpu-node waits for Triton.
-    expect(gn.startupProbe.periodSeconds * gn.startupProbe.failureThreshold * 1000).toBeGreaterThanOrEqual(
-      c.tritonStartTimeoutMs,
-    );
+    expect(
+      gn.startupProbe.periodSeconds * gn.startupProbe.failureThreshold * 1000,
+    ).toBeGreaterThanOrEqual(c.tritonStartTimeoutMs);
     const annotations = deployment.spec.template.metadata.annotations;
     expect(Number(annotations["prometheus.io/port"])).toBe(c.metricsPort);
     expect(service.spec.type).toBe("ClusterIP");
     const svcPort = (name: string) => service.spec.ports.find((p: Doc) => p.name === name);
     expect(svcPort("grpc").appProtocol).toBe("kubernetes.io/h2c");
     expect(svcPort("grpc").port).toBe(c.port);
-    const containerPorts = podSpec.containers.flatMap((ctr: Doc) => ctr.ports.map((p: Doc) => p.name));
+    const containerPorts = podSpec.containers.flatMap((ctr: Doc) =>
+      ctr.ports.map((p: Doc) => p.name),
+    );
     for (const p of service.spec.ports) expect(containerPorts, p.name).toContain(p.targetPort);
     expect(service.spec.selector).toEqual(deployment.spec.selector.matchLabels);
     expect(k8s("PodDisruptionBudget", "gpu-node").spec.selector.matchLabels).toEqual(
@@ -555,7 +567,11 @@ describe("shared memory between the gpu-node and Triton", () => {
       ["systemd", shellWords(one(tritonUnit, "Service", "ExecStart"))],
     ];
     const shmUsers = INVOCATIONS.filter((i) => configOf(i).tritonShm).map((i) => i.where);
-    expect(shmUsers).toEqual(["compose gpu-node", "systemd gpu-node.service", "kubernetes gpu-node"]);
+    expect(shmUsers).toEqual([
+      "compose gpu-node",
+      "systemd gpu-node.service",
+      "kubernetes gpu-node",
+    ]);
     for (const [where, args] of tritons) {
       expect(args, where).toContain("tritonserver");
       expect(args, where).toContain("--allow-client-shm=true");
@@ -576,7 +592,10 @@ describe("shared memory between the gpu-node and Triton", () => {
     expect(shm).toHaveLength(1);
     for (const name of ["triton", "gpu-node"]) {
       const mounts = container(name).volumeMounts.filter((m: Doc) => m.mountPath === "/dev/shm");
-      expect(mounts.map((m: Doc) => m.name), name).toEqual([shm[0].name]);
+      expect(
+        mounts.map((m: Doc) => m.name),
+        name,
+      ).toEqual([shm[0].name]);
     }
     const models = container("triton").volumeMounts.find((m: Doc) => m.mountPath === "/models");
     expect(models.readOnly).toBe(true);
@@ -741,6 +760,8 @@ describe("images, model, autoscaling, tunnel", () => {
     const mount = cfPod.containers[0].volumeMounts.find((m: Doc) => m.name === creds.name);
     expect(k8sConfig["credentials-file"]).toBe(`${mount.mountPath}/${key}`);
     const cfgMount = cfPod.containers[0].volumeMounts.find((m: Doc) => m.name === "config");
-    expect(flagValue(cfPod.containers[0].args, "--config")).toBe(`${cfgMount.mountPath}/config.yml`);
+    expect(flagValue(cfPod.containers[0].args, "--config")).toBe(
+      `${cfgMount.mountPath}/config.yml`,
+    );
   });
 });
