@@ -3,8 +3,9 @@
 # deploy/gpu-host/Dockerfile COPYs (files git tracks or would track, minus /.dockerignore's
 # exclusions) into a temporary folder, installs production dependencies only (`npm ci --omit=dev`, as the image
 # does; needs the npm registry), then starts the gpu-node from there twice — noop backend with
-# two worker processes, and the embedded ONNX Runtime backend with a generated vit-tiny — and
-# checks /healthz, /readyz, the image's healthcheck script, /metrics and one Embed call.
+# two worker processes, the embedded ONNX Runtime backend with a generated vit-tiny, and noop
+# with a self-signed certificate — and checks /healthz, /readyz, the image's healthcheck script
+# (HTTP and HTTPS), /metrics, one Embed call, a SIGHUP certificate reload and a clean SIGTERM.
 # Usage: bash deploy/check-image-contents.sh [--keep]   (NODE_BIN overrides the Node 24 binary)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,13 +58,14 @@ start() {
   PID=$!
   local url=
   for _ in $(seq 1 300); do
-    url=$(grep -o '"url":"http://[^"]*"' "$log" | head -1 | cut -d'"' -f4 || true)
+    url=$(grep -o '"url":"https\{0,1\}://[^"]*"' "$log" | head -1 | cut -d'"' -f4 || true)
     [ -n "$url" ] && break
     kill -0 "$PID" 2>/dev/null || { cat "$log"; echo "gpu-node exited"; exit 1; }
     sleep 0.2
   done
   [ -n "$url" ] || { cat "$log"; echo "gpu-node did not listen"; exit 1; }
   PORT=${url##*:}
+  PORT=${PORT%/}
   METRICS_PORT=$(grep -o '"metricsUrl":"http://[^"]*"' "$log" | head -1 | cut -d'"' -f4 | sed 's/.*://')
   echo "  listening on $PORT, metrics on $METRICS_PORT"
 }
@@ -113,5 +115,28 @@ step "gpu-node --backend onnxruntime --model vit-tiny (CPU provider)"
 start ort --backend onnxruntime --model vit-tiny --processes 1 --threads 1
 probe
 stop
+
+step "gpu-node with TLS (--tls-cert/--tls-key), healthcheck over HTTPS, SIGHUP reload"
+if command -v openssl >/dev/null; then
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=gpu.example.com \
+    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+  start tls --backend noop --processes 1 --tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem"
+  GPU_NODE_TLS_CERT="$WORK/cert.pem" GPU_NODE_TLS_KEY="$WORK/key.pem" \
+    "$NODE_BIN" deploy/gpu-host/healthcheck.ts --port "$PORT"
+  echo "  healthcheck.ts over HTTPS: ok"
+  kill -HUP "$PID"
+  sleep 1
+  GPU_NODE_TLS_CERT="$WORK/cert.pem" GPU_NODE_TLS_KEY="$WORK/key.pem" \
+    "$NODE_BIN" deploy/gpu-host/healthcheck.ts --port "$PORT"
+  grep -q "TLS certificate reloaded" "$WORK/gpu-node-tls.log" || {
+    cat "$WORK/gpu-node-tls.log"
+    echo "no reload logged after SIGHUP"
+    exit 1
+  }
+  echo "  SIGHUP: still serving: ok"
+  stop
+else
+  echo "  skipped: no openssl"
+fi
 
 step "ok: the image's files and production dependencies run the gpu-node"
