@@ -2,6 +2,7 @@
 // is accepted by the gpu-node's own parseConfig; ports, probe paths, /dev/shm, metrics, drain and
 // stop times, image pins, the Triton model and the KEDA metric agree across compose, the
 // Dockerfile, systemd, Kubernetes and cloudflared, and with the code's defaults.
+import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, posix, relative, resolve } from "node:path";
 import { parse as parseToml } from "smol-toml";
@@ -764,4 +765,15 @@ describe("images, model, autoscaling, tunnel", () => {
       `${cfgMount.mountPath}/config.yml`,
     );
   });
+});
+
+// Opt-in (it installs production dependencies from the npm registry): the image's files run.
+describe.runIf(process.env.DEPLOY_IMAGE_CHECK === "1")("deploy/check-image-contents.sh", () => {
+  it("starts and serves the gpu-node with production dependencies only", () => {
+    execFileSync("bash", ["deploy/check-image-contents.sh"], {
+      cwd: ROOT,
+      stdio: "inherit",
+      timeout: 600_000,
+    });
+  }, 600_000);
 });
