@@ -92,7 +92,7 @@ describe("gpu-node metrics", () => {
     expect(
       get(
         after,
-        'gpu_node_info{model="noop",model_version="0",backend="noop",layout="uint8-nhwc"}',
+        'gpu_node_info{model="noop",model_version="0",backend="noop",layout="uint8-nhwc",provider="",device=""}',
       ),
     ).toBe(1);
     expect(after.has("process_cpu_user_seconds_total")).toBe(true);
