@@ -16,10 +16,10 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdir, readFile } from "node:fs/promises";
 import { cpus, loadavg } from "node:os";
 import { join, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { GRPCInferenceService } from "../../proto/gen/inference/grpc_service_pb.js";
+import { parseCli } from "../support/cli.ts";
 import { type GpuNodeChild, ROOT, startGpuNodeChild } from "./child.ts";
 import { edgeClient, type KServeClient, kserveClient } from "./e2e/clients.ts";
 import {
@@ -160,8 +160,14 @@ async function versions() {
   };
 }
 
+const USAGE = `usage: npm run bench -- [--quick] [--only BACKEND/PROFILE/INPUT] [--cache-dir DIR]
+
+The end-to-end comparison over an emulated WAN (this project, no edge, Triton-style), ~4-7 min on
+2 cores; --quick is the CI smoke run (< 1 min). Writes .cache/bench/<run>/report.json, report.md
+and chart.svg; progress on stderr, the report on stdout.`;
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({
+  const { values } = parseCli(USAGE, {
     options: {
       quick: { type: "boolean", default: false },
       /** Only scenarios whose "backend/profile/input" contains this (for debugging a row). */

@@ -21,7 +21,6 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import * as http2 from "node:http2";
 import { availableParallelism, cpus, loadavg } from "node:os";
 import { join, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import sharp from "sharp";
 import { MicroBatcher } from "../../gpu-node/batching/batcher.ts";
@@ -31,6 +30,7 @@ import {
   EmbedRequestSchema,
   EmbedResponseSchema,
 } from "../../proto/gen/embedder/v1/embedder_pb.js";
+import { parseCli } from "../support/cli.ts";
 import {
   cpuSeconds,
   type GpuNodeChild,
@@ -528,8 +528,15 @@ function report(
   return out.join("");
 }
 
+const USAGE = `usage: npm run bench:gpu-host -- [--quick] [--max-processes N | --counts 1,16]
+                              [--images-per-call N] [--server-args="--decode-concurrency 16 ..."]
+
+Images per second through the gpu-node's CPU side (no-op backend) with 1, 2, 4, … processes, then
+each decoder's CPU per image and the pixel channel's cost. Prints Markdown; writes JSON to $OUT/
+if OUT is set, else to .cache/bench/.`;
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({
+  const { values } = parseCli(USAGE, {
     options: {
       quick: { type: "boolean", default: false },
       "max-processes": { type: "string" },

@@ -15,11 +15,11 @@
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { cpus, loadavg } from "node:os";
 import { resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { type Client, createClient } from "@connectrpc/connect";
 import { ensureModel } from "../../gpu-node/model/index.ts";
 import { decodeForClip } from "../../gpu-node/preprocess/decode.ts";
 import { EmbedderService } from "../../proto/gen/embedder/v1/embedder_pb.js";
+import { parseCli } from "../support/cli.ts";
 import { transportFor } from "../support/gpu-node-client.ts";
 import {
   cpuSeconds,
@@ -727,8 +727,14 @@ async function versions() {
   };
 }
 
+const USAGE = `usage: npm run bench:gpu-node -- [--quick] [--cache-dir DIR]
+
+The gpu-node benchmark for this machine (~3-4 min; --quick ~30 s): raw sharp preprocessing, the
+service's img/s through gRPC with vit-tiny, per-image overhead, vit-b32 against bare ONNX Runtime
+and peak RSS. Prints Markdown tables and writes the full results to .cache/bench/.`;
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({
+  const { values } = parseCli(USAGE, {
     options: {
       quick: { type: "boolean", default: false },
       "cache-dir": { type: "string", default: resolve(ROOT, ".cache") },

@@ -14,11 +14,11 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { createInterface } from "node:readline";
-import { parseArgs } from "node:util";
 import { IMAGE_BYTES } from "../../gpu-node/backends/backend.ts";
 import { createTritonBackend, type TritonBackend } from "../../gpu-node/backends/triton/backend.ts";
 import { testConfig } from "../../gpu-node/config.ts";
 import { createLogger } from "../../gpu-node/logger.ts";
+import { parseCli } from "../support/cli.ts";
 import { tinyModelFiles } from "../support/kserve-double.ts";
 import { fmt, markdownTable, median, percentile } from "./stats.ts";
 
@@ -75,8 +75,14 @@ function batchOf(mode: Mode, n: number) {
   return { layout: mode.layout, data: floats, count: n };
 }
 
+const USAGE = `usage: npm run bench:triton -- [--quick]
+
+The Triton hop on loopback (~1 min; --quick ~15 s): bytes on the wire and round trips per image
+for FP32 NCHW bytes, UINT8 NHWC bytes and UINT8 NHWC through /dev/shm, against the KServe v2
+double. Prints a Markdown table.`;
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { quick: { type: "boolean", default: false } } });
+  const { values } = parseCli(USAGE, { options: { quick: { type: "boolean", default: false } } });
   const rounds = values.quick ? 2 : 5;
   const callsPerRound: Record<number, number> = values.quick
     ? { 1: 20, 8: 6, 32: 3 }

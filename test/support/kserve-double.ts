@@ -13,7 +13,6 @@ import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import { createServer, type Http2Server, type ServerHttp2Session } from "node:http2";
 import type { Socket } from "node:net";
-import { parseArgs } from "node:util";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -31,6 +30,7 @@ import {
   ModelStatisticsSchema,
 } from "../../proto/gen/inference/grpc_service_pb.js";
 import { DataType, ModelInput_Format } from "../../proto/gen/inference/model_config_pb.js";
+import { parseCli } from "./cli.ts";
 
 const SIZE = 224;
 
@@ -653,8 +653,14 @@ export function parseModelArg(text: string): DoubleModelSpec {
   return { name: kv.name, path: kv.path, layout, maxBatchSize: Number(kv["max-batch"] ?? 32) };
 }
 
+const USAGE = `usage: node test/support/kserve-double.ts [--port 0] [--host 127.0.0.1] [--threads 1]
+         --model name=NAME,path=MODEL.onnx[,layout=uint8-nhwc|float32-nchw][,max-batch=N] ...
+
+The KServe v2 test double (Triton's gRPC API over HTTP/2, ONNX Runtime inside) as a process of its
+own; prints {"port": N} once listening, stops on SIGTERM.`;
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({
+  const { values } = parseCli(USAGE, {
     options: {
       port: { type: "string", default: "0" },
       host: { type: "string", default: "127.0.0.1" },
