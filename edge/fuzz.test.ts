@@ -63,5 +63,5 @@ describe("JPEG mutation fuzzer against the edge (workerd)", () => {
         ms: Math.round(performance.now() - t0),
       },
     });
-  });
+  }, fuzz.timeoutMs);
 });

@@ -2,7 +2,8 @@
 // mutant goes through one EmbedStream and comes back as a unit vector or a per-item
 // invalid_argument — never an internal error, never a dead stream or process — and the edge's
 // header validation (edge/validate.ts, run here in Node) never throws anything but its HttpError.
-// FUZZ_ITERATIONS / FUZZ_SEED change the run (`npm run fuzz -- --iterations 20000`).
+// FUZZ_ITERATIONS / FUZZ_SEED change the run (`npm run fuzz -- --fuzz-iterations 20000`); the
+// test's timeout grows with the iterations (fuzzTimeoutMs).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HttpError } from "../edge/errors.ts";
 import { validateImage } from "../edge/validate.ts";
@@ -61,7 +62,7 @@ describe("JPEG mutation fuzzer against the gpu-node", () => {
         for (const [i, m] of mutants.entries()) yield { image: { id: String(i), data: m.bytes } };
       }
       const got = new Map<number, string>();
-      for await (const r of client.embedStream(requests(), { timeoutMs: 120_000 })) {
+      for await (const r of client.embedStream(requests(), { timeoutMs: settings.timeoutMs })) {
         const i = Number(r.id);
         const what = `iteration ${i} (seed ${settings.seed}, ${mutants[i]!.mutations.join("+")} on ${sources[mutants[i]!.source]!.name})`;
         if (r.result.case === "vector") {
@@ -115,5 +116,5 @@ describe("JPEG mutation fuzzer against the gpu-node", () => {
         rssMiB: [+(rssBefore / MiB).toFixed(1), +(rssAfter / MiB).toFixed(1)],
       },
     });
-  });
+  }, settings.timeoutMs);
 });
