@@ -29,9 +29,9 @@ beforeAll(async () => {
 afterAll(() => gpu?.stop("SIGKILL"));
 
 describe("JPEG mutation fuzzer against the gpu-node", () => {
-  it(`answers ${settings.iterations} mutants (seed ${settings.seed}) with a vector or invalid_argument each`, async ({
-    task,
-  }) => {
+  it(`answers ${settings.iterations} mutants (seed ${settings.seed}) with a vector or invalid_argument each`, {
+    timeout: settings.timeoutMs,
+  }, async ({ task }) => {
     const rnd = prng(settings.seed);
     const mutants: Mutant[] = Array.from({ length: settings.iterations }, () =>
       mutate(
@@ -116,5 +116,5 @@ describe("JPEG mutation fuzzer against the gpu-node", () => {
         rssMiB: [+(rssBefore / MiB).toFixed(1), +(rssAfter / MiB).toFixed(1)],
       },
     });
-  }, settings.timeoutMs);
+  });
 });
