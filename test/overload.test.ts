@@ -9,8 +9,9 @@ import { recordFigures } from "./reliability/figures.ts";
 import { type EdgeWorker, startEdge } from "./support/edge-worker.ts";
 import { maxAbsDiff } from "./support/gpu-node-client.ts";
 import { photo } from "./support/images.ts";
-import { type LoadBody, type LoadResult, percentile, runHttpLoad } from "./support/load.ts";
+import { type LoadBody, type LoadResult, runHttpLoad } from "./support/load.ts";
 import { type GpuNodeProcess, MiB, spawnGpuNode, workerdRss } from "./support/processes.ts";
+import { percentile } from "./support/stats.ts";
 
 const KEY = "overload-key-0b2c";
 const TOKEN = "overload-token-81de";
@@ -130,8 +131,8 @@ const summary = (r: LoadResult) => ({
   requests: r.requests,
   rps: +r.rps.toFixed(1),
   statuses: r.statuses,
-  p50Ms: +percentile(r.latencies["200"] ?? [], 50).toFixed(1),
-  p99Ms: +percentile(r.latencies["200"] ?? [], 99).toFixed(1),
+  p50Ms: +percentile(r.latencies["200"] ?? [], 0.5).toFixed(1),
+  p99Ms: +percentile(r.latencies["200"] ?? [], 0.99).toFixed(1),
 });
 
 describe("overload: edge → gpu-node under a real load generator", () => {
@@ -173,17 +174,17 @@ describe("overload: edge → gpu-node under a real load generator", () => {
     expect(refused.length).toBeLessThanOrEqual(beyond.statuses["503"]! + 64);
     const refusalP99 = percentile(
       refused.map((c) => c.ms),
-      99,
+      0.99,
     );
     const servedP99 = percentile(
       served.map((c) => c.ms),
-      99,
+      0.99,
     );
     expect(refusalP99).toBeLessThan(50);
     expect(servedP99).toBeLessThan(2_000);
     // At the edge: accepted requests' p99 bounded (the edge's own CPU shares these 2 cores), and
     // accepted work still flows (how much depends on what else the machine runs: recorded only).
-    const acceptedP99 = percentile(beyond.latencies["200"]!, 99);
+    const acceptedP99 = percentile(beyond.latencies["200"]!, 0.99);
     expect(acceptedP99).toBeLessThan(5_000);
     const goodput = beyond.statuses["200"]! / beyond.durationSeconds;
     expect(beyond.statuses["200"]).toBeGreaterThan(20);
@@ -223,7 +224,7 @@ describe("overload: edge → gpu-node under a real load generator", () => {
         goodputRps: +goodput.toFixed(1),
         goodputOfCapacity: +(goodput / capacity.rps).toFixed(2),
         shedShare: +(beyond.statuses["503"]! / beyond.requests).toFixed(3),
-        edge503P50Ms: +percentile(beyond.latencies["503"]!, 50).toFixed(1),
+        edge503P50Ms: +percentile(beyond.latencies["503"]!, 0.5).toFixed(1),
         gpuNodeRefusals: refused.length,
         gpuNodeRefusalP99Ms: +refusalP99.toFixed(2),
         gpuNodeServedP99Ms: +servedP99.toFixed(1),

@@ -20,6 +20,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { GRPCInferenceService } from "../../proto/gen/inference/grpc_service_pb.js";
 import { parseCli } from "../support/cli.ts";
+import { median } from "../support/stats.ts";
 import { type GpuNodeChild, ROOT, startGpuNodeChild } from "./child.ts";
 import { edgeClient, type KServeClient, kserveClient } from "./e2e/clients.ts";
 import {
@@ -42,7 +43,6 @@ import { FULL, type Plan, QUICK, type Scenario } from "./e2e/plan.ts";
 import { type DoubleChild, type EdgeDev, startDouble, startEdgeDev } from "./e2e/stack.ts";
 import { evaluateTargets } from "./e2e/targets.ts";
 import { writeReport } from "./report/index.ts";
-import { median } from "./stats.ts";
 import { PASS_THROUGH } from "./wan/link.ts";
 import { startWanProcess, type WanProcess } from "./wan/process.ts";
 import { PROFILES, type ProfileName } from "./wan/profiles.ts";

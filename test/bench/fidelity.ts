@@ -19,6 +19,7 @@ import { parseCli } from "../support/cli.ts";
 import { openEmbedder } from "../support/embedder.ts";
 import { cosine } from "../support/gpu-node-client.ts";
 import { photo } from "../support/images.ts";
+import { median } from "../support/stats.ts";
 
 const USAGE = `usage: npm run bench:fidelity
 
@@ -91,8 +92,6 @@ async function inputs(): Promise<{ name: string; bytes: Uint8Array }[]> {
     })),
   );
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main(): Promise<void> {
   const embedder = await openEmbedder("vit-b32");

@@ -31,6 +31,8 @@ import {
   EmbedResponseSchema,
 } from "../../proto/gen/embedder/v1/embedder_pb.js";
 import { parseCli } from "../support/cli.ts";
+import { fmt, markdownTable, pct } from "../support/report.ts";
+import { median } from "../support/stats.ts";
 import {
   cpuSeconds,
   type GpuNodeChild,
@@ -40,7 +42,6 @@ import {
   startGpuNodeChild,
 } from "./child.ts";
 import { BENCH_HEIGHT, BENCH_WIDTH, benchPhotos } from "./images.ts";
-import { fmt, markdownTable, median, pct } from "./stats.ts";
 
 const IMAGE_BYTES = 224 * 224 * 3;
 const LIMITS = { maxPixels: 100_000_000, maxBytes: 20 * 1024 * 1024 } as const;

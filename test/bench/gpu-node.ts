@@ -21,6 +21,8 @@ import { decodeForClip } from "../../gpu-node/preprocess/decode.ts";
 import { EmbedderService } from "../../proto/gen/embedder/v1/embedder_pb.js";
 import { parseCli } from "../support/cli.ts";
 import { transportFor } from "../support/gpu-node-client.ts";
+import { fmt, markdownTable, pct, verdict } from "../support/report.ts";
+import { median, type Summary, summarize } from "../support/stats.ts";
 import {
   cpuSeconds,
   type GpuNodeChild,
@@ -34,7 +36,6 @@ import {
 import { BENCH_HEIGHT, BENCH_QUALITY, BENCH_WIDTH, benchPhotos } from "./images.ts";
 import { type LoadResult, runLoad } from "./load.ts";
 import type { OrtStep, OrtStepResult } from "./ort-child.ts";
-import { fmt, markdownTable, median, pct, type Summary, summarize, verdict } from "./stats.ts";
 
 const TARGETS = {
   serviceVsSharp: 0.75,

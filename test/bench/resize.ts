@@ -21,6 +21,7 @@ import { targetSize } from "../../edge/resize/resizer.ts";
 import { createJpegWasmResizer, type WasmResizeInput } from "../../edge/resize/wasm/core.ts";
 import { compileJpegWasm } from "../../imaging/jpeg/codec.ts";
 import { parseCli } from "../support/cli.ts";
+import { median } from "../support/stats.ts";
 
 const USAGE = `usage: npm run bench:resize -- [--runs 5] [--short 256] [--quality 80]
 
@@ -98,11 +99,6 @@ async function sharpPeakRss(input: Buffer, width: number, height: number): Promi
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-}
-
-function median(xs: number[]) {
-  const s = xs.slice().sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
 }
 
 const cases = [

@@ -20,7 +20,8 @@ import { testConfig } from "../../gpu-node/config.ts";
 import { createLogger } from "../../gpu-node/logger.ts";
 import { parseCli } from "../support/cli.ts";
 import { tinyModelFiles } from "../support/kserve-double.ts";
-import { fmt, markdownTable, median, percentile } from "./stats.ts";
+import { fmt, markdownTable } from "../support/report.ts";
+import { median, percentile } from "../support/stats.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 

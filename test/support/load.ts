@@ -39,12 +39,6 @@ export interface LoadResult {
   readonly timeouts: number;
 }
 
-export function percentile(values: readonly number[], p: number): number {
-  if (values.length === 0) return Number.NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
-
 export async function runHttpLoad(opts: LoadOptions): Promise<LoadResult> {
   const latencies: Record<string, number[]> = {};
   const statuses: Record<string, number> = {};
