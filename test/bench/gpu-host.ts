@@ -31,6 +31,7 @@ import {
   EmbedResponseSchema,
 } from "../../proto/gen/embedder/v1/embedder_pb.js";
 import { parseCli } from "../support/cli.ts";
+import { BENCH_HEIGHT, BENCH_WIDTH, benchPhotos } from "../support/images.ts";
 import { fmt, markdownTable, pct } from "../support/report.ts";
 import { median } from "../support/stats.ts";
 import {
@@ -41,7 +42,6 @@ import {
   ROOT,
   startGpuNodeChild,
 } from "./child.ts";
-import { BENCH_HEIGHT, BENCH_WIDTH, benchPhotos } from "./images.ts";
 
 const IMAGE_BYTES = 224 * 224 * 3;
 const LIMITS = { maxPixels: 100_000_000, maxBytes: 20 * 1024 * 1024 } as const;

@@ -21,6 +21,7 @@ import { decodeForClip } from "../../gpu-node/preprocess/decode.ts";
 import { EmbedderService } from "../../proto/gen/embedder/v1/embedder_pb.js";
 import { parseCli } from "../support/cli.ts";
 import { transportFor } from "../support/gpu-node-client.ts";
+import { BENCH_HEIGHT, BENCH_QUALITY, BENCH_WIDTH, benchPhotos } from "../support/images.ts";
 import { fmt, markdownTable, pct, verdict } from "../support/report.ts";
 import { median, type Summary, summarize } from "../support/stats.ts";
 import {
@@ -33,7 +34,6 @@ import {
   startGpuNodeChild,
   startOrtWorker,
 } from "./child.ts";
-import { BENCH_HEIGHT, BENCH_QUALITY, BENCH_WIDTH, benchPhotos } from "./images.ts";
 import { type LoadResult, runLoad } from "./load.ts";
 import type { OrtStep, OrtStepResult } from "./ort-child.ts";
 

@@ -21,6 +21,7 @@ import { targetSize } from "../../edge/resize/resizer.ts";
 import { createJpegWasmResizer, type WasmResizeInput } from "../../edge/resize/wasm/core.ts";
 import { compileJpegWasm } from "../../imaging/jpeg/codec.ts";
 import { parseCli } from "../support/cli.ts";
+import { photoLike } from "../support/images.ts";
 import { median } from "../support/stats.ts";
 
 const USAGE = `usage: npm run bench:resize -- [--runs 5] [--short 256] [--quality 80]
@@ -42,37 +43,6 @@ const MiB = 1024 * 1024;
 const run = promisify(execFile);
 
 sharp.cache(false);
-
-/** Deterministic photo-like RGB: gradients, stripes, a disc, a dark block, sensor-like noise. */
-function photoLike(w: number, h: number, noise = 16): Buffer {
-  const buf = Buffer.allocUnsafe(w * h * 3);
-  let s = 1;
-  const cx = w * 0.6;
-  const cy = h * 0.4;
-  const r2 = (Math.min(w, h) * 0.25) ** 2;
-  const clamp = (v: number) => Math.max(0, Math.min(255, v));
-  for (let y = 0; y < h; y++) {
-    const v = y / h;
-    for (let x = 0; x < w; x++) {
-      const u = x / w;
-      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-      const n = ((s >>> 24) / 255 - 0.5) * noise;
-      let r = 60 + 140 * u + Math.sin(u * 40 + v * 13) * 25 + n;
-      let g = 80 + 120 * v + 30 * Math.sin(v * 25) + n;
-      let b = 180 - 120 * u * v + n;
-      if ((x - cx) ** 2 + (y - cy) ** 2 < r2) {
-        r = 230 - 40 * v + n;
-        g = 200 - 60 * u + n;
-        b = 40 + n;
-      }
-      const o = (y * w + x) * 3;
-      buf[o] = clamp(r);
-      buf[o + 1] = clamp(g);
-      buf[o + 2] = clamp(b);
-    }
-  }
-  return buf;
-}
 
 /**
  * sharp's memory for one resize: peak RSS of a fresh Node process that loads sharp and does just
@@ -115,7 +85,9 @@ const module = await compileJpegWasm(
 
 const rows: string[] = [];
 for (const c of cases) {
-  const input = await sharp(photoLike(c.w, c.h), { raw: { width: c.w, height: c.h, channels: 3 } })
+  const input = await sharp(photoLike(c.w, c.h, 1, 16), {
+    raw: { width: c.w, height: c.h, channels: 3 },
+  })
     .jpeg({ quality: 90, progressive: c.progressive })
     .toBuffer();
   const t = targetSize(c.w, c.h, shortSide);
