@@ -27,8 +27,8 @@ import { embedderClient } from "./support/gpu-node-client.ts";
 import { photo } from "./support/images.ts";
 import { tinyModelFiles } from "./support/kserve-double.ts";
 import {
-  type DoubleProcess,
   type GpuNodeProcess,
+  type KServeDoubleProcess,
   spawnGpuNode,
   spawnKServeDouble,
 } from "./support/processes.ts";
@@ -93,7 +93,7 @@ describe("backend faults behind the edge (gpu-node --backend triton, KServe doub
   const DEADLINE_MS = 1500;
   const TRITON_TIMEOUT_MS = 1000;
   let files: { uint8: string };
-  let double: DoubleProcess;
+  let double: KServeDoubleProcess;
   let gpu: GpuNode;
   let edge: EdgeWorker;
   let references: Float32Array[];
@@ -146,7 +146,7 @@ describe("backend faults behind the edge (gpu-node --backend triton, KServe doub
       3000,
     );
     await sleep(300);
-    double = await spawnKServeDouble({ name: MODEL, path: files.uint8 }, double.port);
+    double = await spawnKServeDouble({ name: MODEL, path: files.uint8 }, { port: double.port });
     const backMs = await timeUntil(async () => (await statusOf(`${gpu.url}/readyz`)) === 200, 2000);
     const edgeBackMs = await timeUntil(
       async () => (await statusOf(`${edge.url}/readyz`)) === 200,

@@ -7,20 +7,31 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HttpError } from "../edge/errors.ts";
 import { validateImage } from "../edge/validate.ts";
+import { testConfig } from "../gpu-node/config.ts";
 import { countBy, recordFigures } from "./reliability/figures.ts";
 import { fuzzSettings, fuzzSources } from "./support/fuzz-sources.ts";
 import { embedderClient, maxAbsDiff, norm, toFloats } from "./support/gpu-node-client.ts";
 import { photo } from "./support/images.ts";
 import { type Mutant, mutate, prng, tally } from "./support/mutate.ts";
-import { type GpuNodeProcess, MiB, spawnGpuNode } from "./support/processes.ts";
+import { MiB } from "./support/proc.ts";
+import { type GpuNodeProcess, spawnGpuNode } from "./support/processes.ts";
 
 const settings = fuzzSettings();
+/**
+ * Each pass is one EmbedStream with the test's timeout as its deadline; above the gpu-node's
+ * default cap (--max-deadline-ms, 10 min) this node is started to allow it (up to its 24 h bound).
+ */
+const streamDeadlineMs = Math.min(settings.timeoutMs, 86_400_000);
+const deadlineArgs =
+  streamDeadlineMs > testConfig().maxDeadlineMs
+    ? ["--max-deadline-ms", String(streamDeadlineMs)]
+    : [];
 let gpu: GpuNodeProcess;
 let sources: { name: string; bytes: Buffer }[];
 
 beforeAll(async () => {
   [gpu, sources] = await Promise.all([
-    spawnGpuNode(["--model", "vit-tiny", "--threads", "1"], {
+    spawnGpuNode(["--model", "vit-tiny", "--threads", "1", ...deadlineArgs], {
       env: { NODE_OPTIONS: "--max-old-space-size=96 --max-semi-space-size=4" },
     }),
     fuzzSources(),
@@ -62,7 +73,7 @@ describe("JPEG mutation fuzzer against the gpu-node", () => {
         for (const [i, m] of mutants.entries()) yield { image: { id: String(i), data: m.bytes } };
       }
       const got = new Map<number, string>();
-      for await (const r of client.embedStream(requests(), { timeoutMs: settings.timeoutMs })) {
+      for await (const r of client.embedStream(requests(), { timeoutMs: streamDeadlineMs })) {
         const i = Number(r.id);
         const what = `iteration ${i} (seed ${settings.seed}, ${mutants[i]!.mutations.join("+")} on ${sources[mutants[i]!.source]!.name})`;
         if (r.result.case === "vector") {

@@ -2,11 +2,8 @@
 // machine has cores: no embedding ever reaches another image under 64 concurrent calls, a worker
 // killed with SIGKILL fails only its own calls (cleanly) and is replaced, SIGTERM drains every
 // process, and the primary's /metrics adds up the workers'.
-import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { readdirSync } from "node:fs";
-import { resolve } from "node:path";
-import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -24,69 +21,30 @@ import {
 } from "./support/gpu-node-client.ts";
 import { photo } from "./support/images.ts";
 import { startKServeDouble, tinyModelFiles } from "./support/kserve-double.ts";
+import { type GpuNodeProcess, type LogLine, spawnGpuNode } from "./support/processes.ts";
 
-const ROOT = resolve(import.meta.dirname, "..");
-const SERVER = resolve(ROOT, "gpu-node/main.ts");
 const PROTOCOLS: Protocol[] = ["grpc", "connect-h1", "connect-h2", "grpc-web"];
 
-type Log = Record<string, unknown>;
+type Log = LogLine;
 
-interface Cli {
-  readonly child: ChildProcess;
-  readonly url: string;
+interface Cli extends GpuNodeProcess {
   readonly metricsUrl: string;
-  readonly logs: Log[];
-  /** Resolves with the first log line (already seen or to come) that matches. */
-  waitFor(match: (l: Log) => boolean, timeoutMs?: number): Promise<Log>;
   /** Pid of each worker slot now, from the "worker listening" lines. */
   workers(): Map<number, number>;
 }
 
-const started: ChildProcess[] = [];
+const started: GpuNodeProcess[] = [];
 
+/** The CLI with its metrics on a free port (the primary's merged /metrics is read below). */
 async function startCli(args: string[]): Promise<Cli> {
-  const child = spawn(
-    process.execPath,
-    [SERVER, "--port", "0", "--metrics-port", "0", "--log-level", "info", ...args],
-    { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] },
-  );
-  started.push(child);
-  const logs: Log[] = [];
-  const waiters = new Set<(l: Log) => void>();
-  createInterface({ input: child.stdout! }).on("line", (line) => {
-    const entry = JSON.parse(line) as Log;
-    logs.push(entry);
-    for (const w of waiters) w(entry);
-  });
-  const waitFor = (match: (l: Log) => boolean, timeoutMs = 60_000) =>
-    new Promise<Log>((resolveLog, reject) => {
-      const seen = logs.find(match);
-      if (seen) return resolveLog(seen);
-      const timer = setTimeout(() => {
-        waiters.delete(check);
-        reject(new Error(`no matching log line in ${timeoutMs} ms`));
-      }, timeoutMs);
-      const check = (l: Log) => {
-        if (!match(l)) return;
-        clearTimeout(timer);
-        waiters.delete(check);
-        resolveLog(l);
-      };
-      waiters.add(check);
-    });
-  const exited = once(child, "exit").then(([code]) => {
-    throw new Error(`gpu-node exited early with ${code}`);
-  });
-  const listening = await Promise.race([waitFor((l) => l.msg === "listening"), exited]);
+  const node = await spawnGpuNode(["--metrics-port", "0", ...args], { metrics: true });
+  started.push(node);
   return {
-    child,
-    url: listening.url as string,
-    metricsUrl: listening.metricsUrl as string,
-    logs,
-    waitFor,
+    ...node,
+    metricsUrl: node.ready.metricsUrl as string,
     workers() {
       const pids = new Map<number, number>();
-      for (const l of logs)
+      for (const l of node.logs)
         if (l.msg === "worker listening") pids.set(l.worker as number, l.pid as number);
       return pids;
     },
@@ -94,7 +52,7 @@ async function startCli(args: string[]): Promise<Cli> {
 }
 
 afterAll(() => {
-  for (const child of started) if (child.exitCode === null) child.kill("SIGKILL");
+  for (const node of started) if (node.alive()) node.child.kill("SIGKILL");
 });
 
 /** One call per connection (a fresh client each time), so that calls spread over the workers. */

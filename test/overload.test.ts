@@ -10,7 +10,8 @@ import { type EdgeWorker, startEdge } from "./support/edge-worker.ts";
 import { maxAbsDiff } from "./support/gpu-node-client.ts";
 import { photo } from "./support/images.ts";
 import { type LoadBody, type LoadResult, runHttpLoad } from "./support/load.ts";
-import { type GpuNodeProcess, MiB, spawnGpuNode, workerdRss } from "./support/processes.ts";
+import { MiB, workerdRss } from "./support/proc.ts";
+import { type GpuNodeProcess, spawnGpuNode } from "./support/processes.ts";
 import { percentile } from "./support/stats.ts";
 
 const KEY = "overload-key-0b2c";

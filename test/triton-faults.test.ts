@@ -1,9 +1,7 @@
 // Triton failing under a real gpu-node (--backend triton): killed mid-load (in process and as a
 // real process, SIGKILL), stalled, model unloaded. The gpu-node stays up, answers honestly
 // (Unavailable / DeadlineExceeded), turns /readyz false, and serves again by itself.
-import { type ChildProcess, spawn } from "node:child_process";
-import { resolve } from "node:path";
-import { createInterface } from "node:readline";
+import type { ChildProcess } from "node:child_process";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { type Config, testConfig } from "../gpu-node/config.ts";
@@ -12,6 +10,7 @@ import { countBy, recordFigures } from "./reliability/figures.ts";
 import { embedderClient, maxAbsDiff, toFloats } from "./support/gpu-node-client.ts";
 import { photo } from "./support/images.ts";
 import { type KServeDouble, startKServeDouble, tinyModelFiles } from "./support/kserve-double.ts";
+import { spawnKServeDouble } from "./support/processes.ts";
 
 const MODEL = "openclip_vit_b32_uint8";
 let files: { uint8: string; float32: string };
@@ -238,28 +237,8 @@ describe("triton faults under a running gpu-node", () => {
 });
 
 /** The double as its own process, as Triton is: it can be SIGKILLed for real. */
-async function spawnDouble(port: number): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(
-    process.execPath,
-    [
-      resolve(import.meta.dirname, "support/kserve-double.ts"),
-      "--port",
-      String(port),
-      "--model",
-      `name=${MODEL},path=${files.uint8},layout=uint8-nhwc,max-batch=8`,
-    ],
-    { stdio: ["ignore", "pipe", "inherit"] },
-  );
-  const line = await new Promise<string>((resolveLine, reject) => {
-    const timer = setTimeout(() => reject(new Error("double did not start in 20 s")), 20_000);
-    child.once("exit", (code) => reject(new Error(`double exited with ${code}`)));
-    createInterface({ input: child.stdout! }).once("line", (l) => {
-      clearTimeout(timer);
-      resolveLine(l);
-    });
-  });
-  return { child, port: (JSON.parse(line) as { port: number }).port };
-}
+const spawnDouble = (port: number) =>
+  spawnKServeDouble({ name: MODEL, path: files.uint8, maxBatch: 8 }, { port });
 
 describe("triton as a separate process, killed with SIGKILL", () => {
   let child: ChildProcess | undefined;

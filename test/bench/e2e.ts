@@ -20,8 +20,8 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { GRPCInferenceService } from "../../proto/gen/inference/grpc_service_pb.js";
 import { parseCli } from "../support/cli.ts";
+import { BENCH_GPU_NODE, type GpuNodeProcess, ROOT, spawnGpuNode } from "../support/processes.ts";
 import { median } from "../support/stats.ts";
-import { type GpuNodeChild, ROOT, startGpuNodeChild } from "./child.ts";
 import { edgeClient, type KServeClient, kserveClient } from "./e2e/clients.ts";
 import {
   type InputName,
@@ -96,7 +96,7 @@ const portOf = (url: string) => Number(new URL(url).port);
 
 interface Backends {
   readonly name: BackendName;
-  readonly gpu: GpuNodeChild;
+  readonly gpu: GpuNodeProcess;
   readonly double: DoubleChild;
   readonly kserve: KServeClient;
   /** The double's cumulative compute (input + infer + output) and executions, read directly. */
@@ -111,7 +111,10 @@ async function startBackends(
   tritonUrl: string,
 ): Promise<Backends> {
   const [gpu, double] = await Promise.all([
-    startGpuNodeChild(["--model", name, "--threads", String(THREADS), "--cache-dir", cacheDir]),
+    spawnGpuNode(
+      ["--model", name, "--threads", String(THREADS), "--cache-dir", cacheDir],
+      BENCH_GPU_NODE,
+    ),
     startDouble(name, cacheDir, THREADS),
   ]);
   progress(
@@ -321,10 +324,10 @@ async function main(): Promise<void> {
       }
     }
   } catch (error) {
-    for (const e of edges) process.stderr.write(`edge output tail:\n${e.tail()}\n`);
+    for (const e of edges) process.stderr.write(`edge output tail:\n${e.output()}\n`);
     if (backends) {
-      process.stderr.write(`gpu-node output tail:\n${backends.gpu.tail()}\n`);
-      process.stderr.write(`double output tail:\n${backends.double.tail()}\n`);
+      process.stderr.write(`gpu-node output tail:\n${backends.gpu.output()}\n`);
+      process.stderr.write(`double output tail:\n${backends.double.output()}\n`);
     }
     throw error;
   } finally {

@@ -22,20 +22,13 @@ import { EmbedderService } from "../../proto/gen/embedder/v1/embedder_pb.js";
 import { parseCli } from "../support/cli.ts";
 import { transportFor } from "../support/gpu-node-client.ts";
 import { BENCH_HEIGHT, BENCH_QUALITY, BENCH_WIDTH, benchPhotos } from "../support/images.ts";
+import { cpuSeconds, machineBusySeconds, memoryMiB, ownCpuSeconds } from "../support/proc.ts";
+import { BENCH_GPU_NODE, type GpuNodeProcess, ROOT, spawnGpuNode } from "../support/processes.ts";
 import { fmt, markdownTable, pct, verdict } from "../support/report.ts";
 import { median, type Summary, summarize } from "../support/stats.ts";
-import {
-  cpuSeconds,
-  type GpuNodeChild,
-  machineBusySeconds,
-  memoryMiB,
-  ownCpuSeconds,
-  ROOT,
-  startGpuNodeChild,
-  startOrtWorker,
-} from "./child.ts";
 import { type LoadResult, runLoad } from "./load.ts";
 import type { OrtStep, OrtStepResult } from "./ort-child.ts";
+import { startOrtWorker } from "./ort-worker.ts";
 
 const TARGETS = {
   serviceVsSharp: 0.75,
@@ -250,16 +243,16 @@ function stages(rttMs: readonly number[], values: readonly CallTimings[]): Stage
 
 async function withGpuNode<T>(
   args: readonly string[],
-  fn: (node: GpuNodeChild) => Promise<T>,
+  fn: (node: GpuNodeProcess) => Promise<T>,
 ): Promise<T> {
   // One process: this benchmark compares the service with raw sharp and bare ORT in one process
   // each, and reads the server's CPU from its pid. `npm run bench:gpu-host` measures processes.
-  const node = await startGpuNodeChild(["--processes", "1", ...args]);
+  const node = await spawnGpuNode(["--processes", "1", ...args], BENCH_GPU_NODE);
   progress(`gpu-node ${args.join(" ")} listening at ${node.url} (${node.startMs.toFixed(0)} ms)`);
   try {
     return await fn(node);
   } catch (error) {
-    process.stderr.write(`gpu-node output tail:\n${node.tail()}\n`);
+    process.stderr.write(`gpu-node output tail:\n${node.output()}\n`);
     throw error;
   } finally {
     await node.stop();
@@ -267,7 +260,7 @@ async function withGpuNode<T>(
 }
 
 /** One-image calls at `concurrency` for plan.rpcMs after warm-up, with CPU counters. */
-async function oneImageRun(plan: Plan, node: GpuNodeChild, photos: readonly Buffer[], c: number) {
+async function oneImageRun(plan: Plan, node: GpuNodeProcess, photos: readonly Buffer[], c: number) {
   const cpu = cpuWindow(node.pid);
   const r = await runLoad({
     concurrency: c,
@@ -377,7 +370,7 @@ interface B32ComparedStep extends B32ServiceStep {
 }
 
 async function b32Chunk(
-  node: GpuNodeChild,
+  node: GpuNodeProcess,
   photos: readonly Buffer[],
   step: OrtStep,
   inFlight: number,

@@ -12,8 +12,8 @@
 import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import * as ort from "onnxruntime-node";
+import { machineBusySeconds, memoryMiB, ownCpuSeconds } from "../support/proc.ts";
 import { type Summary, summarize } from "../support/stats.ts";
-import { machineBusySeconds, memoryMiB, ownCpuSeconds } from "./child.ts";
 import { runLoad } from "./load.ts";
 
 const SIZE = 224;

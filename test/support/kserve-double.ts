@@ -687,19 +687,22 @@ if (import.meta.main) {
   });
 }
 
-/**
- * The generated vit-tiny in both layouts (cached beside the model cache): the UINT8 model the
- * gpu-node generates, and the same weights taking the seed's FP32 [N,3,224,224] input.
- */
-export async function tinyModelFiles(
-  cacheDir: string,
-): Promise<{ readonly uint8: string; readonly float32: string }> {
-  const uint8 = (await ensureModel("vit-tiny", cacheDir)).path;
-  const float32 = cachedModelPath(cacheDir, "vit-tiny-fp32");
+/** The generated model `model` (the gpu-node's weights) taking the seed's FP32 [N,3,224,224] input, cached beside it. */
+export async function float32ModelFile(model: string, cacheDir: string): Promise<string> {
+  const uint8 = (await ensureModel(model, cacheDir)).path;
+  const float32 = cachedModelPath(cacheDir, `${model}-fp32`);
   const fresh = await stat(float32).then(
     async (f) => f.mtimeMs >= (await stat(uint8)).mtimeMs,
     () => false,
   );
   if (!fresh) await writeFileAtomic(float32, toFloat32NchwInput(await readFile(uint8)));
-  return { uint8, float32 };
+  return float32;
+}
+
+/** The generated vit-tiny in both layouts: the UINT8 model the gpu-node generates, and the FP32 one. */
+export async function tinyModelFiles(
+  cacheDir: string,
+): Promise<{ readonly uint8: string; readonly float32: string }> {
+  const uint8 = (await ensureModel("vit-tiny", cacheDir)).path;
+  return { uint8, float32: await float32ModelFile("vit-tiny", cacheDir) };
 }

@@ -4,7 +4,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import sharp from "sharp";
 import { benchPhotos, PHONE_HEIGHT, PHONE_WIDTH, phonePhoto } from "../../support/images.ts";
-import { ROOT } from "../child.ts";
+import { ROOT } from "../../support/processes.ts";
 
 export type InputName = "seed-224" | "phone-12mp" | "phone-real";
 
