@@ -11,8 +11,8 @@ import { testConfig } from "../gpu-node/config.ts";
 import { type GpuNode, startGpuNode } from "../gpu-node/node.ts";
 import type { DashboardData } from "../gpu-node/observability/metrics.ts";
 import { findChromium, launchChromium } from "./support/chromium.ts";
-import { startEmbedLoad } from "./support/embed-load.ts";
 import { photo } from "./support/images.ts";
+import { startEmbedLoad } from "./support/load.ts";
 
 const CHROMIUM = findChromium();
 const RESULTS = resolve(import.meta.dirname, "../test-results");

@@ -14,6 +14,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { testConfig } from "../gpu-node/config.ts";
 import { type GpuNode, startGpuNode } from "../gpu-node/node.ts";
 import { recordFigures } from "./reliability/figures.ts";
+import { type EdgeWorker, startEdge } from "./support/edge-worker.ts";
+import { embedderClient } from "./support/gpu-node-client.ts";
+import { photo } from "./support/images.ts";
+import { tinyModelFiles } from "./support/kserve-double.ts";
 import {
   type EdgeOutcome,
   startEdgeLoad,
@@ -21,11 +25,7 @@ import {
   timeUntil,
   type Verified,
   verifyOutcomes,
-} from "./support/edge-load.ts";
-import { type EdgeWorker, startEdge } from "./support/edge-worker.ts";
-import { embedderClient } from "./support/gpu-node-client.ts";
-import { photo } from "./support/images.ts";
-import { tinyModelFiles } from "./support/kserve-double.ts";
+} from "./support/load.ts";
 import {
   type GpuNodeProcess,
   type KServeDoubleProcess,

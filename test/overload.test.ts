@@ -9,7 +9,7 @@ import { recordFigures } from "./reliability/figures.ts";
 import { type EdgeWorker, startEdge } from "./support/edge-worker.ts";
 import { maxAbsDiff } from "./support/gpu-node-client.ts";
 import { photo } from "./support/images.ts";
-import { type LoadBody, type LoadResult, runHttpLoad } from "./support/load.ts";
+import { type HttpLoadResult, type LoadBody, runHttpLoad } from "./support/load.ts";
 import { MiB, workerdRss } from "./support/proc.ts";
 import { type GpuNodeProcess, spawnGpuNode } from "./support/processes.ts";
 import { percentile } from "./support/stats.ts";
@@ -128,7 +128,7 @@ const load = (connections: number, durationSeconds: number, overallRate?: number
   }).then((r) => ({ ...r, tally }));
 };
 
-const summary = (r: LoadResult) => ({
+const summary = (r: HttpLoadResult) => ({
   requests: r.requests,
   rps: +r.rps.toFixed(1),
   statuses: r.statuses,

@@ -10,6 +10,7 @@ import { countBy, recordFigures } from "./reliability/figures.ts";
 import { embedderClient, maxAbsDiff, toFloats } from "./support/gpu-node-client.ts";
 import { photo } from "./support/images.ts";
 import { type KServeDouble, startKServeDouble, tinyModelFiles } from "./support/kserve-double.ts";
+import { closedLoop } from "./support/load.ts";
 import { spawnKServeDouble } from "./support/processes.ts";
 
 const MODEL = "openclip_vit_b32_uint8";
@@ -61,10 +62,10 @@ interface Outcome {
 function load(node: GpuNode, workers: number, deadlineMs: number) {
   const client = embedderClient(node.url, "grpc");
   const outcomes: Outcome[] = [];
-  let running = true;
-  const loops = Array.from({ length: workers }, async (_, w) => {
-    for (let k = 0; running; k++) {
-      const i = (w + k) % images.length;
+  const loop = closedLoop({
+    workers,
+    async call({ worker, k }) {
+      const i = (worker + k) % images.length;
       const t0 = performance.now();
       try {
         const res = await client.embed(
@@ -83,13 +84,12 @@ function load(node: GpuNode, workers: number, deadlineMs: number) {
         outcomes.push({ i, t0, ms: performance.now() - t0, code: ce.code, message: ce.rawMessage });
         await sleep(10);
       }
-    }
+    },
   });
   return {
     outcomes,
     async stop() {
-      running = false;
-      await Promise.all(loops);
+      await loop.stop();
       return outcomes;
     },
   };

@@ -22,11 +22,11 @@ import { EmbedderService } from "../../proto/gen/embedder/v1/embedder_pb.js";
 import { parseCli } from "../support/cli.ts";
 import { transportFor } from "../support/gpu-node-client.ts";
 import { BENCH_HEIGHT, BENCH_QUALITY, BENCH_WIDTH, benchPhotos } from "../support/images.ts";
+import { runLoad, type WindowedLoadResult } from "../support/load.ts";
 import { cpuSeconds, machineBusySeconds, memoryMiB, ownCpuSeconds } from "../support/proc.ts";
 import { BENCH_GPU_NODE, type GpuNodeProcess, ROOT, spawnGpuNode } from "../support/processes.ts";
 import { fmt, markdownTable, pct, verdict } from "../support/report.ts";
 import { median, type Summary, summarize } from "../support/stats.ts";
-import { type LoadResult, runLoad } from "./load.ts";
 import type { OrtStep, OrtStepResult } from "./ort-child.ts";
 import { startOrtWorker } from "./ort-worker.ts";
 
@@ -129,7 +129,7 @@ function cpuWindow(pid?: number) {
       own = edge === "start" ? o : o - own;
       server = edge === "start" ? s : s - server;
     },
-    result<T>(r: LoadResult<T>): ThroughputRun {
+    result<T>(r: WindowedLoadResult<T>): ThroughputRun {
       return {
         imagesPerSecond: r.imagesPerSecond,
         images: r.images,
