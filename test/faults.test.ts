@@ -145,7 +145,11 @@ describe("backend faults behind the edge (gpu-node --backend triton, KServe doub
       async () => (await statusOf(`${edge.url}/readyz`)) === 503,
       3000,
     );
-    await sleep(300);
+    // Down for a while, and at least until a client has felt it (asserted below).
+    await Promise.all([
+      sleep(300),
+      waitFor(() => load.outcomes.some((o) => o.status === 503), 30_000),
+    ]);
     double = await spawnKServeDouble({ name: MODEL, path: files.uint8 }, { port: double.port });
     const backMs = await timeUntil(async () => (await statusOf(`${gpu.url}/readyz`)) === 200, 2000);
     const edgeBackMs = await timeUntil(
@@ -178,7 +182,11 @@ describe("backend faults behind the edge (gpu-node --backend triton, KServe doub
     await waitFor(() => load.ok() >= 10, 15_000);
     double.child.kill("SIGSTOP");
     const stalledAt = performance.now();
-    await sleep(2.5 * DEADLINE_MS);
+    // Stalled for a while, and at least until a deadline has fired (asserted below).
+    await Promise.all([
+      sleep(2.5 * DEADLINE_MS),
+      waitFor(() => load.outcomes.some((o) => o.status === 504), 60_000),
+    ]);
     const outcomes = await load.stop();
     // Whatever was waiting on the frozen backend has left the gpu-node by now.
     const stoppedAt = performance.now();

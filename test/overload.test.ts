@@ -4,6 +4,7 @@
 // 503 with Retry-After, the accepted requests' p99 stays bounded, the processes' memory stays
 // bounded — and every embedding returned under load is the one for its image.
 import { createHash } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { recordFigures } from "./reliability/figures.ts";
 import { type EdgeWorker, startEdge } from "./support/edge-worker.ts";
@@ -37,8 +38,11 @@ beforeAll(async () => {
       String(ADMISSION),
       "--max-images-per-request",
       "4",
+      // Metrics on a free port: recovery is waited for on the admission gauge.
+      "--metrics-port",
+      "0",
     ],
-    { env: { GPU_NODE_TOKEN: TOKEN } },
+    { env: { GPU_NODE_TOKEN: TOKEN }, metrics: true },
   );
   edge = await startEdge(
     {
@@ -136,6 +140,17 @@ const summary = (r: HttpLoadResult) => ({
   p99Ms: +percentile(r.latencies["200"] ?? [], 0.99).toFixed(1),
 });
 
+/** Resolves once the gpu-node admits no images (its gauge), polling every 20 ms. */
+async function admissionEmpty(): Promise<void> {
+  const url = `${gpu.ready.metricsUrl as string}/metrics`;
+  for (;;) {
+    const text = await (await fetch(url)).text();
+    const line = text.split("\n").find((l) => l.startsWith("gpu_node_admitted_images "));
+    if (line && Number(line.split(" ")[1]) === 0) return;
+    await sleep(20); // pacing only
+  }
+}
+
 describe("overload: edge → gpu-node under a real load generator", () => {
   it("holds load below capacity with zero errors, sheds beyond it fast with 503 + Retry-After, and recovers", async ({
     task,
@@ -196,7 +211,8 @@ describe("overload: edge → gpu-node under a real load generator", () => {
 
     // Recovery: the calls the generator abandoned leave admission within ~200 ms; then below
     // capacity again, zero errors.
-    await new Promise((r) => setTimeout(r, 500));
+    // Wait for that on the gpu-node's admission gauge, not for a guessed time.
+    await Promise.all([sleep(500), admissionEmpty()]);
     const after = await load(4, 2);
     expect(after.statuses).toEqual({ "200": after.requests });
     expect((await fetch(`${edge.url}/readyz`)).status).toBe(200);

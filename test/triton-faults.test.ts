@@ -140,13 +140,27 @@ describe("triton faults under a running gpu-node", () => {
       await vi.waitUntil(async () => (await readyz(node)) === 503, { timeout: 2000, interval: 20 });
       expect(performance.now() - killedAt).toBeLessThan(1000);
       expect((await fetch(`${node.url}/healthz`)).status).toBe(200);
-      await sleep(400); // calls keep failing fast while Triton is away
+      // Calls keep failing fast while Triton is away: for a while, and at least until one did.
+      await Promise.all([
+        sleep(400),
+        vi.waitUntil(() => run.outcomes.some((o) => /triton/.test(o.message ?? "")), {
+          timeout: 30_000,
+          interval: 10,
+        }),
+      ]);
       await double.revive();
       const revivedAt = performance.now();
       await vi.waitUntil(async () => (await readyz(node)) === 200, { timeout: 3000, interval: 20 });
       const readyMs = performance.now() - revivedAt;
       expect(readyMs).toBeLessThan(2000);
-      await sleep(300);
+      // Serving again: for a while, and at least until the calls asserted below are in.
+      await Promise.all([
+        sleep(300),
+        vi.waitUntil(
+          () => run.outcomes.filter((o) => o.code === "ok" && o.t0 > revivedAt + 100).length > 3,
+          { timeout: 30_000, interval: 10 },
+        ),
+      ]);
       const outcomes = await run.stop();
       const checked = checkOutcomes(outcomes, deadlineMs);
       recordFigures(task, {
@@ -260,11 +274,23 @@ describe("triton as a separate process, killed with SIGKILL", () => {
       });
       child.kill("SIGKILL");
       await vi.waitUntil(async () => (await readyz(node)) === 503, { timeout: 2000, interval: 20 });
+      // A caller has felt it (asserted below) before Triton returns.
+      await vi.waitUntil(() => run.outcomes.some((o) => o.code !== "ok"), {
+        timeout: 30_000,
+        interval: 10,
+      });
       child = (await spawnDouble(first.port)).child;
       const backAt = performance.now();
       await vi.waitUntil(async () => (await readyz(node)) === 200, { timeout: 3000, interval: 20 });
       expect(performance.now() - backAt).toBeLessThan(2000);
-      await sleep(300);
+      // Serving again: for a while, and at least until a call asserted below is in.
+      await Promise.all([
+        sleep(300),
+        vi.waitUntil(() => run.outcomes.some((o) => o.code === "ok" && o.t0 > backAt), {
+          timeout: 30_000,
+          interval: 10,
+        }),
+      ]);
       const outcomes = await run.stop();
       recordFigures(task, {
         section: "fault",
