@@ -61,6 +61,18 @@ async function referencesVia(edge: EdgeWorker): Promise<Float32Array[]> {
   return out;
 }
 
+/** The edge Worker in front of `urls`, with this file's key and token, quiet. */
+const edgeBefore = (urls: string[], deadlineMs: number) =>
+  startEdge(
+    {
+      GPU_NODE_URLS: urls.join(","),
+      GPU_NODE_TOKEN: TOKEN,
+      GPU_NODE_TIMEOUT_MS: String(deadlineMs),
+      API_KEY_HASHES: keyHash,
+    },
+    QUIET,
+  );
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const waitFor = async (cond: () => boolean, timeoutMs: number) => {
   const t0 = performance.now();
@@ -114,15 +126,7 @@ describe("backend faults behind the edge (gpu-node --backend triton, KServe doub
         drainTimeoutMs: 500,
       }),
     );
-    edge = await startEdge(
-      {
-        GPU_NODE_URLS: gpu.url,
-        GPU_NODE_TOKEN: TOKEN,
-        GPU_NODE_TIMEOUT_MS: String(DEADLINE_MS),
-        API_KEY_HASHES: keyHash,
-      },
-      QUIET,
-    );
+    edge = await edgeBefore([gpu.url], DEADLINE_MS);
     references = await referencesVia(edge);
   }, 120_000);
 
@@ -244,15 +248,7 @@ describe("gpu-node faults behind the edge (two gpu-node processes, vit-tiny)", (
 
   beforeAll(async () => {
     [a, b] = await Promise.all([spawnGpuNode(args, { env }), spawnGpuNode(args, { env })]);
-    edge = await startEdge(
-      {
-        GPU_NODE_URLS: `${a.url},${b.url}`,
-        GPU_NODE_TOKEN: TOKEN,
-        GPU_NODE_TIMEOUT_MS: String(DEADLINE_MS),
-        API_KEY_HASHES: keyHash,
-      },
-      QUIET,
-    );
+    edge = await edgeBefore([a.url, b.url], DEADLINE_MS);
     references = await referencesVia(edge);
   }, 120_000);
 

@@ -13,7 +13,7 @@
  * WAN emulator); this process is the client. Progress goes to stderr, the report to stdout.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, readFile } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import { cpus, loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { createClient } from "@connectrpc/connect";
@@ -21,6 +21,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { GRPCInferenceService } from "../../proto/gen/inference/grpc_service_pb.js";
 import { parseCli } from "../support/cli.ts";
 import { BENCH_GPU_NODE, type GpuNodeProcess, ROOT, spawnGpuNode } from "../support/processes.ts";
+import { installedVersion } from "../support/report.ts";
 import { median } from "../support/stats.ts";
 import { edgeClient, type KServeClient, kserveClient } from "./e2e/clients.ts";
 import {
@@ -148,12 +149,7 @@ async function startBackends(
 }
 
 async function versions() {
-  const pkg = async (name: string) =>
-    (
-      JSON.parse(await readFile(resolve(ROOT, "node_modules", name, "package.json"), "utf8")) as {
-        version: string;
-      }
-    ).version;
+  const pkg = installedVersion;
   return {
     node: process.version,
     wrangler: await pkg("wrangler"),

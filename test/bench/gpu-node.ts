@@ -12,7 +12,7 @@
  * sharp runs live in this process, taking turns with the vit-tiny service. This machine is shared:
  * every measured window also records how much CPU other processes used ("other load").
  */
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, writeFile } from "node:fs/promises";
 import { cpus, loadavg } from "node:os";
 import { resolve } from "node:path";
 import { type Client, createClient } from "@connectrpc/connect";
@@ -25,7 +25,7 @@ import { BENCH_HEIGHT, BENCH_QUALITY, BENCH_WIDTH, benchPhotos } from "../suppor
 import { runLoad, type WindowedLoadResult } from "../support/load.ts";
 import { cpuSeconds, machineBusySeconds, memoryMiB, ownCpuSeconds } from "../support/proc.ts";
 import { BENCH_GPU_NODE, type GpuNodeProcess, ROOT, spawnGpuNode } from "../support/processes.ts";
-import { fmt, markdownTable, pct, verdict } from "../support/report.ts";
+import { fmt, installedVersion, markdownTable, pct, verdict } from "../support/report.ts";
 import { median, type Summary, summarize } from "../support/stats.ts";
 import type { OrtStep, OrtStepResult } from "./ort-child.ts";
 import { startOrtWorker } from "./ort-worker.ts";
@@ -707,12 +707,7 @@ function report(sharpRuns: SharpResult, tiny: TinyResult, b32: B32Result, photoK
 }
 
 async function versions() {
-  const pkg = async (name: string) =>
-    (
-      JSON.parse(await readFile(resolve(ROOT, "node_modules", name, "package.json"), "utf8")) as {
-        version: string;
-      }
-    ).version;
+  const pkg = installedVersion;
   return {
     node: process.version,
     sharp: await pkg("sharp"),

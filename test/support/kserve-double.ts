@@ -659,8 +659,16 @@ const USAGE = `usage: node test/support/kserve-double.ts [--port 0] [--host 127.
 The KServe v2 test double (Triton's gRPC API over HTTP/2, ONNX Runtime inside) as a process of its
 own; prints {"port": N} once listening, stops on SIGTERM.`;
 
-async function main(): Promise<void> {
+/**
+ * The double's command line: starts it from `args`, prints {"port": N, ...announce} once it
+ * listens, and closes it on SIGTERM or SIGINT.
+ */
+export async function runKServeDoubleCli(
+  args: readonly string[] = process.argv.slice(2),
+  announce: Record<string, unknown> = {},
+): Promise<void> {
   const { values } = parseCli(USAGE, {
+    args: [...args],
     options: {
       port: { type: "string", default: "0" },
       host: { type: "string", default: "127.0.0.1" },
@@ -674,14 +682,14 @@ async function main(): Promise<void> {
     host: values.host,
     threads: Number(values.threads),
   });
-  process.stdout.write(`${JSON.stringify({ port: double.port })}\n`);
+  process.stdout.write(`${JSON.stringify({ port: double.port, ...announce })}\n`);
   const stop = () => void double.close().then(() => process.exit(0));
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
 }
 
 if (import.meta.main) {
-  main().catch((err: unknown) => {
+  runKServeDoubleCli().catch((err: unknown) => {
     process.stderr.write(`kserve-double: ${err instanceof Error ? err.stack : String(err)}\n`);
     process.exit(1);
   });

@@ -1,4 +1,8 @@
-/** Reports of tests and benchmarks: numbers as text, Markdown tables, PASS/MISS verdicts, and results as JSON (NaN as null, an unlimited rate as "unlimited"). */
+/** Reports of tests and benchmarks: numbers as text, Markdown tables, PASS/MISS verdicts, results as JSON (NaN as null, an unlimited rate as "unlimited"), and the installed versions a run names. */
+import { readFile } from "node:fs/promises";
+import { resolve } from "node:path";
+
+const ROOT = resolve(import.meta.dirname, "../..");
 
 /** A number with a fixed count of decimals, "–" for NaN. */
 export function fmt(x: number, digits = 1): string {
@@ -32,4 +36,10 @@ export function toJson(value: unknown): string {
     return Number.isNaN(v) ? null : "unlimited";
   };
   return `${JSON.stringify(value, replacer, 2)}\n`;
+}
+
+/** The installed version of package `name` (its node_modules/<name>/package.json). */
+export async function installedVersion(name: string): Promise<string> {
+  const file = resolve(ROOT, "node_modules", name, "package.json");
+  return (JSON.parse(await readFile(file, "utf8")) as { version: string }).version;
 }
