@@ -247,7 +247,11 @@ describe("gpu-node faults behind the edge (two gpu-node processes, vit-tiny)", (
   let references: Float32Array[];
 
   beforeAll(async () => {
-    [a, b] = await Promise.all([spawnGpuNode(args, { env }), spawnGpuNode(args, { env })]);
+    // b's metrics on a free port: the SIGTERM test waits for its big call on the admission gauge.
+    [a, b] = await Promise.all([
+      spawnGpuNode(args, { env }),
+      spawnGpuNode([...args, "--metrics-port", "0"], { env, metrics: true }),
+    ]);
     edge = await edgeBefore([a.url, b.url], DEADLINE_MS);
     references = await referencesVia(edge);
   }, 120_000);
@@ -299,10 +303,23 @@ describe("gpu-node faults behind the edge (two gpu-node processes, vit-tiny)", (
     await waitFor(() => load.ok() >= 20, 15_000);
     // A big call straight to b, so that work is surely in flight when the signal lands.
     const big = await Promise.all([photo(2400, 1800, 301), photo(2400, 1800, 302)]);
-    const inFlightCall = embedderClient(b.url, "grpc", TOKEN).embed({
-      images: Array.from({ length: 24 }, (_, k) => ({ id: String(k), data: big[k % 2]! })),
-    });
-    await sleep(150);
+    let settled = false;
+    const inFlightCall = embedderClient(b.url, "grpc", TOKEN)
+      .embed({
+        images: Array.from({ length: 24 }, (_, k) => ({ id: String(k), data: big[k % 2]! })),
+      })
+      .finally(() => {
+        settled = true;
+      });
+    // Signal once b has admitted it (24 image slots: the edge's calls hold one each, six at the
+    // most), not after a guessed 150 ms: on a loaded machine the upload may take longer.
+    const metrics = `${b.ready.metricsUrl as string}/metrics`;
+    const admitted = async () => {
+      const text = await (await fetch(metrics)).text();
+      const line = text.split("\n").find((l) => l.startsWith("gpu_node_admitted_images "));
+      return line ? Number(line.split(" ")[1]) : 0;
+    };
+    while (!settled && (await admitted()) < 24) await sleep(10); // pacing only
     const logFrom = b.logs.length;
     b.child.kill("SIGTERM");
     const signalledAt = performance.now();
