@@ -4,7 +4,6 @@
 // process, and the primary's /metrics adds up the workers'.
 import { once } from "node:events";
 import { readdirSync } from "node:fs";
-import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Backend } from "../gpu-node/backends/backend.ts";
@@ -16,12 +15,14 @@ import {
   cosine,
   embedderClient,
   maxAbsDiff,
+  metricValue,
   type Protocol,
   toFloats,
 } from "./support/gpu-node-client.ts";
 import { photo } from "./support/images.ts";
 import { startKServeDouble, tinyModelFiles } from "./support/kserve-double.ts";
 import { type GpuNodeProcess, type LogLine, spawnGpuNode } from "./support/processes.ts";
+import { until } from "./support/wait.ts";
 
 const PROTOCOLS: Protocol[] = ["grpc", "connect-h1", "connect-h2", "grpc-web"];
 
@@ -104,11 +105,10 @@ async function noCrossTalk(url: string, images: Buffer[], refs: Float32Array[]) 
  * never arrives fails by its own deadline, or the test by vitest's timeout).
  */
 async function allInFlight(node: Cli, n: number, done: () => number = () => 0): Promise<void> {
-  for (;;) {
+  await until(async () => {
     const inFlight = await metricValue(node.metricsUrl, "gpu_node_in_flight_calls");
-    if ((Number.isNaN(inFlight) ? 0 : inFlight) + done() >= n) return;
-    await sleep(10); // pacing only: each reading asks every worker
-  }
+    return (Number.isNaN(inFlight) ? 0 : inFlight) + done() >= n;
+  });
 }
 
 /** The "worker listening" line of the process that replaced worker `pid` (killed). */
@@ -130,12 +130,6 @@ async function servedBy(node: Cli, n: number): Promise<Set<unknown>> {
   const served = () => new Set(node.logs.filter((l) => l.msg === "call").map((l) => l.worker));
   await node.waitFor(() => served().size >= n);
   return served();
-}
-
-async function metricValue(metricsUrl: string, series: string): Promise<number> {
-  const text = await (await fetch(`${metricsUrl}/metrics`)).text();
-  const line = text.split("\n").find((l) => l.startsWith(`${series} `));
-  return line ? Number(line.slice(series.length + 1)) : Number.NaN;
 }
 
 describe("multi-process gpu-node, onnxruntime: the model and its batcher in the primary", () => {
@@ -410,12 +404,11 @@ describe("multi-process gpu-node started in-process (startGpuNode, processes 2)"
       // Our deadline fired here; the server's fires on its own clock: let the backend go only
       // once the worker has let go of the late call's images and the primary queues none.
       const metricsUrl = node.metricsUrl!;
-      while (
-        (await metricValue(metricsUrl, "gpu_node_admitted_images")) > 1 ||
-        (await metricValue(metricsUrl, "gpu_node_queued_images")) > 0
-      ) {
-        await sleep(10); // pacing only
-      }
+      await until(
+        async () =>
+          (await metricValue(metricsUrl, "gpu_node_admitted_images")) <= 1 &&
+          (await metricValue(metricsUrl, "gpu_node_queued_images")) === 0,
+      );
       release();
       await first;
       // The batcher is first in, first out: had the timed-out images stayed queued, they would

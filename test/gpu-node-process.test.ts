@@ -3,23 +3,17 @@
 import { execFile } from "node:child_process";
 import { once } from "node:events";
 import { resolve } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { embedderClient, norm, toFloats } from "./support/gpu-node-client.ts";
+import { embedderClient, metricValue, norm, toFloats } from "./support/gpu-node-client.ts";
 import { photo } from "./support/images.ts";
 import { type GpuNodeProcess, spawnGpuNode } from "./support/processes.ts";
+import { until } from "./support/wait.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const SERVER = resolve(ROOT, "gpu-node/main.ts");
 const BUF = resolve(ROOT, "node_modules/.bin/buf");
 const run = promisify(execFile);
-
-async function inFlightCalls(metricsUrl: string): Promise<number> {
-  const text = await (await fetch(`${metricsUrl}/metrics`)).text();
-  const line = text.split("\n").find((l) => l.startsWith("gpu_node_in_flight_calls "));
-  return line ? Number(line.split(" ")[1]) : 0;
-}
 
 describe("gpu-node CLI", () => {
   let node: GpuNodeProcess;
@@ -87,7 +81,7 @@ describe("gpu-node CLI", () => {
     // Signal once the call has arrived (the node's in-flight gauge), not after a guessed delay:
     // on a loaded machine 64 photos may take longer than that to upload.
     const metricsUrl = node.ready.metricsUrl as string;
-    while ((await inFlightCalls(metricsUrl)) < 1) await sleep(10); // pacing only
+    await until(async () => (await metricValue(metricsUrl, "gpu_node_in_flight_calls")) >= 1);
     const exited = once(node.child, "exit");
     node.child.kill("SIGTERM");
     const res = await inFlight;

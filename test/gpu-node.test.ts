@@ -20,6 +20,7 @@ import {
   toFloats,
 } from "./support/gpu-node-client.ts";
 import { photo, pngHeaderClaiming, randomBytes } from "./support/images.ts";
+import { until } from "./support/wait.ts";
 
 const CORPUS = resolve(import.meta.dirname, "../../shared/corpus");
 
@@ -243,11 +244,6 @@ function gatedBackend(): Backend & { batches: number; entered: Promise<void>; re
     },
   };
   return b;
-}
-
-/** Resolves once `probe()` holds, checking every 10 ms (pacing only: no deadline of its own). */
-async function until(probe: () => boolean): Promise<void> {
-  while (!probe()) await new Promise((r) => setTimeout(r, 10));
 }
 
 describe("gpu-node limits and failure modes (noop backend)", () => {

@@ -8,12 +8,13 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { recordFigures } from "./reliability/figures.ts";
 import { type EdgeWorker, startEdge } from "./support/edge-worker.ts";
-import { maxAbsDiff } from "./support/gpu-node-client.ts";
+import { maxAbsDiff, metricValue } from "./support/gpu-node-client.ts";
 import { photo } from "./support/images.ts";
 import { type HttpLoadResult, type LoadBody, runHttpLoad } from "./support/load.ts";
 import { MiB, workerdRss } from "./support/proc.ts";
 import { type GpuNodeProcess, spawnGpuNode } from "./support/processes.ts";
 import { percentile } from "./support/stats.ts";
+import { until } from "./support/wait.ts";
 
 const KEY = "overload-key-0b2c";
 const TOKEN = "overload-token-81de";
@@ -140,17 +141,6 @@ const summary = (r: HttpLoadResult) => ({
   p99Ms: +percentile(r.latencies["200"] ?? [], 0.99).toFixed(1),
 });
 
-/** Resolves once the gpu-node admits no images (its gauge), polling every 20 ms. */
-async function admissionEmpty(): Promise<void> {
-  const url = `${gpu.ready.metricsUrl as string}/metrics`;
-  for (;;) {
-    const text = await (await fetch(url)).text();
-    const line = text.split("\n").find((l) => l.startsWith("gpu_node_admitted_images "));
-    if (line && Number(line.split(" ")[1]) === 0) return;
-    await sleep(20); // pacing only
-  }
-}
-
 describe("overload: edge → gpu-node under a real load generator", () => {
   it("holds load below capacity with zero errors, sheds beyond it fast with 503 + Retry-After, and recovers", async ({
     task,
@@ -212,7 +202,11 @@ describe("overload: edge → gpu-node under a real load generator", () => {
     // Recovery: the calls the generator abandoned leave admission within ~200 ms; then below
     // capacity again, zero errors.
     // Wait for that on the gpu-node's admission gauge, not for a guessed time.
-    await Promise.all([sleep(500), admissionEmpty()]);
+    const metricsUrl = gpu.ready.metricsUrl as string;
+    await Promise.all([
+      sleep(500),
+      until(async () => (await metricValue(metricsUrl, "gpu_node_admitted_images")) === 0),
+    ]);
     const after = await load(4, 2);
     expect(after.statuses).toEqual({ "200": after.requests });
     expect((await fetch(`${edge.url}/readyz`)).status).toBe(200);

@@ -273,26 +273,6 @@ export function verifyOutcomes(
   return { requests: outcomes.length, byStatus, verified, misrouted, belongToAnotherImage: other };
 }
 
-/** Polls `probe` every 20 ms until it is true; the ms it took, or throws after `timeoutMs`. */
-export async function timeUntil(probe: () => Promise<boolean>, timeoutMs: number): Promise<number> {
-  const t0 = performance.now();
-  while (performance.now() - t0 < timeoutMs) {
-    if (await probe().catch(() => false)) return performance.now() - t0;
-    await sleep(20);
-  }
-  throw new Error(`not true within ${timeoutMs} ms`);
-}
-
-export const statusOf = async (url: string): Promise<number> => {
-  try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(3000) });
-    await res.body?.cancel();
-    return res.status;
-  } catch {
-    return 0;
-  }
-};
-
 // ---------------------------------------------------------------------------------------------
 // A benchmark's closed loop: warm-up, then a measured window
 
