@@ -414,7 +414,7 @@ function rowSpecs(scenario: Scenario, variant: VariantId) {
 
 main().then(
   // Exit explicitly: idle keep-alive sockets must not hold the process, and exiting kills any
-  // child still running (child.ts, e2e/stack.ts).
+  // child still running (test/support/processes.ts).
   () => process.exit(0),
   (error: unknown) => {
     const cause =

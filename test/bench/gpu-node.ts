@@ -729,7 +729,7 @@ async function main(): Promise<void> {
       "cache-dir": { type: "string", default: resolve(ROOT, ".cache") },
     },
   });
-  // Ctrl-C or a kill: exit through process.exit so that the children are killed too (child.ts).
+  // Ctrl-C or a kill: exit through process.exit so that the children are killed too (test/support/processes.ts).
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.once(signal, () => {
       progress(`${signal}: stopping`);
