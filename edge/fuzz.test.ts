@@ -18,9 +18,9 @@ beforeAll(async () => {
 });
 
 describe("JPEG mutation fuzzer against the edge (workerd)", () => {
-  it(`answers ${fuzz.iterations} mutants (seed ${fuzz.seed}) with 200 or a clean 4xx`, async ({
-    task,
-  }) => {
+  it(`answers ${fuzz.iterations} mutants (seed ${fuzz.seed}) with 200 or a clean 4xx`, {
+    timeout: fuzz.timeoutMs,
+  }, async ({ task }) => {
     const sources = fuzz.sources.map((s) => fromBase64(s.base64));
     const rnd = prng(fuzz.seed);
     const results: { status: number; mutations: readonly Mutation[] }[] = [];

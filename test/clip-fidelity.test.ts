@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decodeForClip } from "../gpu-node/preprocess/decode.ts";
 import { openEmbedder, type PixelEmbedder } from "./support/embedder.ts";
 import { cosine } from "./support/gpu-node-client.ts";
+import { median } from "./support/stats.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const PARITY = join(ROOT, "test/fixtures/parity");
@@ -19,11 +20,6 @@ beforeAll(async () => {
 afterAll(() => embedder?.close());
 
 const embed = (pixels: readonly Uint8Array[]) => embedder.embed(pixels);
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-};
 
 describe("embedding fidelity (calibrated vit-b32)", () => {
   it("matches Pillow's preprocessing: cosine ≥ 0.999 on every parity fixture", async () => {

@@ -11,8 +11,9 @@ import { testConfig } from "../gpu-node/config.ts";
 import { type GpuNode, startGpuNode } from "../gpu-node/node.ts";
 import type { DashboardData } from "../gpu-node/observability/metrics.ts";
 import { findChromium, launchChromium } from "./support/chromium.ts";
-import { startEmbedLoad } from "./support/embed-load.ts";
+import { metricSample } from "./support/gpu-node-client.ts";
 import { photo } from "./support/images.ts";
+import { startEmbedLoad } from "./support/load.ts";
 
 const CHROMIUM = findChromium();
 const RESULTS = resolve(import.meta.dirname, "../test-results");
@@ -49,11 +50,6 @@ interface Snapshot {
   readonly shown: readonly { readonly path: string; readonly text: string }[];
   readonly table: readonly (readonly string[])[];
 }
-
-const metricsSample = (text: string, key: string) => {
-  const line = text.split("\n").find((l) => l.startsWith(`${key} `));
-  return line === undefined ? Number.NaN : Number(line.slice(key.length + 1));
-};
 
 describe.skipIf(!CHROMIUM)("/dashboard in headless Chromium", () => {
   let node: GpuNode;
@@ -168,7 +164,7 @@ describe.skipIf(!CHROMIUM)("/dashboard in headless Chromium", () => {
     expect(await page.locator("#triton").isHidden()).toBe(true);
 
     // And the counts are the ones Prometheus would scrape.
-    const okImages = metricsSample(metrics, 'gpu_node_images_total{outcome="ok"}');
+    const okImages = metricSample(metrics, 'gpu_node_images_total{outcome="ok"}');
     expect(data.totals.images).toBe(okImages);
     expect(Number(shown.find((f) => f.path === "totals.images")!.text)).toBe(okImages);
     // The node is younger than the summary window: the window holds everything it did.

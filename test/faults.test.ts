@@ -14,24 +14,18 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { testConfig } from "../gpu-node/config.ts";
 import { type GpuNode, startGpuNode } from "../gpu-node/node.ts";
 import { recordFigures } from "./reliability/figures.ts";
-import {
-  type EdgeOutcome,
-  startEdgeLoad,
-  statusOf,
-  timeUntil,
-  type Verified,
-  verifyOutcomes,
-} from "./support/edge-load.ts";
 import { type EdgeWorker, startEdge } from "./support/edge-worker.ts";
-import { embedderClient } from "./support/gpu-node-client.ts";
+import { embedderClient, metricValue } from "./support/gpu-node-client.ts";
 import { photo } from "./support/images.ts";
 import { tinyModelFiles } from "./support/kserve-double.ts";
+import { type EdgeOutcome, startEdgeLoad, type Verified, verifyOutcomes } from "./support/load.ts";
 import {
-  type DoubleProcess,
   type GpuNodeProcess,
+  type KServeDoubleProcess,
   spawnGpuNode,
   spawnKServeDouble,
 } from "./support/processes.ts";
+import { statusOf, until } from "./support/wait.ts";
 
 const KEY = "faults-key-4e21";
 const TOKEN = "faults-token-aa93";
@@ -61,14 +55,19 @@ async function referencesVia(edge: EdgeWorker): Promise<Float32Array[]> {
   return out;
 }
 
+/** The edge Worker in front of `urls`, with this file's key and token, quiet. */
+const edgeBefore = (urls: string[], deadlineMs: number) =>
+  startEdge(
+    {
+      GPU_NODE_URLS: urls.join(","),
+      GPU_NODE_TOKEN: TOKEN,
+      GPU_NODE_TIMEOUT_MS: String(deadlineMs),
+      API_KEY_HASHES: keyHash,
+    },
+    QUIET,
+  );
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const waitFor = async (cond: () => boolean, timeoutMs: number) => {
-  const t0 = performance.now();
-  while (!cond()) {
-    if (performance.now() - t0 > timeoutMs) throw new Error(`condition not met in ${timeoutMs} ms`);
-    await sleep(10);
-  }
-};
 
 /** Every 200 is its own image's embedding; every failure is one of `allowed`, answered in time. */
 function expectClean(
@@ -93,7 +92,7 @@ describe("backend faults behind the edge (gpu-node --backend triton, KServe doub
   const DEADLINE_MS = 1500;
   const TRITON_TIMEOUT_MS = 1000;
   let files: { uint8: string };
-  let double: DoubleProcess;
+  let double: KServeDoubleProcess;
   let gpu: GpuNode;
   let edge: EdgeWorker;
   let references: Float32Array[];
@@ -114,15 +113,7 @@ describe("backend faults behind the edge (gpu-node --backend triton, KServe doub
         drainTimeoutMs: 500,
       }),
     );
-    edge = await startEdge(
-      {
-        GPU_NODE_URLS: gpu.url,
-        GPU_NODE_TOKEN: TOKEN,
-        GPU_NODE_TIMEOUT_MS: String(DEADLINE_MS),
-        API_KEY_HASHES: keyHash,
-      },
-      QUIET,
-    );
+    edge = await edgeBefore([gpu.url], DEADLINE_MS);
     references = await referencesVia(edge);
   }, 120_000);
 
@@ -137,23 +128,33 @@ describe("backend faults behind the edge (gpu-node --backend triton, KServe doub
     task,
   }) => {
     const load = startEdgeLoad({ url: edge.url, apiKey: KEY, images, workers: 4 });
-    await waitFor(() => load.ok() >= 15, 15_000);
+    await until(() => load.ok() >= 15, { timeoutMs: 15_000 });
     double.child.kill("SIGKILL");
     await double.exited;
-    const downMs = await timeUntil(async () => (await statusOf(`${gpu.url}/readyz`)) === 503, 2000);
-    const edgeDownMs = await timeUntil(
-      async () => (await statusOf(`${edge.url}/readyz`)) === 503,
-      3000,
-    );
-    await sleep(300);
-    double = await spawnKServeDouble({ name: MODEL, path: files.uint8 }, double.port);
-    const backMs = await timeUntil(async () => (await statusOf(`${gpu.url}/readyz`)) === 200, 2000);
-    const edgeBackMs = await timeUntil(
-      async () => (await statusOf(`${edge.url}/readyz`)) === 200,
-      2000,
-    );
+    const downMs = await until(async () => (await statusOf(`${gpu.url}/readyz`)) === 503, {
+      timeoutMs: 2000,
+      everyMs: 20,
+    });
+    const edgeDownMs = await until(async () => (await statusOf(`${edge.url}/readyz`)) === 503, {
+      timeoutMs: 3000,
+      everyMs: 20,
+    });
+    // Down for a while, and at least until a client has felt it (asserted below).
+    await Promise.all([
+      sleep(300),
+      until(() => load.outcomes.some((o) => o.status === 503), { timeoutMs: 30_000 }),
+    ]);
+    double = await spawnKServeDouble({ name: MODEL, path: files.uint8 }, { port: double.port });
+    const backMs = await until(async () => (await statusOf(`${gpu.url}/readyz`)) === 200, {
+      timeoutMs: 2000,
+      everyMs: 20,
+    });
+    const edgeBackMs = await until(async () => (await statusOf(`${edge.url}/readyz`)) === 200, {
+      timeoutMs: 2000,
+      everyMs: 20,
+    });
     const okBefore = load.ok();
-    await waitFor(() => load.ok() >= okBefore + 10, 10_000);
+    await until(() => load.ok() >= okBefore + 10, { timeoutMs: 10_000 });
     const outcomes = await load.stop();
     const v = expectClean(outcomes, references, [503], DEADLINE_MS + 500);
     expect(v.byStatus["503"] ?? 0).toBeGreaterThan(0); // the fault was felt
@@ -175,29 +176,36 @@ describe("backend faults behind the edge (gpu-node --backend triton, KServe doub
     task,
   }) => {
     const load = startEdgeLoad({ url: edge.url, apiKey: KEY, images, workers: 4 });
-    await waitFor(() => load.ok() >= 10, 15_000);
+    await until(() => load.ok() >= 10, { timeoutMs: 15_000 });
     double.child.kill("SIGSTOP");
     const stalledAt = performance.now();
-    await sleep(2.5 * DEADLINE_MS);
+    // Stalled for a while, and at least until a deadline has fired (asserted below).
+    await Promise.all([
+      sleep(2.5 * DEADLINE_MS),
+      until(() => load.outcomes.some((o) => o.status === 504), { timeoutMs: 60_000 }),
+    ]);
     const outcomes = await load.stop();
     // Whatever was waiting on the frozen backend has left the gpu-node by now.
     const stoppedAt = performance.now();
-    await waitFor(() => gpu.inFlight() === 0, DEADLINE_MS);
+    await until(() => gpu.inFlight() === 0, { timeoutMs: DEADLINE_MS });
     const drainedMs = performance.now() - stoppedAt;
     const stalledForMs = performance.now() - stalledAt;
     double.child.kill("SIGCONT");
-    const backMs = await timeUntil(async () => (await statusOf(`${gpu.url}/readyz`)) === 200, 2000);
-    const edgeBackMs = await timeUntil(
-      async () => (await statusOf(`${edge.url}/readyz`)) === 200,
-      2000,
-    );
+    const backMs = await until(async () => (await statusOf(`${gpu.url}/readyz`)) === 200, {
+      timeoutMs: 2000,
+      everyMs: 20,
+    });
+    const edgeBackMs = await until(async () => (await statusOf(`${edge.url}/readyz`)) === 200, {
+      timeoutMs: 2000,
+      everyMs: 20,
+    });
     const v = expectClean(outcomes, references, [503, 504], DEADLINE_MS + 700);
     const timedOut = outcomes.filter((o) => o.status === 504);
     expect(timedOut.length).toBeGreaterThan(0);
     // A deadline fired: the gpu-node's own to Triton (1000 ms) or the edge's (1500 ms), not sooner.
     for (const o of timedOut) expect(o.ms).toBeGreaterThan(TRITON_TIMEOUT_MS * 0.9);
     const after = startEdgeLoad({ url: edge.url, apiKey: KEY, images, workers: 2 });
-    await waitFor(() => after.ok() >= 6, 10_000);
+    await until(() => after.ok() >= 6, { timeoutMs: 10_000 });
     const resumed = expectClean(await after.stop(), references, [], DEADLINE_MS);
     recordFigures(task, {
       section: "fault",
@@ -235,16 +243,12 @@ describe("gpu-node faults behind the edge (two gpu-node processes, vit-tiny)", (
   let references: Float32Array[];
 
   beforeAll(async () => {
-    [a, b] = await Promise.all([spawnGpuNode(args, { env }), spawnGpuNode(args, { env })]);
-    edge = await startEdge(
-      {
-        GPU_NODE_URLS: `${a.url},${b.url}`,
-        GPU_NODE_TOKEN: TOKEN,
-        GPU_NODE_TIMEOUT_MS: String(DEADLINE_MS),
-        API_KEY_HASHES: keyHash,
-      },
-      QUIET,
-    );
+    // b's metrics on a free port: the SIGTERM test waits for its big call on the admission gauge.
+    [a, b] = await Promise.all([
+      spawnGpuNode(args, { env }),
+      spawnGpuNode([...args, "--metrics-port", "0"], { env, metrics: true }),
+    ]);
+    edge = await edgeBefore([a.url, b.url], DEADLINE_MS);
     references = await referencesVia(edge);
   }, 120_000);
 
@@ -257,10 +261,12 @@ describe("gpu-node faults behind the edge (two gpu-node processes, vit-tiny)", (
     task,
   }) => {
     const load = startEdgeLoad({ url: edge.url, apiKey: KEY, images, workers: 6 });
-    await waitFor(() => load.ok() >= 20, 15_000);
+    await until(() => load.ok() >= 20, { timeoutMs: 15_000 });
     await a.stop("SIGKILL");
     const killedAt = performance.now();
-    await waitFor(() => load.outcomes.filter((o) => o.t0 > killedAt).length >= 30, 15_000);
+    await until(() => load.outcomes.filter((o) => o.t0 > killedAt).length >= 30, {
+      timeoutMs: 15_000,
+    });
     const outcomes = await load.stop();
     const v = expectClean(outcomes, references, [], DEADLINE_MS);
     expect(v.byStatus).toEqual({ "200": outcomes.length });
@@ -270,7 +276,7 @@ describe("gpu-node faults behind the edge (two gpu-node processes, vit-tiny)", (
     a = await spawnGpuNode(args, { env, port });
     const servedBefore = a.logs.filter((l) => l.msg === "call" && l.code === "ok").length;
     const again = startEdgeLoad({ url: edge.url, apiKey: KEY, images, workers: 4 });
-    await waitFor(() => again.ok() >= 12, 15_000);
+    await until(() => again.ok() >= 12, { timeoutMs: 15_000 });
     const rejoined = expectClean(await again.stop(), references, [], DEADLINE_MS);
     expect(a.logs.filter((l) => l.msg === "call" && l.code === "ok").length).toBeGreaterThan(
       servedBefore,
@@ -292,17 +298,27 @@ describe("gpu-node faults behind the edge (two gpu-node processes, vit-tiny)", (
     task,
   }) => {
     const load = startEdgeLoad({ url: edge.url, apiKey: KEY, images, workers: 6 });
-    await waitFor(() => load.ok() >= 20, 15_000);
+    await until(() => load.ok() >= 20, { timeoutMs: 15_000 });
     // A big call straight to b, so that work is surely in flight when the signal lands.
     const big = await Promise.all([photo(2400, 1800, 301), photo(2400, 1800, 302)]);
-    const inFlightCall = embedderClient(b.url, "grpc", TOKEN).embed({
-      images: Array.from({ length: 24 }, (_, k) => ({ id: String(k), data: big[k % 2]! })),
-    });
-    await sleep(150);
+    let settled = false;
+    const inFlightCall = embedderClient(b.url, "grpc", TOKEN)
+      .embed({
+        images: Array.from({ length: 24 }, (_, k) => ({ id: String(k), data: big[k % 2]! })),
+      })
+      .finally(() => {
+        settled = true;
+      });
+    // Signal once b has admitted it (24 image slots: the edge's calls hold one each, six at the
+    // most), not after a guessed 150 ms: on a loaded machine the upload may take longer.
+    const metricsUrl = b.ready.metricsUrl as string;
+    await until(
+      async () => settled || (await metricValue(metricsUrl, "gpu_node_admitted_images")) >= 24,
+    );
     const logFrom = b.logs.length;
     b.child.kill("SIGTERM");
     const signalledAt = performance.now();
-    await waitFor(() => b.logs.slice(logFrom).some((l) => l.msg === "draining"), 5000);
+    await until(() => b.logs.slice(logFrom).some((l) => l.msg === "draining"), { timeoutMs: 5000 });
     // Draining: a new call is refused (Unavailable, or the port is already closed).
     const probe = await embedderClient(b.url, "connect-h1", TOKEN)
       .embed({ images: [{ id: "late", data: images[0]! }] }, { timeoutMs: 3000 })
@@ -365,12 +381,12 @@ describe("gpu-node faults behind the edge (two gpu-node processes, vit-tiny)", (
     expect(await statusOf(`${edge.url}/healthz`)).toBe(200);
     const port = a.port;
     a = await spawnGpuNode(args, { env, port });
-    const readyMs = await timeUntil(
-      async () => (await statusOf(`${edge.url}/readyz`)) === 200,
-      2000,
-    );
+    const readyMs = await until(async () => (await statusOf(`${edge.url}/readyz`)) === 200, {
+      timeoutMs: 2000,
+      everyMs: 20,
+    });
     const load = startEdgeLoad({ url: edge.url, apiKey: KEY, images, workers: 2 });
-    await waitFor(() => load.ok() >= 6, 10_000);
+    await until(() => load.ok() >= 6, { timeoutMs: 10_000 });
     const v = expectClean(await load.stop(), references, [], DEADLINE_MS);
     expect(v.byStatus).toEqual({ "200": v.requests });
     // An edge configured with a port nothing ever listened on: the same clean answer.

@@ -1,25 +1,37 @@
 // The seeded JPEG mutation fuzzer against the gpu-node CLI (its own processes, vit-tiny): every
 // mutant goes through one EmbedStream and comes back as a unit vector or a per-item
 // invalid_argument — never an internal error, never a dead stream or process — and the edge's
-// header validation (edge/validate.ts, run here in Node) never throws anything but its HttpError.
-// FUZZ_ITERATIONS / FUZZ_SEED change the run (`npm run fuzz -- --iterations 20000`).
+// header validation (edge/validate/, run here in Node) never throws anything but its HttpError.
+// FUZZ_ITERATIONS / FUZZ_SEED change the run (`npm run fuzz -- --fuzz-iterations 20000`); the
+// test's timeout grows with the iterations (fuzzTimeoutMs).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HttpError } from "../edge/errors.ts";
 import { validateImage } from "../edge/validate/index.ts";
+import { testConfig } from "../gpu-node/config.ts";
 import { countBy, recordFigures } from "./reliability/figures.ts";
 import { fuzzSettings, fuzzSources } from "./support/fuzz-sources.ts";
 import { embedderClient, maxAbsDiff, norm, toFloats } from "./support/gpu-node-client.ts";
 import { photo } from "./support/images.ts";
 import { type Mutant, mutate, prng, tally } from "./support/mutate.ts";
-import { type GpuNodeProcess, MiB, spawnGpuNode } from "./support/processes.ts";
+import { MiB } from "./support/proc.ts";
+import { type GpuNodeProcess, spawnGpuNode } from "./support/processes.ts";
 
 const settings = fuzzSettings();
+/**
+ * Each pass is one EmbedStream with the test's timeout as its deadline; above the gpu-node's
+ * default cap (--max-deadline-ms, 10 min) this node is started to allow it (up to its 24 h bound).
+ */
+const streamDeadlineMs = Math.min(settings.timeoutMs, 86_400_000);
+const deadlineArgs =
+  streamDeadlineMs > testConfig().maxDeadlineMs
+    ? ["--max-deadline-ms", String(streamDeadlineMs)]
+    : [];
 let gpu: GpuNodeProcess;
 let sources: { name: string; bytes: Buffer }[];
 
 beforeAll(async () => {
   [gpu, sources] = await Promise.all([
-    spawnGpuNode(["--model", "vit-tiny", "--threads", "1"], {
+    spawnGpuNode(["--model", "vit-tiny", "--threads", "1", ...deadlineArgs], {
       env: { NODE_OPTIONS: "--max-old-space-size=96 --max-semi-space-size=4" },
     }),
     fuzzSources(),
@@ -28,9 +40,9 @@ beforeAll(async () => {
 afterAll(() => gpu?.stop("SIGKILL"));
 
 describe("JPEG mutation fuzzer against the gpu-node", () => {
-  it(`answers ${settings.iterations} mutants (seed ${settings.seed}) with a vector or invalid_argument each`, async ({
-    task,
-  }) => {
+  it(`answers ${settings.iterations} mutants (seed ${settings.seed}) with a vector or invalid_argument each`, {
+    timeout: settings.timeoutMs,
+  }, async ({ task }) => {
     const rnd = prng(settings.seed);
     const mutants: Mutant[] = Array.from({ length: settings.iterations }, () =>
       mutate(
@@ -61,7 +73,7 @@ describe("JPEG mutation fuzzer against the gpu-node", () => {
         for (const [i, m] of mutants.entries()) yield { image: { id: String(i), data: m.bytes } };
       }
       const got = new Map<number, string>();
-      for await (const r of client.embedStream(requests(), { timeoutMs: 120_000 })) {
+      for await (const r of client.embedStream(requests(), { timeoutMs: streamDeadlineMs })) {
         const i = Number(r.id);
         const what = `iteration ${i} (seed ${settings.seed}, ${mutants[i]!.mutations.join("+")} on ${sources[mutants[i]!.source]!.name})`;
         if (r.result.case === "vector") {

@@ -8,7 +8,8 @@ import { createInterface } from "node:readline";
 import { describe, expect, it } from "vitest";
 import { embedderClient } from "./support/gpu-node-client.ts";
 import { photo } from "./support/images.ts";
-import { descendants, GPU_NODE_GLIBC_TUNABLES } from "./support/processes.ts";
+import { descendants } from "./support/proc.ts";
+import { GPU_NODE_GLIBC_TUNABLES } from "./support/processes.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const MAIN = resolve(ROOT, "gpu-node/main.ts");

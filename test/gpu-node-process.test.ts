@@ -1,56 +1,31 @@
 // The gpu-node as users run it: the CLI in its own process, called with `buf curl` over every
 // protocol, configuration errors, and a graceful SIGTERM with a call in flight.
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { once } from "node:events";
 import { resolve } from "node:path";
-import { createInterface } from "node:readline";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { embedderClient, norm, toFloats } from "./support/gpu-node-client.ts";
+import { embedderClient, metricValue, norm, toFloats } from "./support/gpu-node-client.ts";
 import { photo } from "./support/images.ts";
+import { type GpuNodeProcess, spawnGpuNode } from "./support/processes.ts";
+import { until } from "./support/wait.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const SERVER = resolve(ROOT, "gpu-node/main.ts");
 const BUF = resolve(ROOT, "node_modules/.bin/buf");
 const run = promisify(execFile);
 
-interface Started {
-  child: ChildProcess;
-  url: string;
-  logs: Record<string, unknown>[];
-}
-
-/** Starts the CLI on a free port and waits for its "listening" log line. */
-async function startCli(args: string[]): Promise<Started> {
-  const child = spawn(process.execPath, [SERVER, "--port", "0", ...args], {
-    cwd: ROOT,
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, GPU_NODE_LOG_LEVEL: "info" },
-  });
-  const logs: Record<string, unknown>[] = [];
-  const lines = createInterface({ input: child.stdout! });
-  const url = await new Promise<string>((resolveUrl, reject) => {
-    const timer = setTimeout(() => reject(new Error("gpu-node did not start in 60 s")), 60_000);
-    child.once("exit", (code) => reject(new Error(`gpu-node exited early with ${code}`)));
-    lines.on("line", (line) => {
-      const entry = JSON.parse(line) as Record<string, unknown>;
-      logs.push(entry);
-      if (entry.msg === "listening") {
-        clearTimeout(timer);
-        resolveUrl(entry.url as string);
-      }
+describe("gpu-node CLI", () => {
+  let node: GpuNodeProcess;
+  beforeAll(async () => {
+    // Metrics on a free port: the drain test reads the node's in-flight gauge.
+    node = await spawnGpuNode(["--model", "vit-tiny", "--threads", "1", "--metrics-port", "0"], {
+      metrics: true,
+      glibcTunables: false,
     });
   });
-  return { child, url, logs };
-}
-
-describe("gpu-node CLI", () => {
-  let node: Started;
-  beforeAll(async () => {
-    node = await startCli(["--model", "vit-tiny", "--threads", "1"]);
-  });
   afterAll(() => {
-    if (node?.child.exitCode === null) node.child.kill("SIGKILL");
+    if (node?.alive()) node.child.kill("SIGKILL");
   });
 
   it.each([
@@ -91,8 +66,8 @@ describe("gpu-node CLI", () => {
       { images: [{ id: "x", data: jpeg }] },
       { headers: { "x-request-id": "trace-123" } },
     );
-    await new Promise((r) => setTimeout(r, 100));
-    const call = node.logs.find((l) => l.msg === "call" && l.requestId === "trace-123");
+    // The log line comes through a pipe, apart from the answer: wait for it.
+    const call = await node.waitFor((l) => l.msg === "call" && l.requestId === "trace-123");
     expect(call).toMatchObject({ method: "Embed", code: "ok" });
     const all = JSON.stringify(node.logs);
     expect(all).not.toContain(jpeg.subarray(0, 64).toString("base64"));
@@ -103,7 +78,10 @@ describe("gpu-node CLI", () => {
     const inFlight = embedderClient(node.url, "grpc").embed({
       images: big.map((d, i) => ({ id: String(i), data: d })),
     });
-    await new Promise((r) => setTimeout(r, 150));
+    // Signal once the call has arrived (the node's in-flight gauge), not after a guessed delay:
+    // on a loaded machine 64 photos may take longer than that to upload.
+    const metricsUrl = node.ready.metricsUrl as string;
+    await until(async () => (await metricValue(metricsUrl, "gpu_node_in_flight_calls")) >= 1);
     const exited = once(node.child, "exit");
     node.child.kill("SIGTERM");
     const res = await inFlight;
@@ -111,7 +89,7 @@ describe("gpu-node CLI", () => {
     const [code] = await exited;
     expect(code).toBe(0);
     // The signal really arrived while the call was in flight.
-    expect(node.logs.find((l) => l.msg === "draining")).toMatchObject({ inFlight: 1 });
+    expect(await node.waitFor((l) => l.msg === "draining")).toMatchObject({ inFlight: 1 });
   });
 });
 

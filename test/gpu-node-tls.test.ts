@@ -22,7 +22,8 @@ import { type GpuNode, startGpuNode } from "../gpu-node/node.ts";
 import { loadTlsFiles } from "../gpu-node/rpc/tls.ts";
 import { EmbedderService } from "../proto/gen/embedder/v1/embedder_pb.js";
 import { photo } from "./support/images.ts";
-import { descendants, spawnGpuNode } from "./support/processes.ts";
+import { descendants } from "./support/proc.ts";
+import { spawnGpuNode } from "./support/processes.ts";
 import { createCa, type IssuedCert, issueServerCert, type TestCa } from "./support/tls.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");

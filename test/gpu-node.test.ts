@@ -5,7 +5,7 @@ import { request as httpRequest } from "node:http";
 import { join, resolve } from "node:path";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Backend } from "../gpu-node/backends/backend.ts";
 import { createNoopBackend } from "../gpu-node/backends/noop.ts";
 import { testConfig } from "../gpu-node/config.ts";
@@ -20,6 +20,7 @@ import {
   toFloats,
 } from "./support/gpu-node-client.ts";
 import { photo, pngHeaderClaiming, randomBytes } from "./support/images.ts";
+import { until } from "./support/wait.ts";
 
 const CORPUS = resolve(import.meta.dirname, "../../shared/corpus");
 
@@ -214,17 +215,31 @@ describe("gpu-node end to end (vit-tiny)", () => {
   });
 });
 
-/** A backend that takes `delayMs` per batch: makes queues and deadlines observable. */
-function slowBackend(delayMs: number): Backend & { batches: number } {
+/**
+ * A backend that holds every batch until `release()`: "busy" is a state the test ends, not a
+ * duration a loaded machine might outlast. `entered` resolves when the first batch arrives.
+ */
+function gatedBackend(): Backend & { batches: number; entered: Promise<void>; release(): void } {
   const inner = createNoopBackend(32);
+  let enter!: () => void;
+  let open!: () => void;
+  const entered = new Promise<void>((r) => {
+    enter = r;
+  });
+  const released = new Promise<void>((r) => {
+    open = r;
+  });
   const b = {
     batches: 0,
+    entered,
+    release: () => open(),
     start: () => inner.start(),
     ready: () => inner.ready(),
     close: () => inner.close(),
     async infer(batch: Parameters<Backend["infer"]>[0]) {
       b.batches++;
-      await new Promise((r) => setTimeout(r, delayMs));
+      enter();
+      await released;
       return inner.infer(batch);
     },
   };
@@ -233,13 +248,21 @@ function slowBackend(delayMs: number): Backend & { batches: number } {
 
 describe("gpu-node limits and failure modes (noop backend)", () => {
   it("sheds load with ResourceExhausted when the queue is full, and recovers", async () => {
+    const backend = gatedBackend();
     const n = await startGpuNode(
       testConfig({ port: 0, maxQueuedImages: 8, maxImagesPerRequest: 8, maxBatchSize: 4 }),
-      { backend: slowBackend(200) },
+      { backend },
     );
     try {
       const client = embedderClient(n.url);
       const img = await photo(64, 64, 1);
+      // The backend holds the admitted images until both refusals are in: a call that arrives
+      // late on a loaded machine still finds the queue full.
+      let refused = 0;
+      let bothRefused!: () => void;
+      const refusals = new Promise<void>((r) => {
+        bothRefused = r;
+      });
       const calls = Array.from({ length: 6 }, () =>
         client
           .embed({
@@ -250,9 +273,15 @@ describe("gpu-node limits and failure modes (noop backend)", () => {
           })
           .then(
             () => "ok",
-            (e: unknown) => Code[ConnectError.from(e).code],
+            (e: unknown) => {
+              const code = Code[ConnectError.from(e).code];
+              if (code === "ResourceExhausted" && ++refused === 2) bothRefused();
+              return code;
+            },
           ),
       );
+      await refusals;
+      backend.release();
       const outcomes = await Promise.all(calls);
       expect(outcomes.filter((o) => o === "ok").length).toBe(4);
       expect(outcomes.filter((o) => o === "ResourceExhausted").length).toBe(2);
@@ -263,7 +292,7 @@ describe("gpu-node limits and failure modes (noop backend)", () => {
   });
 
   it("honours deadlines: the caller gets DeadlineExceeded and its queued work is skipped", async () => {
-    const backend = slowBackend(300);
+    const backend = gatedBackend();
     const n = await startGpuNode(testConfig({ port: 0, maxBatchSize: 1, maxBatchWaitMs: 0 }), {
       backend,
     });
@@ -271,7 +300,7 @@ describe("gpu-node limits and failure modes (noop backend)", () => {
       const client = embedderClient(n.url);
       const img = await photo(64, 64, 2);
       const first = client.embed({ images: [{ id: "", data: img }] });
-      await vi.waitUntil(() => backend.batches === 1); // the backend is now busy for 300 ms
+      await backend.entered; // the backend is now busy until released
       const t0 = performance.now();
       const [code] = await codeOf(
         client.embed(
@@ -286,9 +315,15 @@ describe("gpu-node limits and failure modes (noop backend)", () => {
       );
       expect(code).toBe(Code.DeadlineExceeded);
       expect(performance.now() - t0).toBeLessThan(280);
+      // Our deadline fired here, the server's on its own clock: release the backend once the
+      // server has finished the late call (only the first is left in flight).
+      await until(() => n.inFlight() === 1);
+      backend.release();
       await first;
-      await new Promise((r) => setTimeout(r, 400));
-      expect(backend.batches).toBe(1); // the timed-out images never reached the backend
+      // First in, first out: had the timed-out images stayed queued, they would reach the
+      // backend before this call's image.
+      await client.embed({ images: [{ id: "", data: img }] });
+      expect(backend.batches).toBe(2); // the timed-out images never reached the backend
     } finally {
       await n.close();
     }
@@ -415,13 +450,15 @@ describe("gpu-node limits and failure modes (noop backend)", () => {
   });
 
   it("drains on close: in-flight calls finish, new ones are refused, /readyz turns 503", async () => {
-    const n = await startGpuNode(testConfig({ port: 0 }), { backend: slowBackend(300) });
+    const backend = gatedBackend();
+    const n = await startGpuNode(testConfig({ port: 0 }), { backend });
     const client = embedderClient(n.url, "connect-h1");
     const img = await photo(64, 64, 4);
     const inFlight = client.embed({ images: [{ id: "", data: img }] });
-    await new Promise((r) => setTimeout(r, 100));
+    await backend.entered; // the call is in flight (held in the backend)
     const closed = n.close();
     expect(await n.ready()).toBe(false);
+    backend.release();
     const res = await inFlight;
     expect(res.embeddings.length).toBe(1);
     await closed;

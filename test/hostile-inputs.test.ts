@@ -15,7 +15,8 @@ import { embedderClient, maxAbsDiff, norm, toFloats } from "./support/gpu-node-c
 import { EXIF_SECRET, type HostileFile, hostileFiles } from "./support/hostile.ts";
 import { HOSTILE_REQUESTS } from "./support/hostile-requests.ts";
 import { photo, photoPixels } from "./support/images.ts";
-import { type GpuNodeProcess, MiB, spawnGpuNode, workerdRss } from "./support/processes.ts";
+import { MiB, workerdRss } from "./support/proc.ts";
+import { type GpuNodeProcess, spawnGpuNode } from "./support/processes.ts";
 
 const TOKEN = "hostile-e2e-token-31f0";
 const E2E_TARGET =

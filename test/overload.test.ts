@@ -4,13 +4,17 @@
 // 503 with Retry-After, the accepted requests' p99 stays bounded, the processes' memory stays
 // bounded — and every embedding returned under load is the one for its image.
 import { createHash } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { recordFigures } from "./reliability/figures.ts";
 import { type EdgeWorker, startEdge } from "./support/edge-worker.ts";
-import { maxAbsDiff } from "./support/gpu-node-client.ts";
+import { maxAbsDiff, metricValue } from "./support/gpu-node-client.ts";
 import { photo } from "./support/images.ts";
-import { type LoadBody, type LoadResult, percentile, runHttpLoad } from "./support/load.ts";
-import { type GpuNodeProcess, MiB, spawnGpuNode, workerdRss } from "./support/processes.ts";
+import { type HttpLoadResult, type LoadBody, runHttpLoad } from "./support/load.ts";
+import { MiB, workerdRss } from "./support/proc.ts";
+import { type GpuNodeProcess, spawnGpuNode } from "./support/processes.ts";
+import { percentile } from "./support/stats.ts";
+import { until } from "./support/wait.ts";
 
 const KEY = "overload-key-0b2c";
 const TOKEN = "overload-token-81de";
@@ -35,8 +39,11 @@ beforeAll(async () => {
       String(ADMISSION),
       "--max-images-per-request",
       "4",
+      // Metrics on a free port: recovery is waited for on the admission gauge.
+      "--metrics-port",
+      "0",
     ],
-    { env: { GPU_NODE_TOKEN: TOKEN } },
+    { env: { GPU_NODE_TOKEN: TOKEN }, metrics: true },
   );
   edge = await startEdge(
     {
@@ -126,12 +133,12 @@ const load = (connections: number, durationSeconds: number, overallRate?: number
   }).then((r) => ({ ...r, tally }));
 };
 
-const summary = (r: LoadResult) => ({
+const summary = (r: HttpLoadResult) => ({
   requests: r.requests,
   rps: +r.rps.toFixed(1),
   statuses: r.statuses,
-  p50Ms: +percentile(r.latencies["200"] ?? [], 50).toFixed(1),
-  p99Ms: +percentile(r.latencies["200"] ?? [], 99).toFixed(1),
+  p50Ms: +percentile(r.latencies["200"] ?? [], 0.5).toFixed(1),
+  p99Ms: +percentile(r.latencies["200"] ?? [], 0.99).toFixed(1),
 });
 
 describe("overload: edge → gpu-node under a real load generator", () => {
@@ -173,17 +180,17 @@ describe("overload: edge → gpu-node under a real load generator", () => {
     expect(refused.length).toBeLessThanOrEqual(beyond.statuses["503"]! + 64);
     const refusalP99 = percentile(
       refused.map((c) => c.ms),
-      99,
+      0.99,
     );
     const servedP99 = percentile(
       served.map((c) => c.ms),
-      99,
+      0.99,
     );
     expect(refusalP99).toBeLessThan(50);
     expect(servedP99).toBeLessThan(2_000);
     // At the edge: accepted requests' p99 bounded (the edge's own CPU shares these 2 cores), and
     // accepted work still flows (how much depends on what else the machine runs: recorded only).
-    const acceptedP99 = percentile(beyond.latencies["200"]!, 99);
+    const acceptedP99 = percentile(beyond.latencies["200"]!, 0.99);
     expect(acceptedP99).toBeLessThan(5_000);
     const goodput = beyond.statuses["200"]! / beyond.durationSeconds;
     expect(beyond.statuses["200"]).toBeGreaterThan(20);
@@ -194,7 +201,12 @@ describe("overload: edge → gpu-node under a real load generator", () => {
 
     // Recovery: the calls the generator abandoned leave admission within ~200 ms; then below
     // capacity again, zero errors.
-    await new Promise((r) => setTimeout(r, 500));
+    // Wait for that on the gpu-node's admission gauge, not for a guessed time.
+    const metricsUrl = gpu.ready.metricsUrl as string;
+    await Promise.all([
+      sleep(500),
+      until(async () => (await metricValue(metricsUrl, "gpu_node_admitted_images")) === 0),
+    ]);
     const after = await load(4, 2);
     expect(after.statuses).toEqual({ "200": after.requests });
     expect((await fetch(`${edge.url}/readyz`)).status).toBe(200);
@@ -223,7 +235,7 @@ describe("overload: edge → gpu-node under a real load generator", () => {
         goodputRps: +goodput.toFixed(1),
         goodputOfCapacity: +(goodput / capacity.rps).toFixed(2),
         shedShare: +(beyond.statuses["503"]! / beyond.requests).toFixed(3),
-        edge503P50Ms: +percentile(beyond.latencies["503"]!, 50).toFixed(1),
+        edge503P50Ms: +percentile(beyond.latencies["503"]!, 0.5).toFixed(1),
         gpuNodeRefusals: refused.length,
         gpuNodeRefusalP99Ms: +refusalP99.toFixed(2),
         gpuNodeServedP99Ms: +servedP99.toFixed(1),

@@ -8,9 +8,9 @@ import { resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { testConfig } from "../gpu-node/config.ts";
 import { type GpuNode, startGpuNode } from "../gpu-node/node.ts";
-import { type EmbedLoad, startEmbedLoad } from "./support/embed-load.ts";
 import { photo } from "./support/images.ts";
 import { type KServeDouble, startKServeDouble, tinyModelFiles } from "./support/kserve-double.ts";
+import { type EmbedLoad, startEmbedLoad } from "./support/load.ts";
 import {
   findPrometheus,
   type Prometheus,

@@ -1,9 +1,7 @@
 // Triton failing under a real gpu-node (--backend triton): killed mid-load (in process and as a
 // real process, SIGKILL), stalled, model unloaded. The gpu-node stays up, answers honestly
 // (Unavailable / DeadlineExceeded), turns /readyz false, and serves again by itself.
-import { type ChildProcess, spawn } from "node:child_process";
-import { resolve } from "node:path";
-import { createInterface } from "node:readline";
+import type { ChildProcess } from "node:child_process";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { type Config, testConfig } from "../gpu-node/config.ts";
@@ -12,6 +10,8 @@ import { countBy, recordFigures } from "./reliability/figures.ts";
 import { embedderClient, maxAbsDiff, toFloats } from "./support/gpu-node-client.ts";
 import { photo } from "./support/images.ts";
 import { type KServeDouble, startKServeDouble, tinyModelFiles } from "./support/kserve-double.ts";
+import { closedLoop } from "./support/load.ts";
+import { spawnKServeDouble } from "./support/processes.ts";
 
 const MODEL = "openclip_vit_b32_uint8";
 let files: { uint8: string; float32: string };
@@ -62,10 +62,10 @@ interface Outcome {
 function load(node: GpuNode, workers: number, deadlineMs: number) {
   const client = embedderClient(node.url, "grpc");
   const outcomes: Outcome[] = [];
-  let running = true;
-  const loops = Array.from({ length: workers }, async (_, w) => {
-    for (let k = 0; running; k++) {
-      const i = (w + k) % images.length;
+  const loop = closedLoop({
+    workers,
+    async call({ worker, k }) {
+      const i = (worker + k) % images.length;
       const t0 = performance.now();
       try {
         const res = await client.embed(
@@ -84,13 +84,12 @@ function load(node: GpuNode, workers: number, deadlineMs: number) {
         outcomes.push({ i, t0, ms: performance.now() - t0, code: ce.code, message: ce.rawMessage });
         await sleep(10);
       }
-    }
+    },
   });
   return {
     outcomes,
     async stop() {
-      running = false;
-      await Promise.all(loops);
+      await loop.stop();
       return outcomes;
     },
   };
@@ -141,13 +140,27 @@ describe("triton faults under a running gpu-node", () => {
       await vi.waitUntil(async () => (await readyz(node)) === 503, { timeout: 2000, interval: 20 });
       expect(performance.now() - killedAt).toBeLessThan(1000);
       expect((await fetch(`${node.url}/healthz`)).status).toBe(200);
-      await sleep(400); // calls keep failing fast while Triton is away
+      // Calls keep failing fast while Triton is away: for a while, and at least until one did.
+      await Promise.all([
+        sleep(400),
+        vi.waitUntil(() => run.outcomes.some((o) => /triton/.test(o.message ?? "")), {
+          timeout: 30_000,
+          interval: 10,
+        }),
+      ]);
       await double.revive();
       const revivedAt = performance.now();
       await vi.waitUntil(async () => (await readyz(node)) === 200, { timeout: 3000, interval: 20 });
       const readyMs = performance.now() - revivedAt;
       expect(readyMs).toBeLessThan(2000);
-      await sleep(300);
+      // Serving again: for a while, and at least until the calls asserted below are in.
+      await Promise.all([
+        sleep(300),
+        vi.waitUntil(
+          () => run.outcomes.filter((o) => o.code === "ok" && o.t0 > revivedAt + 100).length > 3,
+          { timeout: 30_000, interval: 10 },
+        ),
+      ]);
       const outcomes = await run.stop();
       const checked = checkOutcomes(outcomes, deadlineMs);
       recordFigures(task, {
@@ -238,28 +251,8 @@ describe("triton faults under a running gpu-node", () => {
 });
 
 /** The double as its own process, as Triton is: it can be SIGKILLed for real. */
-async function spawnDouble(port: number): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(
-    process.execPath,
-    [
-      resolve(import.meta.dirname, "support/kserve-double.ts"),
-      "--port",
-      String(port),
-      "--model",
-      `name=${MODEL},path=${files.uint8},layout=uint8-nhwc,max-batch=8`,
-    ],
-    { stdio: ["ignore", "pipe", "inherit"] },
-  );
-  const line = await new Promise<string>((resolveLine, reject) => {
-    const timer = setTimeout(() => reject(new Error("double did not start in 20 s")), 20_000);
-    child.once("exit", (code) => reject(new Error(`double exited with ${code}`)));
-    createInterface({ input: child.stdout! }).once("line", (l) => {
-      clearTimeout(timer);
-      resolveLine(l);
-    });
-  });
-  return { child, port: (JSON.parse(line) as { port: number }).port };
-}
+const spawnDouble = (port: number) =>
+  spawnKServeDouble({ name: MODEL, path: files.uint8, maxBatch: 8 }, { port });
 
 describe("triton as a separate process, killed with SIGKILL", () => {
   let child: ChildProcess | undefined;
@@ -281,11 +274,23 @@ describe("triton as a separate process, killed with SIGKILL", () => {
       });
       child.kill("SIGKILL");
       await vi.waitUntil(async () => (await readyz(node)) === 503, { timeout: 2000, interval: 20 });
+      // A caller has felt it (asserted below) before Triton returns.
+      await vi.waitUntil(() => run.outcomes.some((o) => o.code !== "ok"), {
+        timeout: 30_000,
+        interval: 10,
+      });
       child = (await spawnDouble(first.port)).child;
       const backAt = performance.now();
       await vi.waitUntil(async () => (await readyz(node)) === 200, { timeout: 3000, interval: 20 });
       expect(performance.now() - backAt).toBeLessThan(2000);
-      await sleep(300);
+      // Serving again: for a while, and at least until a call asserted below is in.
+      await Promise.all([
+        sleep(300),
+        vi.waitUntil(() => run.outcomes.some((o) => o.code === "ok" && o.t0 > backAt), {
+          timeout: 30_000,
+          interval: 10,
+        }),
+      ]);
       const outcomes = await run.stop();
       recordFigures(task, {
         section: "fault",

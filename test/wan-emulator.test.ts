@@ -5,7 +5,6 @@ import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { median } from "./bench/stats.ts";
 import {
   type LinkSettings,
   startWanProxy,
@@ -13,6 +12,7 @@ import {
   type WanProxy,
 } from "./bench/wan/link.ts";
 import { startWanProcess } from "./bench/wan/process.ts";
+import { median } from "./support/stats.ts";
 
 const MBIT = 1e6;
 

@@ -23,6 +23,7 @@ import {
   withIcc,
   withSegments,
 } from "../../imaging/testing/icc-profiles.ts";
+import { photoLike } from "../../test/support/images.ts";
 import { HttpError } from "../errors.ts";
 import { segmentMarkers } from "../testing/jpeg-markers.ts";
 import { targetSize } from "./resizer.ts";
@@ -33,42 +34,6 @@ const CORPUS_PHOTOS = resolve(import.meta.dirname, "../../../shared/corpus/photo
 const wasmModule = await compileJpegWasm(
   readFileSync(new URL("../../imaging/jpeg/jpeg.wasm", import.meta.url)),
 );
-
-/** Deterministic photo-like RGB: gradients, stripes, a disc, a dark block, seeded noise. */
-function photoLike(w: number, h: number, seed = 1, noise = 12): Buffer {
-  const buf = Buffer.allocUnsafe(w * h * 3);
-  let s = seed >>> 0;
-  const cx = w * 0.6;
-  const cy = h * 0.4;
-  const r2 = (Math.min(w, h) * 0.25) ** 2;
-  const clamp = (v: number) => Math.max(0, Math.min(255, v));
-  for (let y = 0; y < h; y++) {
-    const v = y / h;
-    for (let x = 0; x < w; x++) {
-      const u = x / w;
-      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-      const n = ((s >>> 24) / 255 - 0.5) * noise;
-      let r = 60 + 140 * u + Math.sin(u * 40 + v * 13) * 25 + n;
-      let g = 80 + 120 * v + 30 * Math.sin(v * 25) + n;
-      let b = 180 - 120 * u * v + n;
-      if ((x - cx) ** 2 + (y - cy) ** 2 < r2) {
-        r = 230 - 40 * v + n;
-        g = 200 - 60 * u + n;
-        b = 40 + n;
-      }
-      if (x > w * 0.1 && x < w * 0.3 && y > h * 0.6 && y < h * 0.9) {
-        r = 20 + n;
-        g = 30 + n;
-        b = 35 + 60 * u + n;
-      }
-      const o = (y * w + x) * 3;
-      buf[o] = clamp(r);
-      buf[o + 1] = clamp(g);
-      buf[o + 2] = clamp(b);
-    }
-  }
-  return buf;
-}
 
 function jpegOf(w: number, h: number, options: JpegOptions = {}, orientation = 1) {
   let img = sharp(photoLike(w, h), { raw: { width: w, height: h, channels: 3 } });

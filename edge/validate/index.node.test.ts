@@ -2,8 +2,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import sharp from "sharp";
 import { describe, expect, it } from "vitest";
-import { bigJpeg } from "../../test/support/edge-fixtures.setup.ts";
-import { randomBytes } from "../../test/support/images.ts";
+import { bigJpeg, randomBytes } from "../../test/support/images.ts";
 import { HttpError } from "../errors.ts";
 import { validateImage } from "./index.ts";
 

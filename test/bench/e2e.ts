@@ -13,14 +13,16 @@
  * WAN emulator); this process is the client. Progress goes to stderr, the report to stdout.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, readFile } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import { cpus, loadavg } from "node:os";
 import { join, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { GRPCInferenceService } from "../../proto/gen/inference/grpc_service_pb.js";
-import { type GpuNodeChild, ROOT, startGpuNodeChild } from "./child.ts";
+import { parseCli } from "../support/cli.ts";
+import { BENCH_GPU_NODE, type GpuNodeProcess, ROOT, spawnGpuNode } from "../support/processes.ts";
+import { installedVersion } from "../support/report.ts";
+import { median } from "../support/stats.ts";
 import { edgeClient, type KServeClient, kserveClient } from "./e2e/clients.ts";
 import {
   type InputName,
@@ -42,7 +44,6 @@ import { FULL, type Plan, QUICK, type Scenario } from "./e2e/plan.ts";
 import { type DoubleChild, type EdgeDev, startDouble, startEdgeDev } from "./e2e/stack.ts";
 import { evaluateTargets } from "./e2e/targets.ts";
 import { writeReport } from "./report/index.ts";
-import { median } from "./stats.ts";
 import { PASS_THROUGH } from "./wan/link.ts";
 import { startWanProcess, type WanProcess } from "./wan/process.ts";
 import { PROFILES, type ProfileName } from "./wan/profiles.ts";
@@ -96,7 +97,7 @@ const portOf = (url: string) => Number(new URL(url).port);
 
 interface Backends {
   readonly name: BackendName;
-  readonly gpu: GpuNodeChild;
+  readonly gpu: GpuNodeProcess;
   readonly double: DoubleChild;
   readonly kserve: KServeClient;
   /** The double's cumulative compute (input + infer + output) and executions, read directly. */
@@ -111,7 +112,10 @@ async function startBackends(
   tritonUrl: string,
 ): Promise<Backends> {
   const [gpu, double] = await Promise.all([
-    startGpuNodeChild(["--model", name, "--threads", String(THREADS), "--cache-dir", cacheDir]),
+    spawnGpuNode(
+      ["--model", name, "--threads", String(THREADS), "--cache-dir", cacheDir],
+      BENCH_GPU_NODE,
+    ),
     startDouble(name, cacheDir, THREADS),
   ]);
   progress(
@@ -145,12 +149,7 @@ async function startBackends(
 }
 
 async function versions() {
-  const pkg = async (name: string) =>
-    (
-      JSON.parse(await readFile(resolve(ROOT, "node_modules", name, "package.json"), "utf8")) as {
-        version: string;
-      }
-    ).version;
+  const pkg = installedVersion;
   return {
     node: process.version,
     wrangler: await pkg("wrangler"),
@@ -160,8 +159,14 @@ async function versions() {
   };
 }
 
+const USAGE = `usage: npm run bench -- [--quick] [--only BACKEND/PROFILE/INPUT] [--cache-dir DIR]
+
+The end-to-end comparison over an emulated WAN (this project, no edge, Triton-style), ~4-7 min on
+2 cores; --quick is the CI smoke run (< 1 min). Writes .cache/bench/<run>/report.json, report.md
+and chart.svg; progress on stderr, the report on stdout.`;
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({
+  const { values } = parseCli(USAGE, {
     options: {
       quick: { type: "boolean", default: false },
       /** Only scenarios whose "backend/profile/input" contains this (for debugging a row). */
@@ -315,10 +320,10 @@ async function main(): Promise<void> {
       }
     }
   } catch (error) {
-    for (const e of edges) process.stderr.write(`edge output tail:\n${e.tail()}\n`);
+    for (const e of edges) process.stderr.write(`edge output tail:\n${e.output()}\n`);
     if (backends) {
-      process.stderr.write(`gpu-node output tail:\n${backends.gpu.tail()}\n`);
-      process.stderr.write(`double output tail:\n${backends.double.tail()}\n`);
+      process.stderr.write(`gpu-node output tail:\n${backends.gpu.output()}\n`);
+      process.stderr.write(`double output tail:\n${backends.double.output()}\n`);
     }
     throw error;
   } finally {
@@ -409,7 +414,7 @@ function rowSpecs(scenario: Scenario, variant: VariantId) {
 
 main().then(
   // Exit explicitly: idle keep-alive sockets must not hold the process, and exiting kills any
-  // child still running (child.ts, e2e/stack.ts).
+  // child still running (test/support/processes.ts).
   () => process.exit(0),
   (error: unknown) => {
     const cause =

@@ -17,11 +17,10 @@
  * reported beside each row.
  */
 import { fork } from "node:child_process";
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import * as http2 from "node:http2";
 import { availableParallelism, cpus, loadavg } from "node:os";
 import { join, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import sharp from "sharp";
 import { MicroBatcher } from "../../gpu-node/batching/batcher.ts";
@@ -31,16 +30,12 @@ import {
   EmbedRequestSchema,
   EmbedResponseSchema,
 } from "../../proto/gen/embedder/v1/embedder_pb.js";
-import {
-  cpuSeconds,
-  type GpuNodeChild,
-  machineBusySeconds,
-  ownCpuSeconds,
-  ROOT,
-  startGpuNodeChild,
-} from "./child.ts";
-import { BENCH_HEIGHT, BENCH_WIDTH, benchPhotos } from "./images.ts";
-import { fmt, markdownTable, median, pct } from "./stats.ts";
+import { parseCli } from "../support/cli.ts";
+import { BENCH_HEIGHT, BENCH_WIDTH, benchPhotos } from "../support/images.ts";
+import { machineBusySeconds, ownCpuSeconds, treeCpuSeconds } from "../support/proc.ts";
+import { BENCH_GPU_NODE, type GpuNodeProcess, ROOT, spawnGpuNode } from "../support/processes.ts";
+import { fmt, markdownTable, pct } from "../support/report.ts";
+import { median } from "../support/stats.ts";
 
 const IMAGE_BYTES = 224 * 224 * 3;
 const LIMITS = { maxPixels: 100_000_000, maxBytes: 20 * 1024 * 1024 } as const;
@@ -101,38 +96,6 @@ async function inputs(count: number): Promise<Record<Kind, Buffer[]>> {
 
 // ---------------------------------------------------------------------------------------------
 // CPU accounting
-
-/** Every descendant of `root` (and root), from /proc: the gpu-node's primary and its workers. */
-function processTree(root: number): number[] {
-  const parent = new Map<number, number>();
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      parent.set(Number(entry), ppid);
-    } catch {
-      // exited meanwhile
-    }
-  }
-  const tree = [root];
-  for (let i = 0; i < tree.length; i++) {
-    for (const [pid, ppid] of parent) if (ppid === tree[i]) tree.push(pid);
-  }
-  return tree;
-}
-
-function treeCpuSeconds(root: number): number {
-  let total = 0;
-  for (const pid of processTree(root)) {
-    try {
-      total += cpuSeconds(pid);
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return total;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Load: raw gRPC over HTTP/2, pre-encoded requests
@@ -200,7 +163,7 @@ interface RpcRun {
  * turn), two calls in flight on each, `perCall` images per call, for plan.warmupMs + measureMs.
  */
 async function drive(
-  node: GpuNodeChild,
+  node: GpuNodeProcess,
   plan: Plan,
   bodies: readonly Buffer[],
   perCall: number,
@@ -286,15 +249,18 @@ async function benchRpc(
     // Alternate the order between repetitions, so that drifting background load spreads evenly.
     const order = rep % 2 === 0 ? counts : [...counts].reverse();
     for (const processes of order) {
-      const node = await startGpuNodeChild([
-        "--backend",
-        "noop",
-        "--processes",
-        String(processes),
-        "--metrics-port",
-        "0",
-        ...serverArgs,
-      ]);
+      const node = await spawnGpuNode(
+        [
+          "--backend",
+          "noop",
+          "--processes",
+          String(processes),
+          "--metrics-port",
+          "0",
+          ...serverArgs,
+        ],
+        BENCH_GPU_NODE,
+      );
       try {
         for (const kind of ["256-px", "exact-224"] as const) {
           const r = await drive(node, plan, bodies[kind], perCall, Math.max(4, 2 * processes));
@@ -305,7 +271,7 @@ async function benchRpc(
           );
         }
       } catch (error) {
-        process.stderr.write(`gpu-node output tail:\n${node.tail()}\n`);
+        process.stderr.write(`gpu-node output tail:\n${node.output()}\n`);
         throw error;
       } finally {
         await node.stop();
@@ -528,8 +494,15 @@ function report(
   return out.join("");
 }
 
+const USAGE = `usage: npm run bench:gpu-host -- [--quick] [--max-processes N | --counts 1,16]
+                              [--images-per-call N] [--server-args="--decode-concurrency 16 ..."]
+
+Images per second through the gpu-node's CPU side (no-op backend) with 1, 2, 4, … processes, then
+each decoder's CPU per image and the pixel channel's cost. Prints Markdown; writes JSON to $OUT/
+if OUT is set, else to .cache/bench/.`;
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({
+  const { values } = parseCli(USAGE, {
     options: {
       quick: { type: "boolean", default: false },
       "max-processes": { type: "string" },

@@ -12,29 +12,23 @@
  * sharp runs live in this process, taking turns with the vit-tiny service. This machine is shared:
  * every measured window also records how much CPU other processes used ("other load").
  */
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, writeFile } from "node:fs/promises";
 import { cpus, loadavg } from "node:os";
 import { resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { type Client, createClient } from "@connectrpc/connect";
 import { ensureModel } from "../../gpu-node/model/index.ts";
 import { decodeForClip } from "../../gpu-node/preprocess/decode.ts";
 import { EmbedderService } from "../../proto/gen/embedder/v1/embedder_pb.js";
+import { parseCli } from "../support/cli.ts";
 import { transportFor } from "../support/gpu-node-client.ts";
-import {
-  cpuSeconds,
-  type GpuNodeChild,
-  machineBusySeconds,
-  memoryMiB,
-  ownCpuSeconds,
-  ROOT,
-  startGpuNodeChild,
-  startOrtWorker,
-} from "./child.ts";
-import { BENCH_HEIGHT, BENCH_QUALITY, BENCH_WIDTH, benchPhotos } from "./images.ts";
-import { type LoadResult, runLoad } from "./load.ts";
+import { BENCH_HEIGHT, BENCH_QUALITY, BENCH_WIDTH, benchPhotos } from "../support/images.ts";
+import { runLoad, type WindowedLoadResult } from "../support/load.ts";
+import { cpuSeconds, machineBusySeconds, memoryMiB, ownCpuSeconds } from "../support/proc.ts";
+import { BENCH_GPU_NODE, type GpuNodeProcess, ROOT, spawnGpuNode } from "../support/processes.ts";
+import { fmt, installedVersion, markdownTable, pct, verdict } from "../support/report.ts";
+import { median, type Summary, summarize } from "../support/stats.ts";
 import type { OrtStep, OrtStepResult } from "./ort-child.ts";
-import { fmt, markdownTable, median, pct, type Summary, summarize, verdict } from "./stats.ts";
+import { startOrtWorker } from "./ort-worker.ts";
 
 const TARGETS = {
   serviceVsSharp: 0.75,
@@ -135,7 +129,7 @@ function cpuWindow(pid?: number) {
       own = edge === "start" ? o : o - own;
       server = edge === "start" ? s : s - server;
     },
-    result<T>(r: LoadResult<T>): ThroughputRun {
+    result<T>(r: WindowedLoadResult<T>): ThroughputRun {
       return {
         imagesPerSecond: r.imagesPerSecond,
         images: r.images,
@@ -249,16 +243,16 @@ function stages(rttMs: readonly number[], values: readonly CallTimings[]): Stage
 
 async function withGpuNode<T>(
   args: readonly string[],
-  fn: (node: GpuNodeChild) => Promise<T>,
+  fn: (node: GpuNodeProcess) => Promise<T>,
 ): Promise<T> {
   // One process: this benchmark compares the service with raw sharp and bare ORT in one process
   // each, and reads the server's CPU from its pid. `npm run bench:gpu-host` measures processes.
-  const node = await startGpuNodeChild(["--processes", "1", ...args]);
+  const node = await spawnGpuNode(["--processes", "1", ...args], BENCH_GPU_NODE);
   progress(`gpu-node ${args.join(" ")} listening at ${node.url} (${node.startMs.toFixed(0)} ms)`);
   try {
     return await fn(node);
   } catch (error) {
-    process.stderr.write(`gpu-node output tail:\n${node.tail()}\n`);
+    process.stderr.write(`gpu-node output tail:\n${node.output()}\n`);
     throw error;
   } finally {
     await node.stop();
@@ -266,7 +260,7 @@ async function withGpuNode<T>(
 }
 
 /** One-image calls at `concurrency` for plan.rpcMs after warm-up, with CPU counters. */
-async function oneImageRun(plan: Plan, node: GpuNodeChild, photos: readonly Buffer[], c: number) {
+async function oneImageRun(plan: Plan, node: GpuNodeProcess, photos: readonly Buffer[], c: number) {
   const cpu = cpuWindow(node.pid);
   const r = await runLoad({
     concurrency: c,
@@ -376,7 +370,7 @@ interface B32ComparedStep extends B32ServiceStep {
 }
 
 async function b32Chunk(
-  node: GpuNodeChild,
+  node: GpuNodeProcess,
   photos: readonly Buffer[],
   step: OrtStep,
   inFlight: number,
@@ -713,12 +707,7 @@ function report(sharpRuns: SharpResult, tiny: TinyResult, b32: B32Result, photoK
 }
 
 async function versions() {
-  const pkg = async (name: string) =>
-    (
-      JSON.parse(await readFile(resolve(ROOT, "node_modules", name, "package.json"), "utf8")) as {
-        version: string;
-      }
-    ).version;
+  const pkg = installedVersion;
   return {
     node: process.version,
     sharp: await pkg("sharp"),
@@ -727,14 +716,20 @@ async function versions() {
   };
 }
 
+const USAGE = `usage: npm run bench:gpu-node -- [--quick] [--cache-dir DIR]
+
+The gpu-node benchmark for this machine (~3-4 min; --quick ~30 s): raw sharp preprocessing, the
+service's img/s through gRPC with vit-tiny, per-image overhead, vit-b32 against bare ONNX Runtime
+and peak RSS. Prints Markdown tables and writes the full results to .cache/bench/.`;
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({
+  const { values } = parseCli(USAGE, {
     options: {
       quick: { type: "boolean", default: false },
       "cache-dir": { type: "string", default: resolve(ROOT, ".cache") },
     },
   });
-  // Ctrl-C or a kill: exit through process.exit so that the children are killed too (child.ts).
+  // Ctrl-C or a kill: exit through process.exit so that the children are killed too (test/support/processes.ts).
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.once(signal, () => {
       progress(`${signal}: stopping`);

@@ -12,9 +12,9 @@
 import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import * as ort from "onnxruntime-node";
-import { machineBusySeconds, memoryMiB, ownCpuSeconds } from "./child.ts";
-import { runLoad } from "./load.ts";
-import { type Summary, summarize } from "./stats.ts";
+import { runLoad } from "../support/load.ts";
+import { machineBusySeconds, memoryMiB, ownCpuSeconds } from "../support/proc.ts";
+import { type Summary, summarize } from "../support/stats.ts";
 
 const SIZE = 224;
 const IMAGE_BYTES = SIZE * SIZE * 3;

@@ -10,19 +10,17 @@
  *   npm run bench:triton              # ~1 min
  *   npm run bench:triton -- --quick   # ~15 s
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
 import { resolve } from "node:path";
-import { createInterface } from "node:readline";
-import { parseArgs } from "node:util";
 import { IMAGE_BYTES } from "../../gpu-node/backends/backend.ts";
 import { createTritonBackend, type TritonBackend } from "../../gpu-node/backends/triton/backend.ts";
 import { testConfig } from "../../gpu-node/config.ts";
 import { createLogger } from "../../gpu-node/logger.ts";
+import { parseCli } from "../support/cli.ts";
 import { tinyModelFiles } from "../support/kserve-double.ts";
-import { fmt, markdownTable, median, percentile } from "./stats.ts";
-
-const ROOT = resolve(import.meta.dirname, "../..");
+import { ROOT, spawnKServeDouble } from "../support/processes.ts";
+import { fmt, markdownTable } from "../support/report.ts";
+import { median, percentile } from "../support/stats.ts";
 
 interface Mode {
   readonly label: string;
@@ -45,25 +43,15 @@ interface Cell {
   requests: number;
 }
 
-async function startDouble(files: { uint8: string; float32: string }) {
-  const child: ChildProcess = spawn(
-    process.execPath,
+/** The double with vit-tiny in both layouts, as "uint8" and "fp32". */
+function startDouble(files: { uint8: string; float32: string }) {
+  return spawnKServeDouble(
     [
-      resolve(ROOT, "test/support/kserve-double.ts"),
-      "--threads",
-      "1",
-      "--model",
-      `name=uint8,path=${files.uint8},layout=uint8-nhwc,max-batch=32`,
-      "--model",
-      `name=fp32,path=${files.float32},layout=float32-nchw,max-batch=32`,
+      { name: "uint8", path: files.uint8, layout: "uint8-nhwc", maxBatch: 32 },
+      { name: "fp32", path: files.float32, layout: "float32-nchw", maxBatch: 32 },
     ],
-    { stdio: ["ignore", "pipe", "inherit"] },
+    { threads: 1, keepLogs: false },
   );
-  const line = await new Promise<string>((ok, fail) => {
-    child.once("exit", (code) => fail(new Error(`double exited with ${code}`)));
-    createInterface({ input: child.stdout! }).once("line", ok);
-  });
-  return { child, url: `127.0.0.1:${(JSON.parse(line) as { port: number }).port}` };
 }
 
 function batchOf(mode: Mode, n: number) {
@@ -75,8 +63,14 @@ function batchOf(mode: Mode, n: number) {
   return { layout: mode.layout, data: floats, count: n };
 }
 
+const USAGE = `usage: npm run bench:triton -- [--quick]
+
+The Triton hop on loopback (~1 min; --quick ~15 s): bytes on the wire and round trips per image
+for FP32 NCHW bytes, UINT8 NHWC bytes and UINT8 NHWC through /dev/shm, against the KServe v2
+double. Prints a Markdown table.`;
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { quick: { type: "boolean", default: false } } });
+  const { values } = parseCli(USAGE, { options: { quick: { type: "boolean", default: false } } });
   const rounds = values.quick ? 2 : 5;
   const callsPerRound: Record<number, number> = values.quick
     ? { 1: 20, 8: 6, 32: 3 }
@@ -87,7 +81,7 @@ async function main(): Promise<void> {
   try {
     for (const mode of MODES) {
       const b = createTritonBackend({
-        url: double.url,
+        url: `127.0.0.1:${double.port}`,
         model: mode.model,
         modelVersion: "",
         shm: mode.shm,

@@ -1,7 +1,7 @@
 /** Vitest globalSetup (runs in Node): encodes real images with sharp and provides them, base64, to the workerd tests as `inject("edgeFixtures")`. */
 import sharp, { type Sharp } from "sharp";
 import type { TestProject } from "vitest/node";
-import { photoPixels, randomBytes } from "./images.ts";
+import { bigJpeg, photoPixels } from "./images.ts";
 
 /** One encoded image and what sharp itself reads back from it. */
 export interface EdgeFixture {
@@ -45,17 +45,6 @@ async function fixture(buffer: Buffer): Promise<EdgeFixture> {
     pages: m.pages ?? 1,
     hasAlpha: m.hasAlpha ?? false,
   };
-}
-
-/** A ~4 MB 2400x1800 JPEG with EXIF orientation 3: noise on a photo-like base (noise is what makes JPEGs big). */
-export function bigJpeg(): Promise<Buffer> {
-  const px = photoPixels(2400, 1800, 9);
-  const noise = randomBytes(px.length, 5);
-  for (let i = 0; i < px.length; i++) px[i] = (px[i]! + (noise[i]! & 0x3f)) & 0xff;
-  return sharp(px, { raw: { width: 2400, height: 1800, channels: 3 } })
-    .jpeg({ quality: 85, chromaSubsampling: "4:4:4" })
-    .withMetadata({ orientation: 3 })
-    .toBuffer();
 }
 
 export async function makeEdgeFixtures(): Promise<Record<string, EdgeFixture>> {

@@ -8,9 +8,24 @@ import { photoPixels } from "./images.ts";
 /** Iterations per fuzz test in `npm test` (CI); more with FUZZ_ITERATIONS=… or `npm run fuzz`. */
 export const CI_FUZZ_ITERATIONS = 300;
 
+/**
+ * Test time each fuzz iteration may take: measured ≈24 ms (edge in workerd) and ≈21 ms (gpu-node,
+ * two passes) on 2 idle cores; four times that leaves room for a loaded machine.
+ */
+export const FUZZ_MS_PER_ITERATION = 100;
+/** Test time that does not depend on the iterations (set-up, reference calls, checks). */
+export const FUZZ_BASE_MS = 60_000;
+
 export interface FuzzSettings {
   readonly iterations: number;
   readonly seed: number;
+  /** The fuzz test's timeout (and the gpu-node stream's deadline): grows with the iterations. */
+  readonly timeoutMs: number;
+}
+
+/** A fuzz test's timeout for `iterations`: a fixed part plus a budget per iteration. */
+export function fuzzTimeoutMs(iterations: number): number {
+  return FUZZ_BASE_MS + iterations * FUZZ_MS_PER_ITERATION;
 }
 
 export function fuzzSettings(env: NodeJS.ProcessEnv = process.env): FuzzSettings {
@@ -23,7 +38,7 @@ export function fuzzSettings(env: NodeJS.ProcessEnv = process.env): FuzzSettings
   }
   if (!Number.isSafeInteger(seed))
     throw new Error(`FUZZ_SEED must be an integer, got ${env.FUZZ_SEED}`);
-  return { iterations, seed };
+  return { iterations, seed, timeoutMs: fuzzTimeoutMs(iterations) };
 }
 
 /** Real JPEGs up to this size join the seed corpus (bigger ones make each iteration slow). */

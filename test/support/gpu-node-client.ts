@@ -58,3 +58,14 @@ export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
   return m;
 }
+
+/** One sample of a Prometheus exposition, `name` or `name{labels}` as written; NaN when absent. */
+export function metricSample(text: string, series: string): number {
+  const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+  return line === undefined ? Number.NaN : Number(line.slice(series.length + 1));
+}
+
+/** One sample of the node's /metrics at `metricsUrl` (NaN when absent). */
+export async function metricValue(metricsUrl: string, series: string): Promise<number> {
+  return metricSample(await (await fetch(`${metricsUrl}/metrics`)).text(), series);
+}

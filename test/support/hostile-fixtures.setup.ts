@@ -6,6 +6,8 @@ import { type HostileFileJson, hostileFiles, toJson } from "./hostile.ts";
 export interface FuzzFixture {
   readonly iterations: number;
   readonly seed: number;
+  /** The fuzz test's timeout, from the iterations (fuzzTimeoutMs). */
+  readonly timeoutMs: number;
   readonly sources: { readonly name: string; readonly base64: string }[];
 }
 

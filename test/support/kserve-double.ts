@@ -13,7 +13,6 @@ import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import { createServer, type Http2Server, type ServerHttp2Session } from "node:http2";
 import type { Socket } from "node:net";
-import { parseArgs } from "node:util";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -31,6 +30,7 @@ import {
   ModelStatisticsSchema,
 } from "../../proto/gen/inference/grpc_service_pb.js";
 import { DataType, ModelInput_Format } from "../../proto/gen/inference/model_config_pb.js";
+import { parseCli } from "./cli.ts";
 
 const SIZE = 224;
 
@@ -653,8 +653,22 @@ export function parseModelArg(text: string): DoubleModelSpec {
   return { name: kv.name, path: kv.path, layout, maxBatchSize: Number(kv["max-batch"] ?? 32) };
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
+const USAGE = `usage: node test/support/kserve-double.ts [--port 0] [--host 127.0.0.1] [--threads 1]
+         --model name=NAME,path=MODEL.onnx[,layout=uint8-nhwc|float32-nchw][,max-batch=N] ...
+
+The KServe v2 test double (Triton's gRPC API over HTTP/2, ONNX Runtime inside) as a process of its
+own; prints {"port": N} once listening, stops on SIGTERM.`;
+
+/**
+ * The double's command line: starts it from `args`, prints {"port": N, ...announce} once it
+ * listens, and closes it on SIGTERM or SIGINT.
+ */
+export async function runKServeDoubleCli(
+  args: readonly string[] = process.argv.slice(2),
+  announce: Record<string, unknown> = {},
+): Promise<void> {
+  const { values } = parseCli(USAGE, {
+    args: [...args],
     options: {
       port: { type: "string", default: "0" },
       host: { type: "string", default: "127.0.0.1" },
@@ -668,32 +682,35 @@ async function main(): Promise<void> {
     host: values.host,
     threads: Number(values.threads),
   });
-  process.stdout.write(`${JSON.stringify({ port: double.port })}\n`);
+  process.stdout.write(`${JSON.stringify({ port: double.port, ...announce })}\n`);
   const stop = () => void double.close().then(() => process.exit(0));
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
 }
 
 if (import.meta.main) {
-  main().catch((err: unknown) => {
+  runKServeDoubleCli().catch((err: unknown) => {
     process.stderr.write(`kserve-double: ${err instanceof Error ? err.stack : String(err)}\n`);
     process.exit(1);
   });
 }
 
-/**
- * The generated vit-tiny in both layouts (cached beside the model cache): the UINT8 model the
- * gpu-node generates, and the same weights taking the seed's FP32 [N,3,224,224] input.
- */
-export async function tinyModelFiles(
-  cacheDir: string,
-): Promise<{ readonly uint8: string; readonly float32: string }> {
-  const uint8 = (await ensureModel("vit-tiny", cacheDir)).path;
-  const float32 = cachedModelPath(cacheDir, "vit-tiny-fp32");
+/** The generated model `model` (the gpu-node's weights) taking the seed's FP32 [N,3,224,224] input, cached beside it. */
+export async function float32ModelFile(model: string, cacheDir: string): Promise<string> {
+  const uint8 = (await ensureModel(model, cacheDir)).path;
+  const float32 = cachedModelPath(cacheDir, `${model}-fp32`);
   const fresh = await stat(float32).then(
     async (f) => f.mtimeMs >= (await stat(uint8)).mtimeMs,
     () => false,
   );
   if (!fresh) await writeFileAtomic(float32, toFloat32NchwInput(await readFile(uint8)));
-  return { uint8, float32 };
+  return float32;
+}
+
+/** The generated vit-tiny in both layouts: the UINT8 model the gpu-node generates, and the FP32 one. */
+export async function tinyModelFiles(
+  cacheDir: string,
+): Promise<{ readonly uint8: string; readonly float32: string }> {
+  const uint8 = (await ensureModel("vit-tiny", cacheDir)).path;
+  return { uint8, float32: await float32ModelFile("vit-tiny", cacheDir) };
 }

@@ -1,12 +1,15 @@
-/** Real processes for reliability tests: the gpu-node CLI (every JSON log line kept, RSS of its process tree, stop/kill by handle) and /proc readings; children still running when the test process exits are killed. */
+/** Child processes for tests and benchmarks: starts a tool that announces itself with a JSON line on stdout (the gpu-node CLI, the KServe v2 double, the edge under wrangler), keeps or drains its output, waits for its log lines, stops it by handle; children still running when this process exits are killed. /proc readings are in proc.ts. */
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
-import { readdirSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { createInterface } from "node:readline";
+import { treeRss } from "./proc.ts";
 
-const ROOT = resolve(import.meta.dirname, "../..");
-const SERVER = resolve(ROOT, "gpu-node/main.ts");
+export const ROOT = resolve(import.meta.dirname, "../..");
+const GPU_NODE = resolve(ROOT, "gpu-node/main.ts");
+const KSERVE_DOUBLE = resolve(ROOT, "test/support/kserve-double.ts");
+/** The double behind a 16 MiB HTTP/2 connection window (see the file: the benchmark's Triton). */
+const KSERVE_DOUBLE_OPEN_WINDOW = resolve(ROOT, "test/bench/e2e/double-child.ts");
 
 /**
  * glibc's allocator keeps libvips' large transient buffers in per-thread arenas: under odd inputs
@@ -17,240 +20,304 @@ const SERVER = resolve(ROOT, "gpu-node/main.ts");
 export const GPU_NODE_GLIBC_TUNABLES =
   "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=131072";
 
-/** Children started here and still running: killed if the test process exits first. */
+/** Children started here and still running: killed if this process exits first (e.g. Ctrl-C). */
 const live = new Set<ChildProcess>();
 process.on("exit", () => {
   for (const child of live) child.kill("SIGKILL");
 });
+
+/** Kills `child` if this process exits before it does. */
+export function track<T extends ChildProcess>(child: T): T {
+  live.add(child);
+  child.once("exit", () => live.delete(child));
+  return child;
+}
 
 export interface Exit {
   readonly code: number | null;
   readonly signal: NodeJS.Signals | null;
 }
 
-export interface GpuNodeProcess {
-  readonly child: ChildProcess;
-  readonly pid: number;
-  readonly url: string;
-  readonly port: number;
-  /** Every stdout line parsed as JSON (pino), in order; non-JSON lines as { raw }. */
-  readonly logs: Record<string, unknown>[];
-  /** Everything it wrote to stdout and stderr, verbatim. */
-  output(): string;
-  /** Resident memory of the process and its descendants, bytes. */
-  rss(): number;
-  readonly exited: Promise<Exit>;
-  alive(): boolean;
-  /** Sends `signal` and waits for the exit (SIGKILL after `graceMs`). */
-  stop(signal?: NodeJS.Signals, graceMs?: number): Promise<Exit>;
-}
-
-/**
- * Starts `node gpu-node/main.ts --host 127.0.0.1 --port <port> ...args` and resolves once it
- * logs "listening". `env` adds to this process's environment (use it for the token).
- */
-export async function spawnGpuNode(
-  args: readonly string[],
-  opts: { env?: Record<string, string>; port?: number; startTimeoutMs?: number } = {},
-): Promise<GpuNodeProcess> {
-  const child = spawn(
-    process.execPath,
-    [SERVER, "--host", "127.0.0.1", "--port", String(opts.port ?? 0), "--no-metrics", ...args],
-    {
-      cwd: ROOT,
-      stdio: ["ignore", "pipe", "pipe"],
-      env: {
-        ...process.env,
-        GPU_NODE_LOG_LEVEL: "info",
-        GLIBC_TUNABLES: GPU_NODE_GLIBC_TUNABLES,
-        ...opts.env,
-      },
-    },
-  );
-  live.add(child);
-  const exited = new Promise<Exit>((done) => {
-    child.once("exit", (code, signal) => {
-      live.delete(child);
-      done({ code, signal });
-    });
-  });
-  const logs: Record<string, unknown>[] = [];
-  let text = "";
-  child.stderr!.setEncoding("utf8");
-  child.stderr!.on("data", (chunk: string) => {
-    text += chunk;
-  });
-  const lines = createInterface({ input: child.stdout! });
-  const url = await new Promise<string>((resolveUrl, reject) => {
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`gpu-node did not start in time:\n${text.slice(-4000)}`));
-    }, opts.startTimeoutMs ?? 60_000);
-    void exited.then((e) => {
-      clearTimeout(timer);
-      reject(new Error(`gpu-node exited early (${e.signal ?? e.code}):\n${text.slice(-4000)}`));
-    });
-    lines.on("line", (line) => {
-      text += `${line}\n`;
-      let entry: Record<string, unknown>;
-      try {
-        entry = JSON.parse(line) as Record<string, unknown>;
-      } catch {
-        entry = { raw: line };
-      }
-      logs.push(entry);
-      if (entry.msg === "listening" && typeof entry.url === "string") {
-        clearTimeout(timer);
-        resolveUrl(entry.url);
-      }
-    });
-  });
-  const pid = child.pid!;
-  let exit: Exit | undefined;
-  void exited.then((e) => {
-    exit = e;
-  });
-  return {
-    child,
-    pid,
-    url,
-    port: Number(new URL(url).port),
-    logs,
-    output: () => text,
-    rss: () => treeRss(pid),
-    exited,
-    alive: () => exit === undefined,
-    async stop(signal = "SIGTERM", graceMs = 15_000) {
-      if (exit !== undefined) return exit;
-      child.kill(signal);
-      const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
-      try {
-        return await exited;
-      } finally {
-        clearTimeout(timer);
-      }
-    },
-  };
-}
-
-/** Waits for `child` to exit after `signal` (SIGKILL after `graceMs`); no-op if it already has. */
+/** Sends `signal` and waits for the exit (SIGKILL after `graceMs`); at once if it already has. */
 export async function stopChild(
   child: ChildProcess,
   signal: NodeJS.Signals = "SIGTERM",
   graceMs = 10_000,
-): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = once(child, "exit");
+): Promise<Exit> {
+  if (child.exitCode !== null || child.signalCode !== null) {
+    return { code: child.exitCode, signal: child.signalCode };
+  }
+  const exited = once(child, "exit") as Promise<[number | null, NodeJS.Signals | null]>;
   child.kill(signal);
   const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
   try {
-    await exited;
+    const [code, sig] = await exited;
+    return { code, signal: sig };
   } finally {
     clearTimeout(timer);
   }
 }
 
-/** VmRSS of one process in bytes (0 once it is gone). */
-export function rssOf(pid: number): number {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, "utf8");
-    const kb = /^VmRSS:\s+(\d+) kB/m.exec(status);
-    return kb ? Number(kb[1]) * 1024 : 0;
-  } catch {
-    return 0;
-  }
-}
-
-/** Every descendant of `pid` (children of children…), from /proc. */
-export function descendants(pid: number): { pid: number; name: string }[] {
-  const parent = new Map<number, number>();
-  const names = new Map<number, string>();
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      // pid (comm) state ppid …; comm may hold spaces and parentheses.
-      const close = stat.lastIndexOf(")");
-      const name = stat.slice(stat.indexOf("(") + 1, close);
-      const ppid = Number(stat.slice(close + 2).split(" ")[1]);
-      parent.set(Number(entry), ppid);
-      names.set(Number(entry), name);
-    } catch {
-      // exited meanwhile
-    }
-  }
-  const out: { pid: number; name: string }[] = [];
-  const walk = (p: number) => {
-    for (const [child, pp] of parent) {
-      if (pp === p) {
-        out.push({ pid: child, name: names.get(child) ?? "" });
-        walk(child);
-      }
-    }
+/** The last `max` characters of a stream, without parsing it. */
+export function keepTail(max: number): { push(chunk: string): void; get(): string } {
+  let text = "";
+  return {
+    push(chunk) {
+      text = (text + chunk).slice(-max);
+    },
+    get: () => text,
   };
-  walk(pid);
-  return out;
 }
 
-/** RSS of `pid` and all its descendants, bytes. */
-export function treeRss(pid: number): number {
-  return rssOf(pid) + descendants(pid).reduce((n, d) => n + rssOf(d.pid), 0);
-}
+export type LogLine = Record<string, unknown>;
 
-/** RSS of this process's workerd descendants (the edge Worker started by wrangler), bytes. */
-export function workerdRss(): number {
-  return descendants(process.pid)
-    .filter((d) => d.name.startsWith("workerd"))
-    .reduce((n, d) => n + rssOf(d.pid), 0);
-}
-
-export const MiB = 1024 * 1024;
-
-export interface DoubleProcess {
+/** A child that announced itself with a JSON line. */
+export interface Announced {
   readonly child: ChildProcess;
-  readonly port: number;
+  readonly pid: number;
+  /** The JSON line it announced itself with. */
+  readonly ready: LogLine;
+  /** Milliseconds from spawn to that line. */
+  readonly startMs: number;
+  /** Its stdout lines as JSON (others as { raw }), in order: all with keepLogs, else up to `ready`. */
+  readonly logs: LogLine[];
+  /** What it wrote to stdout and stderr: all of it with keepLogs, else the last 16 KiB of each. */
+  output(): string;
   readonly exited: Promise<Exit>;
+  alive(): boolean;
+  /** The first log line, seen or to come, that matches (with keepLogs). */
+  waitFor(match: (line: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
+  /** Sends `signal` and waits for the exit (SIGKILL after `graceMs`). */
+  stop(signal?: NodeJS.Signals, graceMs?: number): Promise<Exit>;
+}
+
+export interface StartOptions {
+  readonly args?: readonly string[];
+  /** The child's whole environment (default: this process's). */
+  readonly env?: NodeJS.ProcessEnv;
+  /** Which stdout line announces that it is ready. */
+  readonly isReady: (line: LogLine) => boolean;
+  /** Its name in errors. */
+  readonly what: string;
+  readonly startTimeoutMs?: number;
+  /**
+   * true (tests): every later line is parsed and kept. false (benchmarks): later output is only
+   * drained into a tail, since parsing it costs CPU that the measured server competes for.
+   */
+  readonly keepLogs?: boolean;
+}
+
+/** Starts `node script ...args` (the Node running this) and resolves once it announces itself. */
+export async function startAnnounced(script: string, opts: StartOptions): Promise<Announced> {
+  const keepLogs = opts.keepLogs ?? true;
+  const t0 = performance.now();
+  const child = track(
+    spawn(process.execPath, [script, ...(opts.args ?? [])], {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: opts.env ?? process.env,
+    }),
+  );
+  const exited = new Promise<Exit>((done) => {
+    child.once("exit", (code, signal) => done({ code, signal }));
+  });
+  let exit: Exit | undefined;
+  void exited.then((e) => {
+    exit = e;
+  });
+  let text = "";
+  const out = keepTail(16_384);
+  const err = keepTail(16_384);
+  const output = () => (keepLogs ? text : `${out.get()}\n${err.get()}`);
+  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
+    if (keepLogs) text += chunk;
+    else err.push(chunk);
+  });
+  const logs: LogLine[] = [];
+  const waiters = new Set<(line: LogLine) => void>();
+  let readyLine: LogLine | undefined;
+  const lines = createInterface({ input: child.stdout! });
+  const startTimeoutMs = opts.startTimeoutMs ?? 120_000;
+  const ready = new Promise<LogLine>((resolveReady, reject) => {
+    const timer = setTimeout(
+      () =>
+        reject(
+          new Error(
+            `${opts.what} did not start in ${startTimeoutMs} ms:\n${output().slice(-4000)}`,
+          ),
+        ),
+      startTimeoutMs,
+    );
+    child.once("error", (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    void exited.then((e) => {
+      clearTimeout(timer);
+      reject(
+        new Error(`${opts.what} exited early (${e.signal ?? e.code}):\n${output().slice(-4000)}`),
+      );
+    });
+    lines.on("line", (line) => {
+      if (keepLogs) text += `${line}\n`;
+      else out.push(`${line}\n`);
+      let entry: LogLine;
+      try {
+        entry = JSON.parse(line) as LogLine;
+      } catch {
+        entry = { raw: line };
+      }
+      logs.push(entry);
+      for (const w of waiters) w(entry);
+      if (readyLine === undefined && opts.isReady(entry)) {
+        readyLine = entry;
+        clearTimeout(timer);
+        resolveReady(entry);
+      }
+    });
+  });
+  let readyEntry: LogLine;
+  try {
+    readyEntry = await ready;
+  } catch (error) {
+    await stopChild(child, "SIGKILL");
+    throw error;
+  }
+  if (!keepLogs) {
+    lines.removeAllListeners("line");
+    lines.close();
+    child.stdout!.setEncoding("utf8").on("data", (c: string) => out.push(c));
+    child.stdout!.resume();
+  }
+  const waitFor = (match: (line: LogLine) => boolean, timeoutMs = 60_000) =>
+    new Promise<LogLine>((resolveLine, reject) => {
+      const seen = logs.find(match);
+      if (seen) return resolveLine(seen);
+      const timer = setTimeout(() => {
+        waiters.delete(check);
+        reject(new Error(`${opts.what}: no matching log line in ${timeoutMs} ms`));
+      }, timeoutMs);
+      const check = (line: LogLine) => {
+        if (!match(line)) return;
+        clearTimeout(timer);
+        waiters.delete(check);
+        resolveLine(line);
+      };
+      waiters.add(check);
+    });
+  return {
+    child,
+    pid: child.pid!,
+    ready: readyEntry,
+    startMs: performance.now() - t0,
+    logs,
+    output,
+    exited,
+    alive: () => exit === undefined,
+    waitFor,
+    stop: (signal = "SIGTERM", graceMs = 15_000) => stopChild(child, signal, graceMs),
+  };
+}
+
+export interface GpuNodeProcess extends Announced {
+  readonly url: string;
+  readonly port: number;
+  /** Resident memory of the process and its descendants, bytes. */
+  rss(): number;
+}
+
+export interface GpuNodeOptions {
+  /** Added to this process's environment (use it for the token). */
+  readonly env?: Record<string, string>;
+  readonly port?: number;
+  readonly startTimeoutMs?: number;
+  /** Serve /metrics as configured (default: --no-metrics, tests run many nodes at once). */
+  readonly metrics?: boolean;
+  /** Run under GPU_NODE_GLIBC_TUNABLES, as operators do (default true). */
+  readonly glibcTunables?: boolean;
+  /** See StartOptions.keepLogs (default true). */
+  readonly keepLogs?: boolean;
 }
 
 /**
- * The KServe v2 test double (test/support/kserve-double.ts) as its own process, as Triton is:
- * it can be SIGKILLed, or frozen with SIGSTOP (a stalled backend: connections open, no answers).
+ * How the benchmarks start the gpu-node (as they did before the harness was merged): its metrics
+ * as configured, no allocator tunables, and its per-call log lines drained, not parsed.
+ */
+export const BENCH_GPU_NODE: GpuNodeOptions = {
+  metrics: true,
+  glibcTunables: false,
+  keepLogs: false,
+};
+
+/**
+ * Starts `node gpu-node/main.ts --host 127.0.0.1 --port <port> ...args` at log level info and
+ * resolves once it logs "listening".
+ */
+export async function spawnGpuNode(
+  args: readonly string[],
+  opts: GpuNodeOptions = {},
+): Promise<GpuNodeProcess> {
+  const node = await startAnnounced(GPU_NODE, {
+    args: [
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(opts.port ?? 0),
+      ...(opts.metrics ? [] : ["--no-metrics"]),
+      ...args,
+    ],
+    env: {
+      ...process.env,
+      GPU_NODE_LOG_LEVEL: "info",
+      ...(opts.glibcTunables === false ? {} : { GLIBC_TUNABLES: GPU_NODE_GLIBC_TUNABLES }),
+      ...opts.env,
+    },
+    isReady: (l) => l.msg === "listening" && typeof l.url === "string",
+    what: "gpu-node",
+    ...(opts.startTimeoutMs !== undefined ? { startTimeoutMs: opts.startTimeoutMs } : {}),
+    ...(opts.keepLogs !== undefined ? { keepLogs: opts.keepLogs } : {}),
+  });
+  const url = node.ready.url as string;
+  return { ...node, url, port: Number(new URL(url).port), rss: () => treeRss(node.pid) };
+}
+
+export interface DoubleModel {
+  readonly name: string;
+  readonly path: string;
+  readonly layout?: "uint8-nhwc" | "float32-nchw";
+  readonly maxBatch?: number;
+}
+
+export interface KServeDoubleProcess extends Announced {
+  readonly port: number;
+  readonly url: string;
+}
+
+/**
+ * The KServe v2 test double (test/support/kserve-double.ts) as its own process, as Triton is: it
+ * can be SIGKILLed, or frozen with SIGSTOP (a stalled backend: connections open, no answers).
+ * Models default to uint8-nhwc, max batch 8. `openWindow` runs it behind a 16 MiB HTTP/2
+ * connection window, as the end-to-end benchmark does (test/bench/e2e/double-child.ts).
  */
 export async function spawnKServeDouble(
-  model: { name: string; path: string; maxBatch?: number },
-  port = 0,
-): Promise<DoubleProcess> {
-  const child = spawn(
-    process.execPath,
-    [
-      resolve(ROOT, "test/support/kserve-double.ts"),
+  models: DoubleModel | readonly DoubleModel[],
+  opts: { port?: number; threads?: number; openWindow?: boolean; keepLogs?: boolean } = {},
+): Promise<KServeDoubleProcess> {
+  const list = Array.isArray(models) ? models : [models as DoubleModel];
+  const double = await startAnnounced(opts.openWindow ? KSERVE_DOUBLE_OPEN_WINDOW : KSERVE_DOUBLE, {
+    args: [
       "--port",
-      String(port),
-      "--model",
-      `name=${model.name},path=${model.path},layout=uint8-nhwc,max-batch=${model.maxBatch ?? 8}`,
+      String(opts.port ?? 0),
+      ...(opts.threads !== undefined ? ["--threads", String(opts.threads)] : []),
+      ...list.flatMap((m) => [
+        "--model",
+        `name=${m.name},path=${m.path},layout=${m.layout ?? "uint8-nhwc"},max-batch=${m.maxBatch ?? 8}`,
+      ]),
     ],
-    { stdio: ["ignore", "pipe", "inherit"] },
-  );
-  live.add(child);
-  const exited = new Promise<Exit>((done) => {
-    child.once("exit", (code, signal) => {
-      live.delete(child);
-      done({ code, signal });
-    });
+    isReady: (l) => typeof l.port === "number",
+    what: "the KServe double",
+    ...(opts.keepLogs !== undefined ? { keepLogs: opts.keepLogs } : {}),
   });
-  const line = await new Promise<string>((resolveLine, reject) => {
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error("the KServe double did not start in 30 s"));
-    }, 30_000);
-    void exited.then((e) => {
-      clearTimeout(timer);
-      reject(new Error(`the KServe double exited early (${e.signal ?? e.code})`));
-    });
-    createInterface({ input: child.stdout! }).once("line", (l) => {
-      clearTimeout(timer);
-      resolveLine(l);
-    });
-  });
-  return { child, port: (JSON.parse(line) as { port: number }).port, exited };
+  const port = double.ready.port as number;
+  return { ...double, port, url: `http://127.0.0.1:${port}` };
 }

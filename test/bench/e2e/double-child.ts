@@ -15,7 +15,6 @@
  */
 import http2 from "node:http2";
 import { syncBuiltinESMExports } from "node:module";
-import { parseArgs } from "node:util";
 
 const WINDOW = 16 * 1024 * 1024;
 
@@ -28,23 +27,5 @@ http2.createServer = ((...args: Parameters<typeof original>) => {
 // The double imports createServer as a named binding: make it see the wrapped one.
 syncBuiltinESMExports();
 
-const { parseModelArg, startKServeDouble } = await import("../../support/kserve-double.ts");
-
-const { values } = parseArgs({
-  options: {
-    port: { type: "string", default: "0" },
-    host: { type: "string", default: "127.0.0.1" },
-    model: { type: "string", multiple: true, default: [] },
-    threads: { type: "string", default: "1" },
-  },
-});
-const double = await startKServeDouble({
-  models: values.model.map(parseModelArg),
-  port: Number(values.port),
-  host: values.host,
-  threads: Number(values.threads),
-});
-process.stdout.write(`${JSON.stringify({ port: double.port, connectionWindow: WINDOW })}\n`);
-const stop = () => void double.close().then(() => process.exit(0));
-process.on("SIGTERM", stop);
-process.on("SIGINT", stop);
+const { runKServeDoubleCli } = await import("../../support/kserve-double.ts");
+await runKServeDoubleCli(process.argv.slice(2), { connectionWindow: WINDOW });

@@ -3,9 +3,8 @@ import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import sharp from "sharp";
-import { photoPixels } from "../../support/images.ts";
-import { ROOT } from "../child.ts";
-import { benchPhotos } from "../images.ts";
+import { benchPhotos, PHONE_HEIGHT, PHONE_WIDTH, phonePhoto } from "../../support/images.ts";
+import { ROOT } from "../../support/processes.ts";
 
 export type InputName = "seed-224" | "phone-12mp" | "phone-real";
 
@@ -40,46 +39,13 @@ export async function seedImages(count: number): Promise<InputSet> {
   return set("seed-224", "224x224 JPEG q90 (like the seed's test images)", images);
 }
 
-const PHONE_W = 4032;
-const PHONE_H = 3024;
-
-/**
- * One 12 MP photo-like JPEG: a smooth seeded scene drawn small and scaled up, plus per-pixel
- * grain so that it compresses like a phone photo (3–5 MB at q92), with camera EXIF and GPS that
- * the edge must strip.
- */
-async function phonePhoto(seed: number): Promise<Buffer> {
-  const small = photoPixels(504, 378, seed);
-  const px = await sharp(small, { raw: { width: 504, height: 378, channels: 3 } })
-    .resize(PHONE_W, PHONE_H, { kernel: "cubic" })
-    .raw()
-    .toBuffer();
-  const grain = 14 + (seed % 3) * 3;
-  let s = (seed * 2654435761 + 11) >>> 0 || 1;
-  for (let p = 0; p < px.length; p += 3) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    const g = Math.round((((s & 0xff) + ((s >>> 8) & 0xff) - 255) / 255) * grain);
-    for (let c = 0; c < 3; c++) px[p + c] = Math.max(0, Math.min(255, px[p + c]! + g));
-  }
-  return sharp(px, { raw: { width: PHONE_W, height: PHONE_H, channels: 3 } })
-    .jpeg({ quality: 92 })
-    .withExif({
-      IFD0: { Make: "BenchPhone", Model: "12MP", Software: "photo-embed-ingest bench" },
-      IFD3: { GPSLatitudeRef: "N", GPSLatitude: "48/1 8/1 0/1" },
-    })
-    .toBuffer();
-}
-
 /** `count` generated 12 MP phone photos, cached under `cacheDir`/bench/inputs. */
 export async function phonePhotos(count: number, cacheDir: string): Promise<InputSet> {
   const dir = join(cacheDir, "bench", "inputs");
   await mkdir(dir, { recursive: true });
   const images: Buffer[] = [];
   for (let i = 0; i < count; i++) {
-    const file = join(dir, `phone-${PHONE_W}x${PHONE_H}-${i}.jpg`);
+    const file = join(dir, `phone-${PHONE_WIDTH}x${PHONE_HEIGHT}-${i}.jpg`);
     const cached = await readFile(file).catch(() => undefined);
     if (cached) {
       images.push(cached);
@@ -91,7 +57,7 @@ export async function phonePhotos(count: number, cacheDir: string): Promise<Inpu
   }
   return set(
     "phone-12mp",
-    `generated ${PHONE_W}x${PHONE_H} JPEG q92 with EXIF + GPS (photo-like grain)`,
+    `generated ${PHONE_WIDTH}x${PHONE_HEIGHT} JPEG q92 with EXIF + GPS (photo-like grain)`,
     images,
   );
 }

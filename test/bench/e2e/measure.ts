@@ -1,13 +1,13 @@
 /** Runs one row of the end-to-end benchmark: sequential calls of one batch size after a warm-up, with the bytes and connections each emulated hop saw, CPU per image on each side, other load, and the row's physical floor. */
-import { cpuSeconds, machineBusySeconds } from "../child.ts";
-import { runLoad } from "../load.ts";
-import { mean, median, percentile } from "../stats.ts";
+
+import { runLoad } from "../../support/load.ts";
+import { cpuSeconds, machineBusySeconds, treeCpuSeconds } from "../../support/proc.ts";
+import { mean, median, percentile } from "../../support/stats.ts";
 import { type LinkSettings, type LinkStats, rttMs } from "../wan/link.ts";
 import type { WanProcess } from "../wan/process.ts";
 import type { ProfileName } from "../wan/profiles.ts";
 import type { Call, Stages } from "./clients.ts";
 import type { InputName } from "./inputs.ts";
-import { treeCpuSeconds } from "./stack.ts";
 
 export type VariantId = "edge" | "no-edge" | "triton";
 export type BackendName = "vit-tiny" | "vit-b32";

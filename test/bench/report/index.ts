@@ -1,11 +1,11 @@
 /** Writes one end-to-end benchmark run as report.json, report.md and chart.svg into its folder. */
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { toJson } from "../../support/report.ts";
 import type { Row } from "../e2e/measure.ts";
 import type { Plan } from "../e2e/plan.ts";
 import type { TargetContext, TargetResult } from "../e2e/targets.ts";
 import type { LinkProfile, ProfileName } from "../wan/profiles.ts";
-import { toJson } from "./json.ts";
 import { toMarkdown } from "./markdown.ts";
 import { toSvg } from "./svg.ts";
 

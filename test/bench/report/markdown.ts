@@ -1,6 +1,7 @@
 /** The run as a Markdown report: targets with reasons, the setup and what the emulator leaves out, the seed-style tables per backend and link, phone photos, per-stage times. */
+
+import { fmt, markdownTable } from "../../support/report.ts";
 import { type Row, VARIANTS, type VariantId } from "../e2e/measure.ts";
-import { fmt, markdownTable } from "../stats.ts";
 import { WAN_NOT_MODELLED } from "../wan/link.ts";
 import type { Report } from "./index.ts";
 

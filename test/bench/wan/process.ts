@@ -2,6 +2,7 @@
 import { type ChildProcess, fork } from "node:child_process";
 import { once } from "node:events";
 import { resolve } from "node:path";
+import { track } from "../../support/processes.ts";
 import type { WanCommand, WanReply } from "./host.ts";
 import type { LinkSettings, LinkStats, Target } from "./link.ts";
 
@@ -18,14 +19,14 @@ export interface WanProcess {
 const HOST = resolve(import.meta.dirname, "host.ts");
 
 export async function startWanProcess(timeoutMs = 10_000): Promise<WanProcess> {
-  const child: ChildProcess = fork(HOST, [], {
-    execPath: process.execPath,
-    // Structured clone: Infinity (an unlimited rate) survives, JSON would make it null.
-    serialization: "advanced",
-    stdio: ["ignore", "inherit", "inherit", "ipc"],
-  });
-  const killOnExit = () => child.kill("SIGKILL");
-  process.once("exit", killOnExit);
+  const child: ChildProcess = track(
+    fork(HOST, [], {
+      execPath: process.execPath,
+      // Structured clone: Infinity (an unlimited rate) survives, JSON would make it null.
+      serialization: "advanced",
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+    }),
+  );
   let nextId = 0;
   const waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   child.on("message", (reply: WanReply) => {
@@ -68,7 +69,6 @@ export async function startWanProcess(timeoutMs = 10_000): Promise<WanProcess> {
     },
     stats: async () => (await call({ op: "stats" })) as Record<string, LinkStats>,
     async stop() {
-      process.off("exit", killOnExit);
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = once(child, "exit");
       const timer = setTimeout(() => child.kill("SIGKILL"), 3000);

@@ -1,4 +1,4 @@
-/** Small statistics and a Markdown table printer for the benchmarks. */
+/** Statistics of samples (latencies, cosines, sizes) for tests and benchmarks: nearest-rank percentile, median, mean, a summary. No dependencies: anything may import it. */
 
 /** Nearest-rank percentile (p in 0..1) of unsorted samples; NaN when there are none. */
 export function percentile(samples: readonly number[], p: number): number {
@@ -38,29 +38,4 @@ export function summarize(samples: readonly number[]): Summary {
     min: samples.length ? Math.min(...samples) : Number.NaN,
     max: samples.length ? Math.max(...samples) : Number.NaN,
   };
-}
-
-/** A number with a fixed count of decimals, "–" for NaN. */
-export function fmt(x: number, digits = 1): string {
-  return Number.isFinite(x) ? x.toFixed(digits) : "–";
-}
-
-export function pct(ratio: number): string {
-  return Number.isFinite(ratio) ? `${(ratio * 100).toFixed(0)}%` : "–";
-}
-
-export type Verdict = "PASS" | "MISS";
-
-export function verdict(ok: boolean): Verdict {
-  return ok ? "PASS" : "MISS";
-}
-
-/** A GitHub-flavoured Markdown table with padded columns. */
-export function markdownTable(header: readonly string[], rows: readonly (readonly string[])[]) {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-  const line = (cells: readonly string[]) =>
-    `| ${widths.map((w, i) => (cells[i] ?? "").padEnd(w)).join(" | ")} |`;
-  return [line(header), `| ${widths.map((w) => "-".repeat(w)).join(" | ")} |`, ...rows.map(line)]
-    .join("\n")
-    .concat("\n");
 }

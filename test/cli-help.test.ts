@@ -1,0 +1,60 @@
+// Every npm script answers --help with its usage and exits 0 without doing work. The scripts are
+// read from package.json, so a new one is covered (or must be skipped here, by name) on arrival.
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { describe, expect, it } from "vitest";
+
+const ROOT = resolve(import.meta.dirname, "..");
+const scripts = (
+  JSON.parse(readFileSync(resolve(ROOT, "package.json"), "utf8")) as {
+    scripts: Record<string, string>;
+  }
+).scripts;
+
+/** Scripts that are not tools of ours with a usage: the toolchain's own, and the edge's entries. */
+const SKIPPED: Record<string, string> = {
+  test: "vitest",
+  lint: "biome",
+  format: "biome",
+  typecheck: "tsc",
+  generate: "buf and wrangler",
+  start: "the edge's local stack: its command line belongs to the edge's reorganisation",
+  "edge:node": "the edge's Node entry: likewise",
+};
+const isDocs = (name: string) => name === "docs" || name.startsWith("docs:");
+
+/** Entry files that are not npm scripts but are run directly (`node FILE --help`). */
+const DIRECT = ["test/support/kserve-double.ts"];
+
+/** `[VAR=… ]node FILE.ts [args…]` → the file and the arguments the script passes. */
+function entryOf(command: string): { file: string; args: string[] } | undefined {
+  const m = /(?:^|\s)node\s+(\S+\.ts)((?:\s+\S+)*)\s*$/.exec(command);
+  if (!m) return undefined;
+  return { file: m[1]!, args: m[2]!.trim().split(/\s+/).filter(Boolean) };
+}
+
+const covered = Object.entries(scripts).filter(([name]) => !(name in SKIPPED) && !isDocs(name));
+
+describe("--help", () => {
+  it("every script that is not skipped by name runs a .ts entry file with node", () => {
+    expect(covered.filter(([, command]) => entryOf(command) === undefined)).toEqual([]);
+    expect(Object.keys(SKIPPED).filter((name) => !(name in scripts))).toEqual([]);
+  });
+
+  const cases = [
+    ...covered.map(([name, command]) => ({ name: `npm run ${name}`, ...entryOf(command)! })),
+    ...DIRECT.map((file) => ({ name: file, file, args: [] as string[] })),
+  ];
+  it.each(cases)("$name -- --help prints its usage and exits 0", ({ file, args }) => {
+    const res = spawnSync(process.execPath, [resolve(ROOT, file), ...args, "--help"], {
+      cwd: ROOT,
+      encoding: "utf8",
+      // Were --help ignored, the tool would start its work: the test's timeout says so.
+      timeout: 50_000,
+    });
+    expect(res.stderr).toBe("");
+    expect(res.status).toBe(0);
+    expect(res.stdout).toMatch(/^usage: /i);
+  });
+});
