@@ -6,7 +6,11 @@
  * correct one. Run it on a GPU host to see what WebGPU or CUDA give; the card goes in the output.
  *
  *   node test/bench/ort.ts [--provider auto|cpu|webgpu|cuda] [--model vit-b32|vit-tiny|FILE]
- *                          [--batches 1,8,32,64,128,256] [--seconds 2] [--no-check]
+ *                          [--batches 1,8,32,64,128,256] [--seconds 2] [--no-check] [--via-node]
+ *
+ * --via-node then starts the gpu-node with the same provider and model and measures one exact
+ * 224x224 JPEG per call, one call at a time, through Connect over h2c: what the RPC, decode and
+ * batcher add to batch-1 latency (throughput through the node: bench:gpu-host --server-args).
  *
  * Prints Markdown; writes JSON to $OUT/ if set, else .cache/bench/.
  */
@@ -14,13 +18,15 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join } from "node:path";
+import sharp from "sharp";
 import { IMAGE_BYTES } from "../../gpu-node/backends/backend.ts";
 import { createOnnxRuntimeBackend } from "../../gpu-node/backends/onnxruntime.ts";
 import type { OrtProvider } from "../../gpu-node/config.ts";
 import { ensureModel } from "../../gpu-node/model/index.ts";
 import { parseCli } from "../support/cli.ts";
+import { embedderClient } from "../support/gpu-node-client.ts";
 import { photoPixels } from "../support/images.ts";
-import { ROOT } from "../support/processes.ts";
+import { ROOT, spawnGpuNode } from "../support/processes.ts";
 import { fmt, markdownTable, toJson } from "../support/report.ts";
 import { median, percentile } from "../support/stats.ts";
 
@@ -34,6 +40,7 @@ throughput per batch size, and cosine against the CPU provider.
   --batches 1,8,32,64,128,256
   --seconds N                       measured time per batch size (default 2)
   --no-check                        skip the comparison with the CPU provider
+  --via-node                        also batch-1 latency through a gpu-node (exact-224 JPEGs)
   --help`;
 
 function progress(message: string): void {
@@ -77,6 +84,7 @@ async function main(): Promise<void> {
       batches: { type: "string", default: "1,8,32,64,128,256" },
       seconds: { type: "string", default: "2" },
       "no-check": { type: "boolean", default: false },
+      "via-node": { type: "boolean", default: false },
     },
   });
   const provider = values.provider as OrtProvider;
@@ -156,6 +164,46 @@ async function main(): Promise<void> {
   }
   await backend.close();
 
+  let viaNode: { msMedian: number; msP90: number; calls: number } | undefined;
+  if (values["via-node"]) {
+    const node = await spawnGpuNode(
+      [
+        "--backend",
+        "onnxruntime",
+        "--ort-provider",
+        description.provider!,
+        "--model",
+        model.path,
+        "--processes",
+        "1",
+      ],
+      { keepLogs: false },
+    );
+    try {
+      const client = embedderClient(node.url, "grpc");
+      const jpegs = await Promise.all(
+        Array.from({ length: 8 }, (_, i) =>
+          sharp(distinct[i]!, { raw: { width: 224, height: 224, channels: 3 } })
+            .jpeg({ quality: 90 })
+            .toBuffer(),
+        ),
+      );
+      for (let i = 0; i < 10; i++)
+        await client.embed({ images: [{ id: "w", data: jpegs[i % 8]! }] });
+      const times: number[] = [];
+      const until = performance.now() + seconds * 1000;
+      while (performance.now() < until || times.length < 20) {
+        const s = performance.now();
+        await client.embed({ images: [{ id: "x", data: jpegs[times.length % 8]! }] });
+        times.push(performance.now() - s);
+      }
+      viaNode = { msMedian: median(times), msP90: percentile(times, 0.9), calls: times.length };
+      progress(`through the gpu-node, batch 1: ${viaNode.msMedian.toFixed(2)} ms`);
+    } finally {
+      await node.stop();
+    }
+  }
+
   const host = machine();
   const table = markdownTable(
     ["batch", "ms per batch (median)", "p90", "img/s"],
@@ -171,13 +219,16 @@ async function main(): Promise<void> {
     `## ONNX Runtime ${description.provider} (${description.device}), ${model.name}\n\n` +
       `${host}; ${new Date().toISOString().slice(0, 10)}; session start ${fmt(startMs, 0)} ms` +
       `${worstCosine === undefined ? "" : `; worst cosine vs the CPU provider ${worstCosine.toFixed(6)}`}\n\n` +
-      `${table}\n\nbest: ${fmt(best.imagesPerSecond, 0)} img/s at batch ${best.batch}\n`,
+      `${table}\n\nbest: ${fmt(best.imagesPerSecond, 0)} img/s at batch ${best.batch}\n` +
+      (viaNode
+        ? `through the gpu-node (one exact-224 JPEG per call, Connect gRPC over h2c, one process): ${fmt(viaNode.msMedian, 2)} ms median, p90 ${fmt(viaNode.msP90, 2)} ms (bare batch 1: ${fmt(rows.find((r) => r.batch === 1)?.msMedian ?? Number.NaN, 2)} ms)\n`
+        : ""),
   );
   const dir = process.env.OUT ?? join(ROOT, ".cache/bench");
   mkdirSync(dir, { recursive: true });
   writeFileSync(
     join(dir, `ort-${description.provider}-${model.name}.json`),
-    toJson({ host, model: model.name, description, startMs, rows, worstCosine }),
+    toJson({ host, model: model.name, description, startMs, rows, worstCosine, viaNode }),
   );
 }
 
