@@ -17,7 +17,7 @@ export interface Config {
   readonly host: string;
   readonly port: number;
   readonly backend: BackendKind;
-  /** "vit-b32", "vit-tiny" or a path to an ONNX file. */
+  /** "vit-b32", "vit-tiny", either with "-fp16", or a path to an ONNX file. */
   readonly model: string;
   /** Where generated models are cached. */
   readonly cacheDir: string;
@@ -115,7 +115,7 @@ export const SETTINGS = {
   model: {
     flag: "model",
     env: "GPU_NODE_MODEL",
-    help: "vit-b32 | vit-tiny (generated on first use) | path to an ONNX file",
+    help: "vit-b32 | vit-tiny | vit-b32-fp16 | vit-tiny-fp16 (generated on first use; -fp16: the same weights computing in half precision, for GPU providers; the CPU provider runs it through casts to float) | path to an ONNX file",
     fallback: () => "vit-b32",
   },
   cacheDir: {

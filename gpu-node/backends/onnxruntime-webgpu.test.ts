@@ -1,14 +1,16 @@
 // ONNX Runtime's real WebGPU provider without a GPU: Dawn on Mesa's lavapipe (a software Vulkan
 // driver that .ci/lavapipe.sh unpacks). By name it runs and gives the CPU provider's vectors;
 // `auto` refuses the software adapter and takes the CPU; a driver manifest whose library is
-// missing gives ONNX Runtime's own "no adapter" failure, reported with what to check.
+// missing gives ONNX Runtime's own "no adapter" failure, reported with what to check. The fp16
+// model runs there in half precision (lavapipe has shaderFloat16), within 0.999 cosine of fp32.
 import { execFile } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { beforeAll, describe, expect, it } from "vitest";
-import { ensureModel } from "../model/index.ts";
+import { ensureModel, syntheticBatch } from "../model/index.ts";
+import { rowCosines } from "../model/testing/cosine.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const LAVAPIPE = resolve(ROOT, process.env.LAVAPIPE_DIR ?? ".cache/lavapipe");
@@ -36,10 +38,17 @@ interface Probe {
 let modelPath: string;
 let vulkan: Record<string, string>;
 
-async function probe(provider: string, env: Record<string, string>): Promise<Probe> {
-  const { stdout } = await run(process.execPath, [PROBE, modelPath, provider], {
+async function probe(
+  provider: string,
+  env: Record<string, string>,
+  model = modelPath,
+  images?: string,
+): Promise<Probe> {
+  const args = [PROBE, model, provider, ...(images === undefined ? [] : [images])];
+  const { stdout } = await run(process.execPath, args, {
     env: { ...process.env, ...env },
     timeout: 240_000,
+    maxBuffer: 64 << 20,
   });
   return JSON.parse(stdout.trim().split("\n").at(-1)!) as Probe;
 }
@@ -60,6 +69,26 @@ describe.skipIf(!present)("the WebGPU provider on a software adapter (lavapipe)"
     for (let i = 0; i < gpu.rows!.length; i++)
       worst = Math.max(worst, Math.abs(gpu.rows![i]! - cpu.rows![i]!));
     expect(worst).toBeLessThan(1e-4);
+  });
+
+  it("runs vit-tiny-fp16 in half precision: cosine to fp32 >= 0.999 per image", {
+    timeout: 300_000,
+  }, async () => {
+    const half = (await ensureModel("vit-tiny-fp16", join(tmpdir(), "gpu-node-ort-test-cache")))
+      .path;
+    const images = join(tmpdir(), `fp16-probe-${process.pid}.u8`);
+    writeFileSync(images, syntheticBatch(0xf16, 16));
+    const [gpu, cpu] = await Promise.all([
+      probe("webgpu", vulkan, half, images),
+      probe("cpu", {}, modelPath, images),
+    ]).finally(() => rmSync(images, { force: true }));
+    expect(gpu.error).toBeUndefined();
+    expect(gpu.provider).toBe("webgpu");
+    const worst = Math.min(...rowCosines(gpu.rows!, cpu.rows!, 512));
+    console.log(`vit-tiny fp16 (WebGPU, lavapipe) vs fp32 (CPU), 16 images: worst cosine ${worst}`);
+    expect(worst).toBeGreaterThanOrEqual(0.999);
+    // Half arithmetic really happened: the vectors are not the CPU provider's to float precision.
+    expect(worst).toBeLessThan(0.999999);
   });
 
   it("auto never takes the software adapter", async () => {

@@ -9,6 +9,7 @@ import { promisify } from "node:util";
 import * as ort from "onnxruntime-node";
 import { afterAll, describe, expect, it } from "vitest";
 import { detectLayout } from "../backends/input-layout.ts";
+import { rowCosines } from "./testing/cosine.ts";
 
 const PYTHON = "/usr/bin/python3";
 const TEST = resolve(import.meta.dirname, "test_export_openclip.py");
@@ -58,6 +59,26 @@ describe.skipIf(!hasTorch)("export_openclip.py (stand-in visual tower, Debian to
       expect(max).toBeLessThan(1e-5);
     } finally {
       await session.release();
+    }
+
+    // --precision fp16: the same ends (UINT8 NHWC in, FLOAT out), within 0.999 of fp32.
+    const half = await ort.InferenceSession.create(join(out, "model_fp16.onnx"));
+    try {
+      const input = half.inputMetadata[0]!;
+      expect(input.isTensor && detectLayout(input.name, input.type, input.shape)).toBe(
+        "uint8-nhwc",
+      );
+      const pixels = new Uint8Array(await readFile(join(out, "input_fp16.bin")));
+      const reference = new Float32Array(
+        new Uint8Array(await readFile(join(out, "expected_fp32_of_fp16.bin"))).buffer,
+      );
+      const result = await half.run({ image: new ort.Tensor("uint8", pixels, [3, 224, 224, 3]) });
+      expect(result.embedding!.type).toBe("float32");
+      const got = result.embedding!.data as Float32Array;
+      expect(got.length).toBe(3 * 512);
+      expect(Math.min(...rowCosines(got, reference, 512))).toBeGreaterThanOrEqual(0.999);
+    } finally {
+      await half.release();
     }
   }, 120_000);
 });

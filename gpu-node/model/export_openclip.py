@@ -18,11 +18,21 @@ encode_image on the given images (or synthetic ones): the wrapper in PyTorch and
 ONNX Runtime must agree with open_clip to --tolerance. It refuses weights whose activation does
 not match the model (the `openai` weights need QuickGELU: use ViT-B-32-quickgelu, or open_clip's
 openai loader, which builds it with QuickGELU).
+
+--precision fp16 exports the visual tower in half precision (weights and arithmetic) between
+the same ends: the UINT8 input is normalised in FP32 and cast to FP16 for the tower, whose output
+is cast back to FP32 for the L2 normalisation (whose epsilon would underflow in half), so the
+input and output types, and the Triton config, are the fp32 export's. It is meant for GPUs
+(ONNX Runtime's CPU provider runs it through casts to float). Its default --out is
+openclip_vit_b32_uint8_fp16/1/model.onnx (copy the fp32 config.pbtxt beside it, with that name),
+and its check compares with open_clip's FP32 path by cosine (at least --min-cosine per image)
+instead of --tolerance: half precision moves single values by ~1e-3.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import inspect
 import os
 import sys
@@ -39,19 +49,30 @@ OUTPUT_NAME = "embedding"
 SIZE = 224
 REPO = Path(__file__).resolve().parents[1] / "triton" / "model_repository"
 DEFAULT_OUT = REPO / "openclip_vit_b32_uint8" / "1" / "model.onnx"
+DEFAULT_OUT_FP16 = REPO / "openclip_vit_b32_uint8_fp16" / "1" / "model.onnx"
+PRECISIONS = ("fp32", "fp16")
 
 
 class Uint8NhwcEncoder(torch.nn.Module):
-    """UINT8 [N,H,W,3] → L2-normalised embedding, OpenCLIP's normalisation inside the graph."""
+    """UINT8 [N,H,W,3] → L2-normalised FP32 embedding, OpenCLIP's normalisation inside the graph.
+
+    precision="fp16": the tower runs on a half-precision copy of `visual` (the caller's module,
+    often open_clip's reference, is left as it is), between a cast to FP16 after the FP32
+    normalisation and a cast back to FP32 before the L2 normalisation.
+    """
 
     def __init__(
         self,
         visual: torch.nn.Module,
         mean: Sequence[float] = CLIP_MEAN,
         std: Sequence[float] = CLIP_STD,
+        precision: str = "fp32",
     ) -> None:
         super().__init__()
-        self.visual = visual
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.half = precision == "fp16"
+        self.visual = copy.deepcopy(visual).half() if self.half else visual
         # (x/255 - mean)/std == (x - 255*mean) * 1/(255*std): one Sub and one Mul in the graph.
         self.register_buffer("mean_255", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255)
         self.register_buffer(
@@ -62,10 +83,12 @@ class Uint8NhwcEncoder(torch.nn.Module):
         # Transpose the uint8 tensor before casting: 4x fewer bytes moved than transposing floats.
         x = image.permute(0, 3, 1, 2).to(torch.float32)
         x = (x - self.mean_255) * self.inv_std_255
+        if self.half:
+            x = x.to(torch.float16)
         y = self.visual(x)
         if isinstance(y, (tuple, list)):  # visual towers built with output_tokens=True
             y = y[0]
-        return torch.nn.functional.normalize(y, dim=-1)
+        return torch.nn.functional.normalize(y.to(torch.float32), dim=-1)
 
 
 class ActivationMismatch(Exception):
@@ -101,11 +124,19 @@ def check_activation(
         )
 
 
+def device_of(module: torch.nn.Module) -> torch.device:
+    return next(iter(module.buffers()), torch.zeros(0)).device
+
+
 def export_onnx(wrapper: torch.nn.Module, out: Path, opset: int = 17) -> None:
-    """Writes the wrapper as ONNX with a dynamic batch dimension (TorchScript exporter)."""
+    """Writes the wrapper as ONNX with a dynamic batch dimension (TorchScript exporter).
+
+    Tracing runs the wrapper once, on the device it is on: an fp16 tower needs one with half
+    kernels for its ops (CUDA; or a recent torch's CPU, which older ones such as 1.13 lack).
+    """
     out.parent.mkdir(parents=True, exist_ok=True)
     wrapper = wrapper.eval()
-    dummy = torch.zeros(2, SIZE, SIZE, 3, dtype=torch.uint8)
+    dummy = torch.zeros(2, SIZE, SIZE, 3, dtype=torch.uint8, device=device_of(wrapper))
     kwargs = {}
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         kwargs["dynamo"] = False  # newer torch defaults to the dynamo exporter; keep one path
@@ -144,18 +175,21 @@ def compare(
 ) -> list[dict]:
     """Per image: max |diff| of the wrapper (and the ONNX file) against open_clip's own path."""
     rows = []
+    device = device_of(wrapper)
     with torch.no_grad():
         for name, image in images:
             ref = torch.nn.functional.normalize(encode_image(preprocess(image).unsqueeze(0)), dim=-1)
             crop = uint8_crop(preprocess, image)[None]
-            ours = wrapper(torch.from_numpy(crop.copy()))
+            ours = wrapper(torch.from_numpy(crop.copy()).to(device)).cpu()
             row = {
                 "image": name,
                 "torch_max_abs_diff": float((ours - ref).abs().max()),
                 "cosine": float((ours * ref).sum()),
             }
             if onnx_run is not None:
-                row["onnx_max_abs_diff"] = float(np.abs(onnx_run(crop) - ref.numpy()).max())
+                got = onnx_run(crop)
+                row["onnx_max_abs_diff"] = float(np.abs(got - ref.numpy()).max())
+                row["onnx_cosine"] = float((got * ref.numpy()).sum())
             rows.append(row)
     return rows
 
@@ -189,11 +223,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="ViT-B-32", help="open_clip model name (default ViT-B-32)")
     p.add_argument("--pretrained", default="laion2b_s34b_b79k", help="open_clip pretrained tag")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"ONNX file (default {DEFAULT_OUT})")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"ONNX file (default {DEFAULT_OUT}, with --precision fp16 {DEFAULT_OUT_FP16})",
+    )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="fp32 (default, the reference) or fp16: the visual tower in half precision, "
+        "input still UINT8 and output still FP32 (cast at the ends); checked by --min-cosine",
+    )
     p.add_argument("--check-images", nargs="*", default=[], help="photos to check the export on")
-    p.add_argument("--tolerance", type=float, default=1e-4, help="max |diff| per value (default 1e-4)")
+    p.add_argument(
+        "--tolerance", type=float, default=1e-4, help="fp32: max |diff| per value (default 1e-4)"
+    )
+    p.add_argument(
+        "--min-cosine",
+        type=float,
+        default=0.999,
+        help="fp16: least cosine to open_clip's FP32 embedding, per image (default 0.999)",
+    )
     p.add_argument("--opset", type=int, default=17)
     args = p.parse_args(argv)
+    if args.out is None:
+        args.out = DEFAULT_OUT_FP16 if args.precision == "fp16" else DEFAULT_OUT
 
     import open_clip  # only needed here: the tests use stand-in modules
     from PIL import Image
@@ -207,7 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_activation(args.model, args.pretrained, model.visual, cfg)
     mean = getattr(model.visual, "image_mean", None) or CLIP_MEAN
     std = getattr(model.visual, "image_std", None) or CLIP_STD
-    wrapper = Uint8NhwcEncoder(model.visual, mean, std).eval()
+    wrapper = Uint8NhwcEncoder(model.visual, mean, std, args.precision).eval()
+    if args.precision == "fp16" and torch.cuda.is_available():
+        wrapper = wrapper.to("cuda")  # half kernels for every op; open_clip's reference stays on the CPU
     export_onnx(wrapper, args.out, args.opset)
     print(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.1f} MB)")
 
@@ -217,11 +275,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         else list(synthetic_images())
     )
     rows = compare(images, preprocess, model.encode_image, wrapper, onnx_runner(args.out))
-    worst = 0.0
     for r in rows:
-        diffs = [v for k, v in r.items() if k.endswith("max_abs_diff")]
-        worst = max([worst, *diffs])
-        print("  " + "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
+        print("  " + "  ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
+    if args.precision == "fp16":
+        least = min(v for r in rows for k, v in r.items() if k.endswith("cosine"))
+        if least < args.min_cosine:
+            print(
+                f"FAILED: the fp16 export's cosine to open_clip's FP32 path is {least:.6g} < {args.min_cosine}",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"ok: fp16 export's cosine to open_clip's FP32 path is at least {least:.6g}")
+        return 0
+    worst = max(v for r in rows for k, v in r.items() if k.endswith("max_abs_diff"))
     if worst > args.tolerance:
         print(f"FAILED: the export differs from open_clip by {worst:.3g} > {args.tolerance}", file=sys.stderr)
         return 1

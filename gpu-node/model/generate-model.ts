@@ -5,13 +5,23 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { generateVitModel } from "./generate.ts";
 import { ensureModel, sha256File, writeFileAtomic } from "./model-cache.ts";
-import { isVitConfigName, VIT_CONFIGS } from "./vit-config.ts";
+import {
+  builtInModelName,
+  isPrecision,
+  isVitConfigName,
+  PRECISIONS,
+  VIT_CONFIGS,
+} from "./vit-config.ts";
 
 const USAGE = `usage: generate-model.ts <${Object.keys(VIT_CONFIGS).join("|")}> [options]
   --out PATH        write exactly there (replaced if present)
-  --cache-dir DIR   otherwise: generate into DIR/models/<config>-seed<seed>.onnx if missing
-                    (default: the repository's .cache)
+  --cache-dir DIR   otherwise: generate into DIR/models/<model>-seed<seed>.onnx if missing
+                    (default: the repository's .cache); <model> is the config, with
+                    -fp16 for --precision fp16 (the name the gpu-node's --model takes)
   --seed N          weight seed (default 0)
+  --precision P     ${PRECISIONS.join(" | ")} (default fp32, the reference): fp16 computes the
+                    transformer body in half with the same weights rounded to half; input
+                    (UINT8) and output (FLOAT) stay as they are
   --no-calibrate    skip the centring step (only with --out)`;
 
 const DEFAULT_CACHE_DIR = fileURLToPath(new URL("../../.cache", import.meta.url));
@@ -23,6 +33,7 @@ async function main(): Promise<void> {
       out: { type: "string" },
       "cache-dir": { type: "string" },
       seed: { type: "string" },
+      precision: { type: "string" },
       "no-calibrate": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
@@ -35,6 +46,8 @@ async function main(): Promise<void> {
   }
   if (!isVitConfigName(config)) throw new Error(`unknown config ${config}\n${USAGE}`);
   const seed = values.seed === undefined ? undefined : Number(values.seed);
+  const precision = values.precision ?? "fp32";
+  if (!isPrecision(precision)) throw new Error(`unknown precision ${precision}\n${USAGE}`);
   if (values["no-calibrate"] && values.out === undefined) {
     // The cache must only ever hold the calibrated models its callers expect.
     throw new Error("--no-calibrate needs --out");
@@ -47,12 +60,14 @@ async function main(): Promise<void> {
     const bytes = await generateVitModel(config, {
       ...(seed === undefined ? {} : { seed }),
       calibrate: !values["no-calibrate"],
+      precision,
     });
     path = values.out;
     await writeFileAtomic(path, bytes);
     sha256 = await sha256File(path);
   } else {
-    const model = await ensureModel(config, values["cache-dir"] ?? DEFAULT_CACHE_DIR, {
+    const name = builtInModelName({ config, precision });
+    const model = await ensureModel(name, values["cache-dir"] ?? DEFAULT_CACHE_DIR, {
       ...(seed === undefined ? {} : { seed }),
     });
     ({ path, sha256 } = model);

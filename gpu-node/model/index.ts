@@ -12,7 +12,14 @@ export {
 } from "./model-cache.ts";
 export { PATTERNS, syntheticBatch, syntheticImage } from "./synthetic-images.ts";
 export {
+  BUILT_IN_MODEL_NAMES,
+  type BuiltInModel,
+  builtInModelName,
+  isPrecision,
   isVitConfigName,
+  PRECISIONS,
+  type Precision,
+  parseBuiltInModel,
   VIT_CONFIGS,
   type VitConfig,
   type VitConfigName,

@@ -43,6 +43,16 @@ describe("ensureModel", async () => {
     expect(seeded.sha256).not.toBe((await ensureModel("vit-tiny", cacheDir)).sha256);
   });
 
+  it("keys the file by precision: vit-tiny-fp16 is its own file, half the size", async () => {
+    const half = await ensureModel("vit-tiny-fp16", cacheDir);
+    expect(half.path).toBe(join(cacheDir, "models", "vit-tiny-fp16-seed0.onnx"));
+    expect(half.name).toBe("vit-tiny-fp16");
+    const full = await ensureModel("vit-tiny", cacheDir);
+    expect((await stat(half.path)).size).toBeLessThan(0.6 * (await stat(full.path)).size);
+    // fp32 goes without a suffix: one name per model.
+    await expect(ensureModel("vit-tiny-fp32", cacheDir)).rejects.toThrow(/not a built-in config/);
+  });
+
   it("survives concurrent generation into the same cache", async () => {
     const dir = join(cacheDir, "concurrent");
     const results = await Promise.all([1, 2, 3].map(() => ensureModel("vit-tiny", dir)));
@@ -60,7 +70,7 @@ describe("ensureModel", async () => {
   it("explains a spec that is neither a config nor a file", async () => {
     const missing = join(cacheDir, "nope.onnx");
     await expect(ensureModel(missing, cacheDir)).rejects.toThrow(
-      `model "${missing}" not found: not a built-in config (vit-b32, vit-tiny) and no file at ${missing}`,
+      `model "${missing}" not found: not a built-in config (vit-b32, vit-tiny, vit-b32-fp16, vit-tiny-fp16) and no file at ${missing}`,
     );
     await expect(ensureModel("vit-huge", cacheDir)).rejects.toThrow(/not a built-in config/);
   });

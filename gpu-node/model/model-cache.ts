@@ -6,12 +6,12 @@ import { mkdir, open, rename, stat, unlink, writeFile } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { DEFAULT_SEED, GENERATOR_VERSION, generateVitModel } from "./generate.ts";
-import { isVitConfigName, VIT_CONFIGS } from "./vit-config.ts";
+import { BUILT_IN_MODEL_NAMES, parseBuiltInModel } from "./vit-config.ts";
 
 export interface ResolvedModel {
   /** Absolute path of the .onnx file. */
   readonly path: string;
-  /** The config name ("vit-b32", "vit-tiny") or the file's basename. */
+  /** The built-in model's name ("vit-b32", "vit-tiny-fp16", ...) or the file's basename. */
   readonly name: string;
   /** Hex SHA-256 of the file's bytes. */
   readonly sha256: string;
@@ -28,25 +28,28 @@ export function cachedModelPath(cacheDir: string, name: string, seed = DEFAULT_S
 }
 
 /**
- * `spec` is "vit-b32", "vit-tiny" (generated into `<cacheDir>/models/` when missing, reused
- * after) or the path of an existing .onnx file (used in place).
+ * `spec` is a built-in model, "vit-b32", "vit-tiny" or either with "-fp16" (generated into
+ * `<cacheDir>/models/` when missing, reused after) or the path of an existing .onnx file (used
+ * in place).
  */
 export async function ensureModel(
   spec: string,
   cacheDir: string,
   options: EnsureModelOptions = {},
 ): Promise<ResolvedModel> {
-  if (isVitConfigName(spec)) {
+  const builtIn = parseBuiltInModel(spec);
+  if (builtIn !== undefined) {
     const seed = options.seed ?? DEFAULT_SEED;
     const path = cachedModelPath(cacheDir, spec, seed);
     if (!(await isFile(path)) || (await producerVersion(path)) !== GENERATOR_VERSION) {
-      await writeFileAtomic(path, await generateVitModel(spec, { seed }));
+      const { config, precision } = builtIn;
+      await writeFileAtomic(path, await generateVitModel(config, { seed, precision }));
     }
     return { path, name: spec, sha256: await sha256File(path) };
   }
   const path = resolve(spec);
   if (!(await isFile(path))) {
-    const builtIns = Object.keys(VIT_CONFIGS).join(", ");
+    const builtIns = BUILT_IN_MODEL_NAMES.join(", ");
     throw new Error(
       `model "${spec}" not found: not a built-in config (${builtIns}) and no file at ${path}`,
     );

@@ -47,11 +47,15 @@ export const attr = {
 /** A tensor dimension: a fixed size or a symbolic name such as "batch". */
 export type Dim = number | string;
 
-/** Typed arrays we can store as initializers, with their ONNX element type. */
-export type TensorData = Float32Array | BigInt64Array | Int32Array | Uint8Array;
+/**
+ * Typed arrays we can store as initializers, with their ONNX element type. A Uint16Array holds
+ * FLOAT16 bit patterns (see float16.ts); no graph of ours has UINT16 tensors.
+ */
+export type TensorData = Float32Array | Uint16Array | BigInt64Array | Int32Array | Uint8Array;
 
 function dataTypeOf(data: TensorData): TensorProto_DataType {
   if (data instanceof Float32Array) return TensorProto_DataType.FLOAT;
+  if (data instanceof Uint16Array) return TensorProto_DataType.FLOAT16;
   if (data instanceof BigInt64Array) return TensorProto_DataType.INT64;
   if (data instanceof Int32Array) return TensorProto_DataType.INT32;
   return TensorProto_DataType.UINT8;

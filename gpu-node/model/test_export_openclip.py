@@ -36,6 +36,28 @@ def stand_in_visual(activation: torch.nn.Module, dim: int = 512) -> torch.nn.Mod
     ).eval()
 
 
+class HalfFriendlyVisual(torch.nn.Module):
+    """A stand-in tower for the fp16 tests, made of ops that torch runs in half on the CPU even
+    where it has no CPU half kernels for Conv2d, Linear or GELU (Debian's torch 1.13): patch
+    means, then a projection written as multiply-and-sum, then a polynomial nonlinearity."""
+
+    def __init__(self, dim: int = 512):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.proj = torch.nn.Parameter(torch.randn(3 * 7 * 7, dim, generator=g) / 12)
+        self.bias = torch.nn.Parameter(torch.randn(dim, generator=g) * 0.1)
+
+    def forward(self, x):
+        patches = x.reshape(-1, 3, 7, 32, 7, 32).mean(dim=(3, 5)).reshape(-1, 3 * 7 * 7, 1)
+        y = (patches * self.proj).sum(dim=1) + self.bias
+        return y * (1 + 0.1 * y * y)
+
+
+def row_cosines(a: torch.Tensor, b: torch.Tensor) -> list[float]:
+    a, b = a.double(), b.double()
+    return (a * b).sum(-1).div(a.norm(dim=-1) * b.norm(dim=-1)).tolist()
+
+
 class ToTensor:
     def __call__(self, img):
         return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
@@ -111,6 +133,40 @@ class WrapperTest(unittest.TestCase):
         self.assertEqual(tuple(out.shape), (2, 512))
 
 
+class HalfPrecisionTest(unittest.TestCase):
+    def test_fp16_keeps_uint8_in_and_fp32_out_and_stays_close_to_fp32(self):
+        visual = HalfFriendlyVisual().eval()
+        full = ex.Uint8NhwcEncoder(visual).eval()
+        half = ex.Uint8NhwcEncoder(visual, precision="fp16").eval()
+        self.assertEqual(half.visual.proj.dtype, torch.float16)
+        # The caller's module (open_clip's reference in main) is not converted under it.
+        self.assertEqual(visual.proj.dtype, torch.float32)
+        self.assertEqual(half.mean_255.dtype, torch.float32)
+        x = random_uint8(4, seed=3)
+        with torch.no_grad():
+            a, b = full(x), half(x)
+        self.assertEqual(b.dtype, torch.float32)
+        self.assertEqual(tuple(b.shape), (4, 512))
+        self.assertTrue(torch.allclose(b.norm(dim=-1), torch.ones(4), atol=1e-6))
+        cosines = row_cosines(a, b)
+        self.assertGreaterEqual(min(cosines), 0.999)
+        self.assertLess(min(cosines), 1 - 1e-7)  # it did compute in half
+
+    def test_refuses_an_unknown_precision(self):
+        with self.assertRaisesRegex(ValueError, "precision"):
+            ex.Uint8NhwcEncoder(HalfFriendlyVisual(), precision="bf16")
+
+    def test_help_documents_the_precision(self):
+        import contextlib
+        import io
+
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), self.assertRaises(SystemExit):
+            ex.main(["--help"])
+        self.assertIn("--precision {fp32,fp16}", out.getvalue())
+        self.assertIn("--min-cosine", out.getvalue())
+
+
 class ActivationTest(unittest.TestCase):
     def test_refuses_openai_weights_without_quickgelu(self):
         with self.assertRaisesRegex(ex.ActivationMismatch, "trained with QuickGELU.*ViT-B-32-quickgelu"):
@@ -149,6 +205,38 @@ class ExportTest(unittest.TestCase):
             expected = wrapper(x).numpy().astype("<f4")
         (out_dir / "input.bin").write_bytes(x.numpy().tobytes())
         (out_dir / "expected.bin").write_bytes(expected.tobytes())
+
+    def test_exports_fp16_tower_between_uint8_input_and_fp32_output(self):
+        out_dir = Path(os.environ.get("EXPORT_TEST_DIR") or tempfile.mkdtemp())
+        visual = HalfFriendlyVisual().eval()
+        wrapper = ex.Uint8NhwcEncoder(visual, precision="fp16").eval()
+        path = out_dir / "model_fp16.onnx"
+        ex.export_onnx(wrapper, path)
+        import onnx
+
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+        (inp,) = model.graph.input
+        (out,) = model.graph.output
+        self.assertEqual(inp.type.tensor_type.elem_type, onnx.TensorProto.UINT8)
+        dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
+        self.assertEqual(dims, ["batch", 224, 224, 3])
+        self.assertEqual(out.type.tensor_type.elem_type, onnx.TensorProto.FLOAT)
+        types = {t.name: t.data_type for t in model.graph.initializer}
+        # The tower's weights are half; the normalisation constants stay float.
+        self.assertIn(onnx.TensorProto.FLOAT16, types.values())
+        self.assertEqual(types.get("mean_255"), onnx.TensorProto.FLOAT)
+        casts = [
+            a.i for n in model.graph.node if n.op_type == "Cast" for a in n.attribute if a.name == "to"
+        ]
+        self.assertIn(onnx.TensorProto.FLOAT16, casts)
+        self.assertEqual(casts[-1], onnx.TensorProto.FLOAT)
+        # For the TypeScript side: the same batch through the fp32 wrapper, the reference.
+        x = random_uint8(3, seed=5)
+        with torch.no_grad():
+            reference = ex.Uint8NhwcEncoder(visual).eval()(x).numpy().astype("<f4")
+        (out_dir / "input_fp16.bin").write_bytes(x.numpy().tobytes())
+        (out_dir / "expected_fp32_of_fp16.bin").write_bytes(reference.tobytes())
 
 
 class CompareTest(unittest.TestCase):

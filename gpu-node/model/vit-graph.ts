@@ -1,9 +1,10 @@
 /** Builds an OpenCLIP-ViT-shaped ONNX graph with seeded weights: UINT8 NHWC in, [N, 512] out. */
 
 import { CLIP_MEAN, CLIP_STD } from "../../imaging/clip.ts";
+import { toFloat16 } from "./float16.ts";
 import { attr, DataType, GraphBuilder } from "./onnx-builder.ts";
 import { streamFor } from "./prng.ts";
-import { sequenceLength, type VitConfig } from "./vit-config.ts";
+import { type Precision, sequenceLength, type VitConfig } from "./vit-config.ts";
 
 export const INPUT_NAME = "image";
 export const OUTPUT_NAME = "embedding";
@@ -18,6 +19,7 @@ const NORM_EPSILON = 1e-12;
 /** A graph up to the unit-length embedding; finish it with one of the two `finish*` calls. */
 export interface VitGraph {
   readonly config: VitConfig;
+  readonly precision: Precision;
   readonly builder: GraphBuilder;
   /** The L2-normalised, uncentred embedding tensor, [batch, outputDim]. */
   readonly unitEmbedding: string;
@@ -27,10 +29,20 @@ export interface VitGraph {
  * Weight names follow OpenCLIP's state_dict (`visual.*`) so the independent reference
  * (reference_forward.py) can find them. Linear weights are stored transposed, [in, out], for
  * a plain MatMul; those names end in `_t`.
+ *
+ * `fp16`: the same seeded weights rounded to half. The input normalisation runs in float (it
+ * is cheap; its result is rounded to half once, after it); the transformer
+ * body, from the patch embedding through the projection, computes in FLOAT16 with FLOAT16
+ * initializers; the L2 normalisation (and the calibrated models' centring) runs in float again,
+ * where its 1e-12 epsilon does not underflow. Input and output types are those of `fp32`.
  */
-export function buildVitGraph(config: VitConfig, seed: number): VitGraph {
+export function buildVitGraph(
+  config: VitConfig,
+  seed: number,
+  precision: Precision = "fp32",
+): VitGraph {
   const b = new GraphBuilder();
-  const w = new Weights(b, seed);
+  const w = new Weights(b, seed, precision);
   const { width: d, heads, patchSize: p, imageSize, layers } = config;
   if (d % heads !== 0) throw new Error(`${config.name}: width ${d} not divisible by ${heads}`);
   const seq = sequenceLength(config);
@@ -52,7 +64,11 @@ export function buildVitGraph(config: VitConfig, seed: number): VitGraph {
     [1, 3, 1, 1],
   );
   const centred = b.node("Sub", [floats, mean], "pre.centred");
-  const pixels = b.node("Mul", [centred, invStd], "pre.normalised");
+  const normalised = b.node("Mul", [centred, invStd], "pre.normalised");
+  const pixels =
+    precision === "fp16"
+      ? b.node("Cast", [normalised], "pre.half", { to: attr.int(DataType.FLOAT16) })
+      : normalised;
 
   // Patch embedding: a strided Conv without bias (OpenCLIP's conv1), then [N, patches, D].
   const conv = w.uniform("visual.conv1.weight", [d, 3, p, p], 1 / Math.sqrt(3 * p * p));
@@ -93,9 +109,13 @@ export function buildVitGraph(config: VitConfig, seed: number): VitGraph {
   });
   const normed = layerNorm(b, w, config, pooled, "visual.ln_post");
   const proj = w.uniform("visual.proj", [d, config.outputDim], scale);
-  const raw = b.node("MatMul", [normed, proj], "head.projected");
+  const projected = b.node("MatMul", [normed, proj], "head.projected");
+  const raw =
+    precision === "fp16"
+      ? b.node("Cast", [projected], "head.projected_float", { to: attr.int(DataType.FLOAT) })
+      : projected;
   const unitEmbedding = l2Normalise(b, raw, "head.unit");
-  return { config, builder: b, unitEmbedding };
+  return { config, precision, builder: b, unitEmbedding };
 }
 
 /** The plain model: output = the L2-normalised embedding. Works on a fork of the graph. */
@@ -239,14 +259,20 @@ function l2Normalise(b: GraphBuilder, input: string, prefix: string): string {
   return b.node("Div", [input, safe], prefix);
 }
 
-/** Seeded weight and constant factory bound to one builder. */
+/** Seeded weight and constant factory bound to one builder; floats in the body's precision. */
 class Weights {
   readonly #b: GraphBuilder;
   readonly #seed: number;
+  readonly #half: boolean;
 
-  constructor(b: GraphBuilder, seed: number) {
+  constructor(b: GraphBuilder, seed: number, precision: Precision) {
     this.#b = b;
     this.#seed = seed;
+    this.#half = precision === "fp16";
+  }
+
+  #floats(name: string, values: Float32Array, dims: readonly number[]): string {
+    return this.#b.initializer(name, this.#half ? toFloat16(values) : values, dims);
   }
 
   /**
@@ -258,11 +284,11 @@ class Weights {
     const values = new Float32Array(count);
     const half = std * Math.sqrt(3);
     streamFor(this.#seed, name).fillUniform(values, mean - half, mean + half);
-    return this.#b.initializer(name, values, dims);
+    return this.#floats(name, values, dims);
   }
 
   scalar(name: string, value: number): string {
-    return this.#b.initializer(name, Float32Array.of(value), []);
+    return this.#floats(name, Float32Array.of(value), []);
   }
 
   int64(name: string, values: readonly number[]): string {

@@ -5,7 +5,7 @@
  * each batch, and the vectors against the CPU provider's (cosine) so a fast provider is also a
  * correct one. Run it on a GPU host to see what WebGPU or CUDA give; the card goes in the output.
  *
- *   node test/bench/ort.ts [--provider auto|cpu|webgpu|cuda] [--model vit-b32|vit-tiny|FILE]
+ *   node test/bench/ort.ts [--provider auto|cpu|webgpu|cuda] [--model vit-b32|vit-tiny|vit-b32-fp16|vit-tiny-fp16|FILE]
  *                          [--batches 1,8,32,64,128,256] [--seconds 2] [--no-check] [--via-node]
  *
  * --via-node then starts the gpu-node with the same provider and model and measures one exact
@@ -36,7 +36,7 @@ The embedded ONNX Runtime backend alone, per provider: session start, batch-1 la
 throughput per batch size, and cosine against the CPU provider.
 
   --provider auto|cpu|webgpu|cuda   (default auto: what the gpu-node would take here)
-  --model vit-b32|vit-tiny|FILE     (default vit-b32, generated on first use)
+  --model vit-b32|vit-tiny[-fp16]|FILE  (default vit-b32, generated on first use)
   --batches 1,8,32,64,128,256
   --seconds N                       measured time per batch size (default 2)
   --no-check                        skip the comparison with the CPU provider
