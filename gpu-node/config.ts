@@ -490,6 +490,12 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
   });
 }
 
+/** The URL clients use for a node listening on `port` with this config (https with TLS). */
+export function nodeUrl(config: Config, port: number): string {
+  const host = config.host.includes(":") ? `[${config.host}]` : config.host;
+  return `${config.tlsCert === "" ? "http" : "https"}://${host}:${port}`;
+}
+
 /** The limits worth seeing in the start-up log line (no secrets). */
 export function summary(config: Config) {
   const { token: _token, ...rest } = config;

@@ -17,7 +17,7 @@ import { SHM_DIR, SHM_PREFIX } from "../backends/triton/shm.ts";
 import type { MicroBatcher } from "../batching/batcher.ts";
 import { createModelBatcher } from "../batching/model-batcher.ts";
 import type { Config } from "../config.ts";
-import { summary } from "../config.ts";
+import { nodeUrl, summary } from "../config.ts";
 import { createLogger } from "../logger.ts";
 import {
   createMetrics,
@@ -25,7 +25,7 @@ import {
   type NodeMetrics,
   tritonStatsOf,
 } from "../observability/metrics.ts";
-import { type MetricsServer, startMetricsServer } from "../observability/metrics-server.ts";
+import { type MetricsServer, startMetricsServerOrWarn } from "../observability/metrics-server.ts";
 import type { CloseOptions, GpuNode, GpuNodeOverrides } from "../rpc/server.ts";
 import { loadTlsFiles } from "../rpc/tls.ts";
 import { type HostedChannel, hostChannel } from "./channel.ts";
@@ -295,19 +295,13 @@ export async function startCluster(
 
   let metricsServer: MetricsServer | undefined;
   if (config.metrics) {
-    metricsServer = await startMetricsServer(source, {
-      host: config.host,
-      port: config.metricsPort,
-    }).catch((err: unknown) => {
-      log.error(
-        { err, metricsPort: config.metricsPort },
-        "metrics port unavailable: /metrics and /dashboard are off (set --metrics-port, 0 = any free port)",
-      );
-      return undefined;
-    });
+    metricsServer = await startMetricsServerOrWarn(
+      source,
+      { host: config.host, port: config.metricsPort },
+      log,
+    );
   }
-  const host = config.host.includes(":") ? `[${config.host}]` : config.host;
-  const url = `${config.tlsCert === "" ? "http" : "https"}://${host}:${port}`;
+  const url = nodeUrl(config, port);
   const metricsUrl = metricsServer?.url;
   log.info(
     { url, metricsUrl, ...summary(config), workerLimits: workerLimits(workerConfig) },

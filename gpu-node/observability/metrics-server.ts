@@ -3,6 +3,7 @@ import { readFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { join } from "node:path";
+import type { Logger } from "../logger.ts";
 import type { MetricsSource } from "./metrics.ts";
 
 export interface MetricsServer {
@@ -109,4 +110,22 @@ export async function startMetricsServer(
         for (const s of sockets) s.destroy();
       }),
   };
+}
+
+/**
+ * Metrics are a side channel: a taken port is logged loudly and the node serves without them
+ * (undefined), rather than failing to start.
+ */
+export function startMetricsServerOrWarn(
+  source: MetricsSource,
+  opts: MetricsServerOptions,
+  log: Logger,
+): Promise<MetricsServer | undefined> {
+  return startMetricsServer(source, opts).catch((err: unknown) => {
+    log.error(
+      { err, metricsPort: opts.port },
+      "metrics port unavailable: /metrics and /dashboard are off (set --metrics-port, 0 = any free port)",
+    );
+    return undefined;
+  });
 }

@@ -4,10 +4,10 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { EmbedderService } from "../../proto/gen/embedder/v1/embedder_pb.js";
 import type { Backend, ModelDescription } from "../backends/backend.ts";
 import type { ImageBatcher } from "../batching/batcher.ts";
-import type { Config } from "../config.ts";
+import { type Config, nodeUrl } from "../config.ts";
 import type { Logger } from "../logger.ts";
 import type { NodeMetrics } from "../observability/metrics.ts";
-import { type MetricsServer, startMetricsServer } from "../observability/metrics-server.ts";
+import { type MetricsServer, startMetricsServerOrWarn } from "../observability/metrics-server.ts";
 import { Semaphore } from "./admission.ts";
 import { createEmbedService, type Decoder } from "./embed-service.ts";
 import {
@@ -155,21 +155,15 @@ export async function serveNode(config: Config, parts: NodeParts): Promise<GpuNo
     tls,
     onTlsError: (err) => log.debug({ err: err.message }, "TLS handshake failed"),
   });
-  const host = config.host.includes(":") ? `[${config.host}]` : config.host;
-  const url = `${tls ? "https" : "http"}://${host}:${listener.port}`;
+  const url = nodeUrl(config, listener.port);
   // Metrics are a side channel: a taken port is logged loudly, but the node still serves.
   let metricsServer: MetricsServer | undefined;
   if (parts.serveMetrics) {
-    metricsServer = await startMetricsServer(metrics, {
-      host: config.host,
-      port: config.metricsPort,
-    }).catch((err: unknown) => {
-      log.error(
-        { err, metricsPort: config.metricsPort },
-        "metrics port unavailable: /metrics and /dashboard are off (set --metrics-port, 0 = any free port)",
-      );
-      return undefined;
-    });
+    metricsServer = await startMetricsServerOrWarn(
+      metrics,
+      { host: config.host, port: config.metricsPort },
+      log,
+    );
   }
   const metricsUrl = metricsServer?.url;
 
