@@ -23,7 +23,7 @@ import { loadTlsFiles } from "../gpu-node/rpc/tls.ts";
 import { EmbedderService } from "../proto/gen/embedder/v1/embedder_pb.js";
 import { photo } from "./support/images.ts";
 import { descendants } from "./support/proc.ts";
-import { spawnGpuNode } from "./support/processes.ts";
+import { spawnGpuNode, startAnnounced } from "./support/processes.ts";
 import { createCa, type IssuedCert, issueServerCert, type TestCa } from "./support/tls.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
@@ -223,6 +223,56 @@ describe("certificate and key files that cannot serve", () => {
     const lone = await cli(["--backend", "noop", "--tls-cert", files.cert]);
     expect(lone.code).toBe(2);
     expect(lone.stderr).toMatch(/--tls-cert .* and --tls-key .* go together/);
+  });
+});
+
+describe("the Node edge calling a gpu-node over https", () => {
+  it("embeds through it when it trusts the CA, and reports the gpu-node unreachable when not", async () => {
+    const node = await startGpuNode(
+      testConfig({
+        port: 0,
+        backend: "noop",
+        tlsCert: files.cert,
+        tlsKey: files.key,
+        token: "t0k",
+      }),
+    );
+    const caFile = join(dir, "ca.pem");
+    writeFileSync(caFile, ca.certPem);
+    const edgeWith = (extra: Record<string, string>) =>
+      startAnnounced(join(ROOT, "edge/node/server.ts"), {
+        env: {
+          ...process.env,
+          EDGE_PORT: "0",
+          GPU_NODE_URLS: node.url,
+          GPU_NODE_TOKEN: "t0k",
+          GPU_NODE_TIMEOUT_MS: "3000",
+          AUTH_DISABLED: "true",
+          ...extra,
+        },
+        isReady: (l) => l.msg === "listening",
+        what: "node edge",
+      });
+    const trusting = await edgeWith({ NODE_EXTRA_CA_CERTS: caFile });
+    const stranger = await edgeWith({});
+    try {
+      const post = (url: string) =>
+        fetch(`${url}/v1/embeddings`, {
+          method: "POST",
+          headers: { "content-type": "image/jpeg" },
+          body: image,
+        });
+      const ok = await post(trusting.ready.url as string);
+      expect(ok.status).toBe(200);
+      const body = (await ok.json()) as { data: { embedding: number[] }[] };
+      expect(body.data[0]!.embedding).toHaveLength(512);
+      expect((await fetch(`${trusting.ready.url}/readyz`)).status).toBe(200);
+      // An edge that does not trust the certificate never sends the photo in clear instead.
+      expect((await fetch(`${stranger.ready.url}/readyz`)).status).toBe(503);
+      expect([502, 503]).toContain((await post(stranger.ready.url as string)).status);
+    } finally {
+      await Promise.all([trusting.stop(), stranger.stop(), node.close()]);
+    }
   });
 });
 
