@@ -415,6 +415,7 @@ function report(
   channel: ChannelRun,
   perCall: number,
   kib: Record<Kind, number>,
+  backend: string,
 ): string {
   const out: string[] = [];
   const byKey = new Map<string, RpcRun[]>();
@@ -443,7 +444,7 @@ function report(
     }
   }
   out.push(
-    `gpu-node CPU side through gRPC (h2c), --backend noop, ${perCall} images per call, ` +
+    `gpu-node through gRPC (h2c), ${backend}, ${perCall} images per call, ` +
       "2 calls in flight per connection, max(4, 2 × processes) connections:\n",
   );
   out.push(
@@ -537,7 +538,10 @@ async function main(): Promise<void> {
   const channel = await benchChannel(plan);
   progress(`pixel channel: ${channel.imagesPerSecond.toFixed(0)} img/s`);
 
-  const text = report(runs, decoders, channel, perCall, kib);
+  // The node starts with --backend noop; --server-args may name another (the last flag wins).
+  const at = serverArgs.lastIndexOf("--backend");
+  const backend = at >= 0 ? serverArgs.slice(at).join(" ") : "--backend noop (CPU side only)";
+  const text = report(runs, decoders, channel, perCall, kib, backend);
   const environment = {
     cores,
     cpu: cpus()[0]?.model,
