@@ -3,6 +3,7 @@
  * CUDA or WebGPU provider where one is available (or asked for), else on the CPU. Receives packed
  * batches, hands on raw embedding rows.
  */
+import { createRequire } from "node:module";
 import * as ort from "onnxruntime-node";
 import type { OrtProvider } from "../config.ts";
 import type { Logger } from "../logger.ts";
@@ -18,6 +19,7 @@ import {
   type ProviderSurvey,
   surveyProviders,
 } from "./ort-providers.ts";
+import { openSessionOnThread } from "./ort-thread.ts";
 
 /** Batch limits when none is configured: a GPU wants large batches, the CPU gains nothing past 32. */
 export const ORT_DEFAULT_MAX_BATCH: Readonly<Record<ProviderName, number>> = {
@@ -43,8 +45,21 @@ export interface OnnxRuntimeOptions {
   /** Called when the GPU is lost for good (recovery failed): the process should stop. */
   readonly onFatal?: (err: Error) => void;
   /** Tests: opens the session for a provider instead of ONNX Runtime doing it. */
-  readonly openSession?: (provider: ProviderName) => Promise<ort.InferenceSession>;
+  readonly openSession?: (provider: ProviderName) => Promise<OrtSession>;
 }
+
+/** What the backend uses of a session: the same on the main thread and on a worker thread. */
+type OrtSession = Pick<
+  ort.InferenceSession,
+  "inputNames" | "outputNames" | "inputMetadata" | "outputMetadata" | "release"
+> & {
+  run(
+    feeds: Record<string, ort.Tensor>,
+    fetches: readonly string[],
+  ): Promise<Record<string, { readonly data: unknown }>>;
+};
+
+const ORT_MODULE = createRequire(import.meta.url).resolve("onnxruntime-node");
 
 /** A provider that was asked for by name and cannot run: the start stops with this message. */
 export class ProviderUnavailableError extends Error {
@@ -92,7 +107,7 @@ function explain(provider: GpuProvider, err: unknown): string {
 }
 
 export function createOnnxRuntimeBackend(opts: OnnxRuntimeOptions): Backend {
-  let session: ort.InferenceSession | undefined;
+  let session: OrtSession | undefined;
   let provider: ProviderName = "cpu";
   let description: ModelDescription | undefined;
   let inputName = "";
@@ -103,13 +118,17 @@ export function createOnnxRuntimeBackend(opts: OnnxRuntimeOptions): Backend {
   let closed = false;
   const runTimeoutMs = opts.runTimeoutMs ?? 60_000;
 
-  async function open(p: ProviderName): Promise<ort.InferenceSession> {
+  async function open(p: ProviderName): Promise<OrtSession> {
     if (opts.openSession) return opts.openSession(p);
-    return ort.InferenceSession.create(opts.modelPath, sessionOptions(p, opts.threads));
+    const options = sessionOptions(p, opts.threads);
+    // A GPU provider runs on its own thread (ort-thread.ts): the GPU computes one batch while
+    // this thread takes in the next images. The CPU provider stays here: it needs the cores.
+    if (p !== "cpu") return openSessionOnThread(ORT_MODULE, opts.modelPath, options);
+    return ort.InferenceSession.create(opts.modelPath, options);
   }
 
   /** The session for the configured provider: by name it must load; auto falls back to cpu. */
-  async function openConfigured(): Promise<{ s: ort.InferenceSession; p: ProviderName }> {
+  async function openConfigured(): Promise<{ s: OrtSession; p: ProviderName }> {
     const survey = opts.survey ?? surveyProviders();
     if (opts.provider !== "auto") {
       const p = opts.provider;
@@ -152,7 +171,7 @@ export function createOnnxRuntimeBackend(opts: OnnxRuntimeOptions): Backend {
   }
 
   /** One session.run, bounded by runTimeoutMs on a GPU: a lost device must not hang callers. */
-  async function run(s: ort.InferenceSession, tensor: ort.Tensor): Promise<Float32Array> {
+  async function run(s: OrtSession, tensor: ort.Tensor): Promise<Float32Array> {
     const running = s.run({ [inputName]: tensor }, [outputName]);
     let timer: NodeJS.Timeout | undefined;
     const out =
@@ -216,7 +235,7 @@ export function createOnnxRuntimeBackend(opts: OnnxRuntimeOptions): Backend {
   }
 
   /** One run of a blank image: proves the session answers, and learns a symbolic output size. */
-  async function probe(s: ort.InferenceSession): Promise<number> {
+  async function probe(s: OrtSession): Promise<number> {
     const layout = description!.layout;
     const blank: BatchTensor =
       layout === "uint8-nhwc"

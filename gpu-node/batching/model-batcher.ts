@@ -28,8 +28,14 @@ export function createModelBatcher(
         : Math.min(config.maxBatchSize, model.maxBatchSize),
     maxWaitMs: config.maxBatchWaitMs === "auto" ? autoBatchWaitMs(model) : config.maxBatchWaitMs,
     // An in-process CPU backend gains nothing from overlapping batches; Triton overlaps them
-    // (dynamic batching, several instances, transfers while the GPU computes).
-    maxConcurrentBatches: config.backend === "triton" ? config.tritonConcurrency : 1,
+    // (dynamic batching, several instances, transfers while the GPU computes); a GPU provider
+    // gets its next batch queued on its thread while one computes, so the GPU never waits.
+    maxConcurrentBatches:
+      config.backend === "triton"
+        ? config.tritonConcurrency
+        : model.backend === "onnxruntime" && (model.provider ?? "cpu") !== "cpu"
+          ? 2
+          : 1,
     run: metrics.timeBatches(createBatchRunner(backend, model)),
   });
 }
