@@ -48,7 +48,15 @@ function start(
   args: string[],
   env: NodeJS.ProcessEnv,
 ): ChildProcess {
-  const child = spawn(command, args, { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+  // Each child in its own process group: Ctrl-C reaches only this process, which then stops each
+  // child once (a terminal's SIGINT plus our SIGTERM made the gpu-node see a second signal and
+  // exit at once instead of draining).
+  const child = spawn(command, args, {
+    cwd: ROOT,
+    env,
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+  });
   children.push(child);
   child.on("exit", (code, signal) => {
     if (!stopping) {
