@@ -70,16 +70,17 @@ describe("Triton model repository", () => {
   });
 
   it.each([
-    ["uint8-nhwc", "openclip_vit_b32_uint8", "uint8"],
-    ["float32-nchw", "openclip_vit_b32", "float32"],
+    ["uint8-nhwc", "vit-tiny", "openclip_vit_b32_uint8", "uint8"],
+    ["float32-nchw", "vit-tiny", "openclip_vit_b32", "float32"],
+    ["uint8-nhwc", "vit-tiny-fp16", "openclip_vit_b32_uint8_fp16", "uint8"],
   ])(
-    "`npm run triton:repo` writes a loadable %s model and its config",
-    async (layout, name, type) => {
+    "`npm run triton:repo` writes a loadable %s model (%s) and its config",
+    async (layout, model, name, type) => {
       const out = await temp;
       await run(process.execPath, [
         join(ROOT, "gpu-node/model/write-triton-repository.ts"),
         "--model",
-        "vit-tiny",
+        model,
         "--layout",
         layout,
         "--out",
@@ -100,4 +101,19 @@ describe("Triton model repository", () => {
       }
     },
   );
+
+  it("refuses to convert an fp16 model to the FP32 NCHW layout", async () => {
+    const out = await temp;
+    await expect(
+      run(process.execPath, [
+        join(ROOT, "gpu-node/model/write-triton-repository.ts"),
+        "--model",
+        "vit-tiny-fp16",
+        "--layout",
+        "float32-nchw",
+        "--out",
+        out,
+      ]),
+    ).rejects.toThrow(/converts fp32 models only/);
+  });
 });

@@ -15,13 +15,13 @@ import {
   tritonModelConfig,
   writeTritonModel,
 } from "./triton-repository.ts";
-import { isVitConfigName } from "./vit-config.ts";
+import { parseBuiltInModel } from "./vit-config.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 export const DEFAULT_REPOSITORY = join(ROOT, "gpu-node/model/triton/model_repository");
 
 const USAGE = `usage: npm run triton:repo -- [options]
-  --model M              vit-b32 (default) | vit-tiny (generated, seeded) | PATH.onnx (e.g. from
+  --model M              vit-b32 (default) | vit-tiny | either with -fp16 (generated, seeded) | PATH.onnx (e.g. from
                          export_openclip.py; its input decides the layout)
   --layout L             uint8-nhwc (default) | float32-nchw (the seed's FP32 [3,224,224] input;
                          generated models only)
@@ -60,11 +60,15 @@ async function main(): Promise<void> {
       throw new Error(`--${flag} must be an integer ≥ ${min}`);
     return n;
   };
-  const generated = isVitConfigName(values.model);
+  const builtIn = parseBuiltInModel(values.model);
+  const generated = builtIn !== undefined;
   let layout: InputLayout;
   if (generated) {
     const l = values.layout ?? "uint8-nhwc";
     if (l !== "uint8-nhwc" && l !== "float32-nchw") throw new Error(`bad --layout ${l}\n${USAGE}`);
+    if (l === "float32-nchw" && builtIn.precision !== "fp32") {
+      throw new Error(`--layout float32-nchw converts fp32 models only, not ${values.model}`);
+    }
     layout = l;
   } else {
     layout = await layoutOf(values.model);
@@ -74,7 +78,13 @@ async function main(): Promise<void> {
   }
   const config: TritonModelConfigOptions = {
     ...DEFAULT_TRITON_MODEL,
-    name: values.name ?? (layout === "uint8-nhwc" ? DEFAULT_TRITON_MODEL.name : "openclip_vit_b32"),
+    name:
+      values.name ??
+      (layout === "float32-nchw"
+        ? "openclip_vit_b32"
+        : builtIn?.precision === "fp16"
+          ? `${DEFAULT_TRITON_MODEL.name}_fp16`
+          : DEFAULT_TRITON_MODEL.name),
     layout,
     maxBatchSize: int("max-batch-size", values["max-batch-size"], 1),
     maxQueueDelayUs: int("max-queue-delay-us", values["max-queue-delay-us"], 0),
@@ -91,11 +101,12 @@ async function main(): Promise<void> {
   }
   const spec = values.model;
   let onnx: { bytes: Uint8Array } | { path: string };
-  if (!isVitConfigName(spec)) onnx = { path: resolve(spec) };
+  if (!generated) onnx = { path: resolve(spec) };
   else if (layout === "uint8-nhwc") {
     onnx = { path: (await ensureModel(spec, values["cache-dir"])).path };
   } else {
-    onnx = { bytes: toFloat32NchwInput(await generateVitModel(spec)) };
+    // Only fp32 models reach here (checked with --layout above).
+    onnx = { bytes: toFloat32NchwInput(await generateVitModel(builtIn.config)) };
   }
   const { configPath, modelPath } = await writeTritonModel(values.out, config, onnx);
   const { size } = await stat(modelPath);
