@@ -214,11 +214,20 @@ type ErrorBody = { error: { code: string; message: string } };
 async function postEdge(path: string, init: RequestInit): Promise<Response> {
   const headers = new Headers(init.headers);
   headers.set("authorization", `Bearer ${KEY}`);
-  return fetch(`${edge.url}${path}`, {
-    ...init,
-    headers,
-    ...(init.body instanceof ReadableStream ? { duplex: "half" } : {}),
-  });
+  const send = () =>
+    fetch(`${edge.url}${path}`, {
+      ...init,
+      headers,
+      ...(init.body instanceof ReadableStream ? { duplex: "half" } : {}),
+    });
+  const res = await send();
+  // wrangler's local dev proxy (its ProxyWorker, in front of our Worker; a deployed Worker has
+  // none) lost its connection to the runtime once under load, answering 500 "Network connection
+  // lost" before our Worker answered. That one failure of the dev server is retried, once, with
+  // the same request; any answer of our Worker counts as it is.
+  if (res.status !== 500 || init.body instanceof ReadableStream) return res;
+  const text = await res.clone().text();
+  return /Network connection lost/.test(text) && !text.startsWith('{"error"') ? send() : res;
 }
 
 async function edgePass(): Promise<{ file: HostileFile; status: number }[]> {
