@@ -70,6 +70,8 @@ function inline(value: unknown): string {
 }
 
 const cell = (s: string) => s.replaceAll("|", "\\|");
+/** The registry's address stays out of the committed report (its path says enough). */
+const withoutHosts = (s: string) => s.replace(/https?:\/\/[^/\s]+/g, "<registry>");
 
 export function writeReport(
   vitest: VitestJson,
@@ -160,7 +162,7 @@ export function writeReport(
   p(`| embeddings checked against their image's reference | ${num(verified)} |`);
   p(`| **lost or misrouted embeddings** | **${misrouted}** |`);
   p(
-    `| npm audit | ${audit.ran ? inline(audit.vulnerabilities) : `could not run here: ${cell(audit.error)} (see docs/operations.md, Security checks)`} |`,
+    `| npm audit | ${audit.ran ? inline(audit.vulnerabilities) : `could not run here: ${cell(withoutHosts(audit.error))} (see docs/operations.md, Security checks)`} |`,
   );
   p();
 
