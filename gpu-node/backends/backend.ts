@@ -6,6 +6,14 @@ export type InputLayout = "uint8-nhwc" | "float32-nchw";
 /** The model's input size (224) and one image's bytes, for the backends: imaging/clip.ts's. */
 export { IMAGE_BYTES, INPUT_SIZE } from "../../imaging/clip.ts";
 
+/** Batch limit on a CPU (more gains nothing there), for noop, and for Triton models whose config does not say. */
+export const CPU_MAX_BATCH = 32;
+
+/** Whether inference runs on a GPU provider of the embedded backend (not the CPU, not elsewhere). */
+export function onOrtGpu(model: Pick<ModelDescription, "backend" | "provider">): boolean {
+  return model.backend === "onnxruntime" && (model.provider ?? "cpu") !== "cpu";
+}
+
 export interface ModelDescription {
   /** e.g. "vit-b32" or the ONNX file's name. */
   readonly name: string;

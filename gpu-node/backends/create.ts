@@ -1,11 +1,8 @@
 /** Creates the backend a config names: noop, Triton over localhost, or ONNX Runtime in-process. */
 import type { Config } from "../config.ts";
 import type { Logger } from "../logger.ts";
-import type { Backend } from "./backend.ts";
+import { type Backend, CPU_MAX_BATCH } from "./backend.ts";
 import { createNoopBackend } from "./noop.ts";
-
-/** Batch limit of the CPU provider, noop, and Triton models whose config does not say. */
-export const CPU_MAX_BATCH = 32;
 
 /** Creates the backend the config asks for (the model is generated on first use). */
 export async function createBackend(config: Config, log: Logger): Promise<Backend> {

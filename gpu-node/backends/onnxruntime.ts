@@ -8,7 +8,7 @@ import * as ort from "onnxruntime-node";
 import type { OrtProvider } from "../config.ts";
 import type { Logger } from "../logger.ts";
 import type { Backend, BatchTensor, ModelDescription } from "./backend.ts";
-import { INPUT_SIZE } from "./backend.ts";
+import { CPU_MAX_BATCH, INPUT_SIZE } from "./backend.ts";
 import { detectLayout } from "./input-layout.ts";
 import {
   autoCandidates,
@@ -23,7 +23,7 @@ import { openSessionOnThread } from "./ort-thread.ts";
 
 /** Batch limits when none is configured: a GPU wants large batches, the CPU gains nothing past 32. */
 export const ORT_DEFAULT_MAX_BATCH: Readonly<Record<ProviderName, number>> = {
-  cpu: 32,
+  cpu: CPU_MAX_BATCH,
   webgpu: 256,
   cuda: 256,
 };
@@ -128,8 +128,9 @@ export function createOnnxRuntimeBackend(opts: OnnxRuntimeOptions): Backend {
   }
 
   /** The session for the configured provider: by name it must load; auto falls back to cpu. */
-  async function openConfigured(): Promise<{ s: OrtSession; p: ProviderName }> {
-    const survey = opts.survey ?? surveyProviders();
+  async function openConfigured(
+    survey: ProviderSurvey,
+  ): Promise<{ s: OrtSession; p: ProviderName }> {
     if (opts.provider !== "auto") {
       const p = opts.provider;
       if (p !== "cpu") {
@@ -247,7 +248,9 @@ export function createOnnxRuntimeBackend(opts: OnnxRuntimeOptions): Backend {
 
   return {
     async start() {
-      const opened = await openConfigured();
+      // Read once: it opens libvulkan, lists the driver manifests and /proc's GPUs.
+      const survey = opts.survey ?? surveyProviders();
+      const opened = await openConfigured(survey);
       session = opened.s;
       provider = opened.p;
       const input = session.inputMetadata[0];
@@ -260,7 +263,6 @@ export function createOnnxRuntimeBackend(opts: OnnxRuntimeOptions): Backend {
       inputName = input.name;
       outputName = output.name;
       const layout = detectLayout(input.name, input.type, input.shape);
-      const survey = opts.survey ?? surveyProviders();
       description = {
         name: opts.name,
         version: opts.version,

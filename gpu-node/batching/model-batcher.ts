@@ -1,5 +1,5 @@
 /** The one micro-batcher a model gets: batch limits from the config and the model, timed by the metrics. */
-import type { Backend, ModelDescription } from "../backends/backend.ts";
+import { type Backend, type ModelDescription, onOrtGpu } from "../backends/backend.ts";
 import type { Config } from "../config.ts";
 import type { NodeMetrics } from "../observability/metrics.ts";
 import { createBatchRunner } from "./batch-runner.ts";
@@ -11,7 +11,7 @@ import { MicroBatcher } from "./batcher.ts";
  * batches that start at once and starve those decodes. A GPU or Triton computes elsewhere.
  */
 export function autoBatchWaitMs(model: ModelDescription): number {
-  return model.backend === "onnxruntime" && (model.provider ?? "cpu") === "cpu" ? 100 : 2;
+  return model.backend === "onnxruntime" && !onOrtGpu(model) ? 100 : 2;
 }
 
 /** A micro-batcher in front of `backend`, timed by `metrics`: the one batcher a model gets. */
@@ -31,11 +31,7 @@ export function createModelBatcher(
     // (dynamic batching, several instances, transfers while the GPU computes); a GPU provider
     // gets its next batch queued on its thread while one computes, so the GPU never waits.
     maxConcurrentBatches:
-      config.backend === "triton"
-        ? config.tritonConcurrency
-        : model.backend === "onnxruntime" && (model.provider ?? "cpu") !== "cpu"
-          ? 2
-          : 1,
+      config.backend === "triton" ? config.tritonConcurrency : onOrtGpu(model) ? 2 : 1,
     run: metrics.timeBatches(createBatchRunner(backend, model)),
   });
 }

@@ -24,7 +24,7 @@ import { createOnnxRuntimeBackend } from "../../gpu-node/backends/onnxruntime.ts
 import type { OrtProvider } from "../../gpu-node/config.ts";
 import { ensureModel } from "../../gpu-node/model/index.ts";
 import { parseCli } from "../support/cli.ts";
-import { embedderClient } from "../support/gpu-node-client.ts";
+import { cosine, embedderClient } from "../support/gpu-node-client.ts";
 import { photoPixels } from "../support/images.ts";
 import { ROOT, spawnGpuNode } from "../support/processes.ts";
 import { fmt, markdownTable, toJson } from "../support/report.ts";
@@ -62,18 +62,6 @@ function machine(): string {
   } catch {
     return `${cpus()[0]?.model ?? "unknown CPU"}, ${cpus().length} cores, no NVIDIA GPU`;
   }
-}
-
-function cosine(a: Float32Array, b: Float32Array): number {
-  let d = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    d += a[i]! * b[i]!;
-    na += a[i]! * a[i]!;
-    nb += b[i]! * b[i]!;
-  }
-  return d / Math.sqrt(na * nb);
 }
 
 async function main(): Promise<void> {
