@@ -5,10 +5,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { beforeAll, describe, expect, it } from "vitest";
+import { until } from "../../test/support/wait.ts";
 import { ensureModel } from "../model/index.ts";
 import type { BatchTensor } from "./backend.ts";
 import { IMAGE_BYTES } from "./backend.ts";
-import { createOnnxRuntimeBackend, ProviderUnavailableError } from "./onnxruntime.ts";
+import {
+  createOnnxRuntimeBackend,
+  type OnnxRuntimeOptions,
+  ProviderUnavailableError,
+} from "./onnxruntime.ts";
 import {
   autoCandidates,
   missingFor,
@@ -34,6 +39,9 @@ const LAVAPIPE = {
 };
 
 let modelPath: string;
+/** The backend on the generated vit-tiny, one thread, with a test's provider and stand-ins. */
+const backendWith = (o: Pick<OnnxRuntimeOptions, "provider"> & Partial<OnnxRuntimeOptions>) =>
+  createOnnxRuntimeBackend({ modelPath, name: "t", version: "1", threads: 1, ...o });
 const batch = (count: number, fill = 7): BatchTensor => ({
   layout: "uint8-nhwc",
   data: new Uint8Array(count * IMAGE_BYTES).fill(fill),
@@ -92,11 +100,7 @@ describe("provider survey", () => {
 
 describe("the onnxruntime backend's provider", () => {
   it("runs the real CPU provider by name, with the CPU batch default", async () => {
-    const b = createOnnxRuntimeBackend({
-      modelPath,
-      name: "t",
-      version: "1",
-      threads: 1,
+    const b = backendWith({
       provider: "cpu",
       survey: NONE,
     });
@@ -112,11 +116,7 @@ describe("the onnxruntime backend's provider", () => {
   });
 
   it("auto on a machine with no GPU provider takes the CPU", async () => {
-    const b = createOnnxRuntimeBackend({
-      modelPath,
-      name: "t",
-      version: "1",
-      threads: 1,
+    const b = backendWith({
       provider: "auto",
       survey: NONE,
     });
@@ -127,11 +127,7 @@ describe("the onnxruntime backend's provider", () => {
   it.each(["webgpu", "cuda"] as const)(
     "%s by name stops the start when it cannot load",
     async (p) => {
-      const b = createOnnxRuntimeBackend({
-        modelPath,
-        name: "t",
-        version: "1",
-        threads: 1,
+      const b = backendWith({
         provider: p,
         survey: NONE,
       });
@@ -144,11 +140,7 @@ describe("the onnxruntime backend's provider", () => {
     const survey = surveyProviders();
     // Whatever this machine has, claim a hardware driver so that ONNX Runtime itself is asked.
     const claimed = { ...survey, vulkanLoader: true, vulkanDrivers: [NVIDIA] };
-    const b = createOnnxRuntimeBackend({
-      modelPath,
-      name: "t",
-      version: "1",
-      threads: 1,
+    const b = backendWith({
       provider: "webgpu",
       survey: claimed,
     });
@@ -169,11 +161,7 @@ describe("the onnxruntime backend's provider", () => {
   it("auto falls back to the CPU when a GPU provider that looked available fails to start", async () => {
     const claimed = { ...NONE, vulkanLoader: true, vulkanDrivers: [NVIDIA] };
     let tried: string[] = [];
-    const b = createOnnxRuntimeBackend({
-      modelPath,
-      name: "t",
-      version: "1",
-      threads: 1,
+    const b = backendWith({
       provider: "auto",
       survey: claimed,
       openSession: async (p) => {
@@ -230,11 +218,7 @@ describe("a GPU that fails mid-run", () => {
     "(%s): its calls fail, the node is not ready, then it recovers",
     async (mode) => {
       const gpu = breakableGpu();
-      const b = createOnnxRuntimeBackend({
-        modelPath,
-        name: "t",
-        version: "1",
-        threads: 1,
+      const b = backendWith({
         provider: "webgpu",
         survey: gpuSurvey,
         runTimeoutMs: 300,
@@ -253,8 +237,7 @@ describe("a GPU that fails mid-run", () => {
       expect(b.notReadyReason?.()).toMatch(/webgpu device failed/);
       gpu.state.mode = "ok";
       // Recovery opens a fresh session in the background; wait for readiness to come back.
-      for (let i = 0; i < 200 && !(await b.ready()); i++)
-        await new Promise((r) => setTimeout(r, 25));
+      await until(() => b.ready(), { timeoutMs: 5000 }).catch(() => {});
       expect(await b.ready()).toBe(true);
       expect(gpu.state.opened).toBe(2);
       expect(Array.from(await b.infer(batch(1)))).toEqual(Array.from(good));
@@ -267,11 +250,7 @@ describe("a GPU that fails mid-run", () => {
     let fatal: Error | undefined;
     const died = new Promise<void>((done) => {
       void (async () => {
-        const b = createOnnxRuntimeBackend({
-          modelPath,
-          name: "t",
-          version: "1",
-          threads: 1,
+        const b = backendWith({
           provider: "webgpu",
           survey: gpuSurvey,
           openSession: gpu.open,

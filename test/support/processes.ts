@@ -6,7 +6,7 @@ import { createInterface } from "node:readline";
 import { treeRss } from "./proc.ts";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
-const GPU_NODE = resolve(ROOT, "gpu-node/main.ts");
+export const GPU_NODE = resolve(ROOT, "gpu-node/main.ts");
 const KSERVE_DOUBLE = resolve(ROOT, "test/support/kserve-double.ts");
 /** The double behind a 16 MiB HTTP/2 connection window (see the file: the benchmark's Triton). */
 const KSERVE_DOUBLE_OPEN_WINDOW = resolve(ROOT, "test/bench/e2e/double-child.ts");
@@ -105,6 +105,8 @@ export interface StartOptions {
    * drained into a tail, since parsing it costs CPU that the measured server competes for.
    */
   readonly keepLogs?: boolean;
+  /** Its own process group, so that a test can signal it and its children at once. */
+  readonly detached?: boolean;
 }
 
 /** Starts `node script ...args` (the Node running this) and resolves once it announces itself. */
@@ -116,6 +118,7 @@ export async function startAnnounced(script: string, opts: StartOptions): Promis
       cwd: ROOT,
       stdio: ["ignore", "pipe", "pipe"],
       env: opts.env ?? process.env,
+      detached: opts.detached === true,
     }),
   );
   const exited = new Promise<Exit>((done) => {
