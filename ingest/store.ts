@@ -235,16 +235,16 @@ export class Store {
     for (const r of it) yield r as { path: string; sha256: string; vector: Uint8Array };
   }
 
-  /** Groups of paths with the same content (sha256), images or not, each sorted. */
-  sameContent(): string[][] {
+  /** Groups of image paths with the same content (sha256), embedded or not, each sorted. */
+  sameContent(): { sha256: string; paths: string[] }[] {
     const rows = this.#db
       .prepare(
-        "SELECT sha256, path FROM photos WHERE sha256 IN (SELECT sha256 FROM photos WHERE sha256 IS NOT NULL GROUP BY sha256 HAVING count(*) > 1) ORDER BY sha256, path",
+        "SELECT sha256, path FROM photos WHERE format IS NOT NULL AND sha256 IN (SELECT sha256 FROM photos WHERE sha256 IS NOT NULL AND format IS NOT NULL GROUP BY sha256 HAVING count(*) > 1) ORDER BY sha256, path",
       )
       .all() as { sha256: string; path: string }[];
     const groups = new Map<string, string[]>();
     for (const r of rows) groups.set(r.sha256, [...(groups.get(r.sha256) ?? []), r.path]);
-    return [...groups.values()];
+    return [...groups].map(([sha256, paths]) => ({ sha256, paths }));
   }
 
   /** Many rows in one transaction: for tools that generate databases (the benchmark), not the CLI. */
