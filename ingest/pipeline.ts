@@ -3,7 +3,7 @@ import type { IngestConfig } from "./config.ts";
 import type { Progress } from "./progress.ts";
 import { readPhoto } from "./read-photo.ts";
 import { type Gate, GaveUp, withRetries } from "./retry.ts";
-import { type Source, SourceError } from "./sources/source.ts";
+import type { Source } from "./sources/source.ts";
 import { type Known, type Model, type PhotoRow, type Store, StoreError } from "./store.ts";
 import { type FileEntry, walk } from "./walk.ts";
 
@@ -82,11 +82,15 @@ export async function runIngest(s: Settings, deps: RunDeps): Promise<RunResult> 
   if (deps.stop.aborted) onStop();
   else deps.stop.addEventListener("abort", onStop, { once: true });
 
+  const policy = { retries: s.retries, baseMs: s.retryBaseMs, maxMs: s.retryMaxMs };
   let model: Model | undefined;
   try {
-    model = await describe(source, files, s.maxFileBytes);
+    model = await describe(source, files, s.maxFileBytes, (ask) =>
+      withRetries(ask, policy, gate, cancel.signal).then((r) => r.value),
+    );
   } catch (error) {
-    stopRun(`cannot reach the ${source.kind}: ${(error as Error).message}`);
+    const why = error instanceof GaveUp ? error.error.message : (error as Error).message;
+    stopRun(`asking the ${source.kind} for its model: ${why}`);
   }
   if (model) warnOtherModels(store, model, progress);
 
@@ -100,6 +104,8 @@ export async function runIngest(s: Settings, deps: RunDeps): Promise<RunResult> 
     }
   };
 
+  const inFlight = new Map<string, Promise<void>>();
+
   async function one(f: FileEntry): Promise<void> {
     const known = store.lookup(f.path);
     if (known && unchangedByStat(known, f, model, s)) return progress.unchanged();
@@ -112,6 +118,8 @@ export async function runIngest(s: Settings, deps: RunDeps): Promise<RunResult> 
       }
       return;
     }
+    // A copy of a file being sent right now waits for that answer instead of sending it twice.
+    await inFlight.get(read.sha256);
     // The same bytes already embedded by this model (this path before a touch, or a copy).
     const cached = s.rehash || !model ? undefined : store.vectorFor(read.sha256, model);
     if (cached) {
@@ -119,11 +127,13 @@ export async function runIngest(s: Settings, deps: RunDeps): Promise<RunResult> 
       if (save(row)) progress.unchanged();
       return;
     }
+    let sent!: () => void;
+    inFlight.set(read.sha256, new Promise<void>((done) => (sent = done)));
     const t0 = performance.now();
     try {
       const { value, attempts } = await withRetries(
         (signal) => source.embed(read.data, signal),
-        { retries: s.retries, baseMs: s.retryBaseMs, maxMs: s.retryMaxMs },
+        policy,
         gate,
         cancel.signal,
       );
@@ -151,6 +161,9 @@ export async function runIngest(s: Settings, deps: RunDeps): Promise<RunResult> 
       progress.warn(`error: ${f.path}: ${message}`);
       const row = { ...base, ...emptyResult, sha256: read.sha256, format: read.format, model: model ?? null, clientMs: performance.now() - t0, attempts: error.attempts, source: source.kind, error: { code: e.code, message, retryable } };
       if (save(row)) progress.failed();
+    } finally {
+      inFlight.delete(read.sha256);
+      sent();
     }
   }
 
@@ -188,16 +201,21 @@ const emptyResult = {
 } as const;
 
 /** The run's model: the gpu-node's own answer, or the edge's answer for the first readable photo. */
-async function describe(source: Source, files: readonly FileEntry[], maxBytes: number): Promise<Model | undefined> {
-  if (!source.needsProbe) return source.describe(undefined);
+async function describe(
+  source: Source,
+  files: readonly FileEntry[],
+  maxBytes: number,
+  retrying: (ask: () => Promise<Model>) => Promise<Model>,
+): Promise<Model | undefined> {
+  if (!source.needsProbe) return retrying(() => source.describe(undefined));
   for (const f of files) {
     const read = await readPhoto(f.path, f.size, maxBytes);
     if (!read.ok) continue;
     try {
-      return await source.describe(read.data);
+      return await retrying(() => source.describe(read.data));
     } catch (error) {
       // This photo may be one the edge refuses: try the next; anything else stops the run.
-      if (!(error instanceof SourceError) || error.failure !== "permanent") throw error;
+      if (!(error instanceof GaveUp) || error.error.failure !== "permanent") throw error;
     }
   }
   return undefined;

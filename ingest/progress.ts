@@ -132,12 +132,12 @@ export class Progress {
     if (this.mode === "bar" && this.#drawn) this.out.write("\r\x1b[2K");
   }
 
+  /** The last figures are always shown, however short the run. */
   stop(): void {
     clearInterval(this.#timer);
-    if (this.mode === "bar") {
-      this.draw();
-      this.out.write("\n");
-    }
+    if (this.mode === "none") return;
+    this.draw();
+    if (this.mode === "bar") this.out.write("\n");
   }
 
   elapsedMs(): number {

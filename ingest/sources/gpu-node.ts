@@ -62,7 +62,8 @@ const connectCodeName = (code: Code) =>
 function fromConnect(error: unknown): SourceError {
   const ce = ConnectError.from(error);
   const code = connectCodeName(ce.code);
-  return new SourceError(failureOfConnectCode(code), code, `gpu-node: ${ce.rawMessage}`);
+  const hint = ce.code === Code.Unauthenticated ? " (check --token / INGEST_GPU_NODE_TOKEN)" : "";
+  return new SourceError(failureOfConnectCode(code), code, `gpu-node: ${code}: ${ce.rawMessage}${hint}`);
 }
 
 export function createGpuNodeSource(opts: {
