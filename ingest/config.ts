@@ -132,6 +132,11 @@ export const DUPLICATES_OPTIONS = {
     help: "Write a contact sheet (each group's thumbnails side by side, with their similarity) to this HTML file",
     fallback: "",
   },
+  stats: {
+    flag: "stats",
+    help: "Write the run's figures (vectors, groups, index, recall, times, peak memory) as JSON to this file",
+    fallback: "",
+  },
   threshold: {
     flag: "threshold",
     help: "Cosine similarity at or above which two photos are near-duplicates (Immich: distance <= 0.01, i.e. 0.99; see docs/ingest.md for this default)",
@@ -336,6 +341,7 @@ export interface DuplicatesConfig {
   readonly db: string;
   readonly json: string;
   readonly html: string;
+  readonly stats: string;
   readonly threshold: number;
   readonly neighbours: number;
   readonly exactMax: number;
@@ -357,6 +363,7 @@ export function parseDuplicatesConfig(args: readonly string[], env = process.env
     db: v.db,
     json: v.json,
     html: v.html,
+    stats: v.stats,
     threshold: numberOption("threshold", v.threshold, -1, 1),
     neighbours: intOption("neighbours", v.neighbours, 1, 4096),
     exactMax: intOption("exact-max", v.exactMax, 0),

@@ -6,7 +6,7 @@
 // groups (EXIF orientation twins are one group).
 import { createHash } from "node:crypto";
 import { createServer } from "node:http";
-import { mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -307,5 +307,25 @@ describe("retries", () => {
     } finally {
       await second.close();
     }
+  });
+});
+
+const CORPUS = join(import.meta.dirname, "../../shared/corpus/photos");
+const corpusMessage = existsSync(CORPUS) ? "" : " (skipped: no ../shared/corpus here)";
+
+describe.skipIf(!existsSync(CORPUS))(`real photos stored with EXIF orientations 1-8${corpusMessage}`, () => {
+  it("come out as one group per scene: the landscape ones, the portrait ones", async () => {
+    const files = readdirSync(CORPUS).filter((f) => f.startsWith("orientation_")).map((f) => join(CORPUS, f));
+    const db = join(tmp, "corpus.db");
+    const r = await runCli(INGEST, viaTiny(db, ...files));
+    expect(r.code, r.stderr).toBe(0);
+    const json = join(tmp, "corpus.json");
+    expect((await runCli(DUPLICATES, ["--db", db, "--json", json])).code).toBe(0);
+    const groups = (JSON.parse(readFileSync(json, "utf8")) as { groups: { paths: string[] }[] }).groups;
+    const names = groups.map((g) => g.paths.map((p) => p.slice(CORPUS.length + 1)).sort());
+    expect(names.sort()).toEqual([
+      files.filter((f) => f.includes("landscape")).map((f) => f.slice(CORPUS.length + 1)).sort(),
+      files.filter((f) => f.includes("portrait")).map((f) => f.slice(CORPUS.length + 1)).sort(),
+    ]);
   });
 });

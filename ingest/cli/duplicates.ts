@@ -82,6 +82,21 @@ async function main(args: readonly string[]): Promise<number> {
     const files = groups.reduce((n, g) => n + g.paths.length, 0);
     const total = (performance.now() - t0) / 1000;
     const peakMiB = process.resourceUsage().maxRSS / 1024;
+    if (config.stats) {
+      const stats = {
+        vectors: vectors.count,
+        groups: groups.length,
+        files,
+        index: search.index,
+        recall: search.recall,
+        loadMs: loadMs,
+        indexMs: search.buildMs,
+        searchMs: search.searchMs,
+        totalMs: total * 1000,
+        peakRssMiB: peakMiB,
+      };
+      writeFileSync(config.stats, `${JSON.stringify(stats, null, 2)}\n`);
+    }
     process.stdout.write(
       `${groups.length} groups (${groups.filter((g) => g.exact).length} identical, ${groups.filter((g) => !g.exact).length} near) of ${files} files among ${vectors.count} vectors at cosine >= ${config.threshold}; ${search.index} search${recall}; load ${(loadMs / 1000).toFixed(1)} s, index ${(search.buildMs / 1000).toFixed(1)} s, search ${(search.searchMs / 1000).toFixed(1)} s, total ${total.toFixed(1)} s, peak RSS ${peakMiB.toFixed(0)} MiB\n`,
     );
