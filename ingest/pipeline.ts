@@ -1,4 +1,5 @@
 /** The ingest run: a walk's files in, one database row per file out. Unchanged files (same size and mtime, or same sha256, and the same model version) are not sent again; the rest go to the source with bounded concurrency and retries; every answer is saved the moment it arrives. Ctrl-C stops taking new files and lets those in flight finish (up to a grace period); a fatal failure (auth, full disk) stops the run with its reason. */
+import { resolve } from "node:path";
 import type { IngestConfig } from "./config.ts";
 import type { Progress } from "./progress.ts";
 import { readPhoto } from "./read-photo.ts";
@@ -21,6 +22,7 @@ export interface RunResult {
 
 type Settings = Pick<
   IngestConfig,
+  | "db"
   | "roots"
   | "concurrency"
   | "retries"
@@ -59,7 +61,9 @@ export async function runIngest(s: Settings, deps: RunDeps): Promise<RunResult> 
   const { source, store, progress, gate } = deps;
   const files: FileEntry[] = [];
   let skippedPaths = 0;
-  for await (const w of walk(s.roots, { followSymlinks: s.followSymlinks })) {
+  // The database may live inside a folder being ingested: its files are not photos of the library.
+  const own = new Set(["", "-wal", "-shm", "-journal"].map((suffix) => resolve(s.db) + suffix));
+  for await (const w of walk(s.roots, { followSymlinks: s.followSymlinks, skip: own })) {
     if ("file" in w) files.push(w.file);
     else {
       skippedPaths++;

@@ -19,6 +19,8 @@ export type Walked = { readonly file: FileEntry } | { readonly problem: WalkProb
 export interface WalkOptions {
   /** Follow links to folders and files (loops detected by device and inode). */
   readonly followSymlinks: boolean;
+  /** Absolute paths left out silently (the run's own database files, when inside a root). */
+  readonly skip?: ReadonlySet<string>;
 }
 
 /** An fs error in words a user can act on; the code stays visible for searching. */
@@ -105,6 +107,7 @@ async function* walkDir(
   const below = [...ancestors, id];
   for (const entry of entries) {
     const path = join(dir, entry.name);
+    if (opts.skip?.has(path)) continue;
     if (entry.isSymbolicLink() && !opts.followSymlinks) continue;
     let child: Stats;
     try {

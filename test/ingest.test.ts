@@ -6,7 +6,7 @@
 // groups (EXIF orientation twins are one group).
 import { createHash } from "node:crypto";
 import { createServer } from "node:http";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -165,7 +165,42 @@ describe("stopping mid-run", () => {
   });
 });
 
+/**
+ * Permission bits do not stop root: as root the CLI runs as nobody (setpriv), so that a file and a
+ * folder with mode 000 are really unreadable to it.
+ */
+const asRoot = process.getuid?.() === 0;
+const SETPRIV = ["/usr/bin/setpriv", "/bin/setpriv"].find((p) => existsSync(p));
+const unprivileged = asRoot && SETPRIV ? [SETPRIV, "--reuid=65534", "--regid=65534", "--clear-groups"] : [];
+
 describe("bad conditions", () => {
+  it.skipIf(asRoot && !SETPRIV)("an unreadable file and folder: each a clear warning, the rest embedded", async () => {
+    // Its own folder under the system's temporary one: nobody cannot enter this test's tmp.
+    const dir = mkdtempSync(join(tmpdir(), "ingest-perms-"));
+    mkdirSync(join(dir, "locked"));
+    copyFileSync(join(lib.dir, "s5.jpg"), join(dir, "ok.jpg"));
+    copyFileSync(join(lib.dir, "s6.jpg"), join(dir, "secret.jpg"));
+    copyFileSync(join(lib.dir, "s3.jpg"), join(dir, "locked/hidden.jpg"));
+    chmodSync(dir, 0o777);
+    chmodSync(join(dir, "secret.jpg"), 0o000);
+    chmodSync(join(dir, "locked"), 0o000);
+    const db = join(dir, "perms.db");
+    const r = await runCli(
+      unprivileged[0] ?? process.execPath,
+      [...unprivileged.slice(1), ...(unprivileged.length ? [process.execPath] : []), INGEST, ...viaNoop(db, dir)].filter(Boolean),
+    );
+    chmodSync(join(dir, "locked"), 0o755);
+    const rows = dbRows(db);
+    rmSync(dir, { recursive: true, force: true });
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(/secret\.jpg: unreadable: permission denied \(EACCES\)/);
+    expect(r.stderr).toMatch(/locked: folder not readable: permission denied \(EACCES\)/);
+    expect(rows.map((x) => [x.path.slice(dir.length + 1), x.has_vector, x.error_code])).toEqual([
+      ["ok.jpg", 1, null],
+      ["secret.jpg", 0, "unreadable"],
+    ]);
+  });
+
   it("a full disk stops the run with a clear message; what was saved is intact and resumes", async () => {
     const db = join(tmp, "full.db");
     const r = await runCli(INGEST, viaNoop(db, "--db-max-pages", "24", bulk));
@@ -265,8 +300,7 @@ describe("retries", () => {
     await new Promise<void>((ready) => standIn.listen(0, "127.0.0.1", ready));
     try {
       const dir = join(tmp, "retry-edge");
-      const { mkdirSync } = await import("node:fs");
-      mkdirSync(dir);
+        mkdirSync(dir);
       const [a, b] = await benchPhotos(2);
       writeFileSync(join(dir, "a.jpg"), a!);
       writeFileSync(join(dir, "b.jpg"), b!);

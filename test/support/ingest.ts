@@ -18,10 +18,14 @@ export interface CliRun {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Starts `node script ...args`; killed if the test process exits first. */
+/**
+ * Starts `node script ...args` (or, for a script that is not a .ts file, `script ...args`: e.g.
+ * setpriv wrapping node); killed if the test process exits first.
+ */
 export function startCli(script: string, args: readonly string[], env: NodeJS.ProcessEnv = {}): CliRun {
+  const [cmd, argv] = script.endsWith(".ts") ? [process.execPath, [script, ...args]] : [script, [...args]];
   const child = track(
-    spawn(process.execPath, [script, ...args], {
+    spawn(cmd, argv, {
       cwd: ROOT,
       env: { ...process.env, ...env },
       stdio: ["ignore", "pipe", "pipe"],
