@@ -219,7 +219,8 @@ export function parseOptions<T extends Record<string, Option>>(
   env: NodeJS.ProcessEnv = process.env,
 ): { values: Values<T>; positionals: string[] } {
   const config: Record<string, { type: "string" | "boolean" }> = {};
-  for (const o of Object.values(options)) config[o.flag] = { type: o.boolean ? "boolean" : "string" };
+  for (const o of Object.values(options))
+    config[o.flag] = { type: o.boolean ? "boolean" : "string" };
   let parsed: ReturnType<typeof parseArgs>;
   try {
     parsed = parseArgs({
@@ -250,7 +251,12 @@ export function parseOptions<T extends Record<string, Option>>(
 }
 
 /** A whole number within [min, max], or a UsageError naming the flag. */
-export function intOption(flag: string, text: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+export function intOption(
+  flag: string,
+  text: string,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
   const n = Number(text);
   if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
     throw new UsageError(`--${flag} must be a whole number from ${min} to ${max}, not "${text}"`);
@@ -355,7 +361,10 @@ export interface DuplicatesConfig {
   readonly thumbPx: number;
 }
 
-export function parseDuplicatesConfig(args: readonly string[], env = process.env): DuplicatesConfig {
+export function parseDuplicatesConfig(
+  args: readonly string[],
+  env = process.env,
+): DuplicatesConfig {
   const { values: v, positionals } = parseOptions(DUPLICATES_OPTIONS, args, env);
   if (v.db === "") throw new UsageError("--db FILE is required");
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);

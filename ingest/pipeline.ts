@@ -117,7 +117,14 @@ export async function runIngest(s: Settings, deps: RunDeps): Promise<RunResult> 
     const read = await readPhoto(f.path, f.size, s.maxFileBytes);
     if (!read.ok) {
       progress.warn(`warning: ${f.path}: ${read.message}`);
-      if (save({ ...base, ...emptyResult, sha256: read.sha256, error: { code: read.code, message: read.message, retryable: read.retryable } })) {
+      if (
+        save({
+          ...base,
+          ...emptyResult,
+          sha256: read.sha256,
+          error: { code: read.code, message: read.message, retryable: read.retryable },
+        })
+      ) {
         progress.failed();
       }
       return;
@@ -127,7 +134,16 @@ export async function runIngest(s: Settings, deps: RunDeps): Promise<RunResult> 
     // The same bytes already embedded by this model (this path before a touch, or a copy).
     const cached = s.rehash || !model ? undefined : store.vectorFor(read.sha256, model);
     if (cached) {
-      const row = { ...base, ...emptyResult, sha256: read.sha256, format: read.format, model: model ?? null, vector: cached.vector, dimension: cached.dimension, source: "copy" };
+      const row = {
+        ...base,
+        ...emptyResult,
+        sha256: read.sha256,
+        format: read.format,
+        model: model ?? null,
+        vector: cached.vector,
+        dimension: cached.dimension,
+        source: "copy",
+      };
       if (save(row)) progress.unchanged();
       return;
     }
@@ -161,9 +177,21 @@ export async function runIngest(s: Settings, deps: RunDeps): Promise<RunResult> 
       const e = error.error;
       if (e.failure === "fatal") return stopRun(e.message);
       const retryable = e.failure === "transient";
-      const message = retryable ? `${e.message} (gave up after ${error.attempts} attempts)` : e.message;
+      const message = retryable
+        ? `${e.message} (gave up after ${error.attempts} attempts)`
+        : e.message;
       progress.warn(`error: ${f.path}: ${message}`);
-      const row = { ...base, ...emptyResult, sha256: read.sha256, format: read.format, model: model ?? null, clientMs: performance.now() - t0, attempts: error.attempts, source: source.kind, error: { code: e.code, message, retryable } };
+      const row = {
+        ...base,
+        ...emptyResult,
+        sha256: read.sha256,
+        format: read.format,
+        model: model ?? null,
+        clientMs: performance.now() - t0,
+        attempts: error.attempts,
+        source: source.kind,
+        error: { code: e.code, message, retryable },
+      };
       if (save(row)) progress.failed();
     } finally {
       inFlight.delete(read.sha256);
@@ -178,7 +206,9 @@ export async function runIngest(s: Settings, deps: RunDeps): Promise<RunResult> 
     }
   };
   progress.start();
-  await Promise.all(Array.from({ length: Math.min(s.concurrency, Math.max(1, files.length)) }, worker));
+  await Promise.all(
+    Array.from({ length: Math.min(s.concurrency, Math.max(1, files.length)) }, worker),
+  );
   progress.stop();
   deps.stop.removeEventListener("abort", onStop);
   return {

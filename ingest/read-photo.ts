@@ -5,7 +5,12 @@ import { describeUnknown, sniffFormat } from "../edge/validate/sniff.ts";
 import { describeFsError } from "./walk.ts";
 
 export type ReadPhoto =
-  | { readonly ok: true; readonly data: Uint8Array; readonly sha256: string; readonly format: string }
+  | {
+      readonly ok: true;
+      readonly data: Uint8Array;
+      readonly sha256: string;
+      readonly format: string;
+    }
   | {
       readonly ok: false;
       readonly code: "too_large" | "unreadable" | "not_image";
@@ -33,12 +38,24 @@ export async function readPhoto(path: string, size: number, maxBytes: number): P
   try {
     data = await readFile(path);
   } catch (error) {
-    return { ok: false, code: "unreadable", message: `unreadable: ${describeFsError(error)}`, sha256: null, retryable: true };
+    return {
+      ok: false,
+      code: "unreadable",
+      message: `unreadable: ${describeFsError(error)}`,
+      sha256: null,
+      retryable: true,
+    };
   }
   const sha256 = sha256Hex(data);
   const format = sniffFormat(data);
   if (format === undefined) {
-    return { ok: false, code: "not_image", message: describeUnknown(data), sha256, retryable: false };
+    return {
+      ok: false,
+      code: "not_image",
+      message: describeUnknown(data),
+      sha256,
+      retryable: false,
+    };
   }
   return { ok: true, data, sha256, format };
 }

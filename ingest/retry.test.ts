@@ -2,7 +2,12 @@
 // every photo), permanent and fatal ones are not, and the count of attempts is kept.
 import { describe, expect, it } from "vitest";
 import { delayBefore, Gate, GaveUp, withRetries } from "./retry.ts";
-import { failureOfConnectCode, failureOfStatus, parseRetryAfter, SourceError } from "./sources/source.ts";
+import {
+  failureOfConnectCode,
+  failureOfStatus,
+  parseRetryAfter,
+  SourceError,
+} from "./sources/source.ts";
 
 const policy = { retries: 3, baseMs: 1, maxMs: 50 };
 const never = new AbortController().signal;
@@ -30,9 +35,9 @@ describe("retry policy", () => {
     expect([429, 503, 502, 504].map(failureOfStatus)).toEqual(Array(4).fill("transient"));
     expect([400, 413, 415, 422].map(failureOfStatus)).toEqual(Array(4).fill("permanent"));
     expect(failureOfStatus(401)).toBe("fatal");
-    expect(["unavailable", "resource_exhausted", "deadline_exceeded"].map(failureOfConnectCode)).toEqual(
-      Array(3).fill("transient"),
-    );
+    expect(
+      ["unavailable", "resource_exhausted", "deadline_exceeded"].map(failureOfConnectCode),
+    ).toEqual(Array(3).fill("transient"));
     expect(failureOfConnectCode("invalid_argument")).toBe("permanent");
     expect(failureOfConnectCode("unauthenticated")).toBe("fatal");
   });
@@ -55,8 +60,14 @@ describe("retry policy", () => {
     const failing = (failure: "transient" | "permanent" | "fatal") => async () => {
       throw new SourceError(failure, "c", failure);
     };
-    for (const [failure, attempts] of [["transient", 4], ["permanent", 1], ["fatal", 1]] as const) {
-      const e = await withRetries(failing(failure), policy, new Gate(), never).catch((x: unknown) => x);
+    for (const [failure, attempts] of [
+      ["transient", 4],
+      ["permanent", 1],
+      ["fatal", 1],
+    ] as const) {
+      const e = await withRetries(failing(failure), policy, new Gate(), never).catch(
+        (x: unknown) => x,
+      );
       expect(e).toBeInstanceOf(GaveUp);
       expect((e as GaveUp).attempts).toBe(attempts);
       expect((e as GaveUp).error.failure).toBe(failure);

@@ -2,9 +2,9 @@
 // row intact, and files that are not ours (another program's SQLite, not SQLite at all, a newer
 // schema) are refused with a message that says so.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { DatabaseSync } from "node:sqlite";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { afterAll, describe, expect, it } from "vitest";
 import { type PhotoRow, Store, StoreError, StoreFullError } from "./store.ts";
 
@@ -36,7 +36,14 @@ describe("store", () => {
     store.put(row(1));
     store.put({ ...row(1), size: 7 }); // the same path again replaces its row
     store.put(row(2));
-    expect(store.lookup("/p/1.jpg")).toMatchObject({ size: 7, mtimeMs: 1000.5, sha256: "sha1", hasVector: true, model: "m", modelVersion: "1" });
+    expect(store.lookup("/p/1.jpg")).toMatchObject({
+      size: 7,
+      mtimeMs: 1000.5,
+      sha256: "sha1",
+      hasVector: true,
+      model: "m",
+      modelVersion: "1",
+    });
     expect(store.vectorFor("sha2", model)?.vector[0]).toBe(2);
     expect(store.vectorFor("sha2", { model: "m", version: "2" })).toBeUndefined();
     expect(store.models()).toEqual([{ model: "m", version: "1", rows: 2 }]);
@@ -72,7 +79,10 @@ describe("store", () => {
   });
 
   it("refuses files that are not its databases, saying what they are", () => {
-    writeFileSync(join(dir, "text.db"), "just some text, long enough to be a page header..........................................................................");
+    writeFileSync(
+      join(dir, "text.db"),
+      "just some text, long enough to be a page header..........................................................................",
+    );
     expect(() => Store.open(join(dir, "text.db"))).toThrow(/not a SQLite database/);
     const other = new DatabaseSync(join(dir, "other.db"));
     other.exec("CREATE TABLE songs (title TEXT)");

@@ -63,7 +63,11 @@ export interface PhotoRow {
   readonly attempts: number;
   /** "gpu-node", "edge", or "copy" (same content as a row already embedded). */
   readonly source: string | null;
-  readonly error: { readonly code: string; readonly message: string; readonly retryable: boolean } | null;
+  readonly error: {
+    readonly code: string;
+    readonly message: string;
+    readonly retryable: boolean;
+  } | null;
 }
 
 /** What resuming needs to know about a path's last row. */
@@ -128,9 +132,15 @@ export class Store {
       throw new StoreError(`cannot open database ${path}: ${(error as Error).message}`);
     }
     try {
-      const appId = Number((db.prepare("PRAGMA application_id").get() as { application_id: number }).application_id);
-      const version = Number((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version);
-      const tables = Number((db.prepare("SELECT count(*) AS n FROM sqlite_schema").get() as { n: number }).n);
+      const appId = Number(
+        (db.prepare("PRAGMA application_id").get() as { application_id: number }).application_id,
+      );
+      const version = Number(
+        (db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version,
+      );
+      const tables = Number(
+        (db.prepare("SELECT count(*) AS n FROM sqlite_schema").get() as { n: number }).n,
+      );
       if (appId !== APPLICATION_ID && tables > 0) {
         throw new StoreError(
           `${path} is a SQLite database of another program (it has tables but is not a photo-ingest database): give a new --db file`,
@@ -142,14 +152,19 @@ export class Store {
         );
       }
       if (opts.readOnly) {
-        if (appId !== APPLICATION_ID) throw new StoreError(`${path} holds no photo-ingest results yet`);
+        if (appId !== APPLICATION_ID)
+          throw new StoreError(`${path} holds no photo-ingest results yet`);
       } else {
         // WAL: readers never block the writer, and a commit is one append to the log. NORMAL
         // sync: a killed process loses no commit (the OS has the bytes); only a power cut may
         // drop the last few, and never corrupts.
-        db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;");
+        db.exec(
+          "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
+        );
         if (appId !== APPLICATION_ID || version < SCHEMA_VERSION) {
-          db.exec(`BEGIN; ${SCHEMA} PRAGMA application_id = ${APPLICATION_ID}; PRAGMA user_version = ${SCHEMA_VERSION}; COMMIT;`);
+          db.exec(
+            `BEGIN; ${SCHEMA} PRAGMA application_id = ${APPLICATION_ID}; PRAGMA user_version = ${SCHEMA_VERSION}; COMMIT;`,
+          );
         }
         if (opts.maxPages) db.exec(`PRAGMA max_page_count = ${Math.floor(opts.maxPages)}`);
       }
@@ -260,7 +275,8 @@ export class Store {
   }
 
   integrity(): string {
-    return (this.#db.prepare("PRAGMA integrity_check").get() as { integrity_check: string }).integrity_check;
+    return (this.#db.prepare("PRAGMA integrity_check").get() as { integrity_check: string })
+      .integrity_check;
   }
 
   close(): void {
@@ -277,7 +293,9 @@ function translate(error: unknown, path: string): Error {
     );
   }
   if (code === SQLITE_NOTADB) {
-    return new StoreError(`${path} is not a SQLite database (SQLITE_NOTADB): give another --db file`);
+    return new StoreError(
+      `${path} is not a SQLite database (SQLITE_NOTADB): give another --db file`,
+    );
   }
   return new StoreError(`database ${path}: ${(error as Error).message}`);
 }

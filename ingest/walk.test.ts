@@ -32,12 +32,18 @@ async function all(roots: string[], followSymlinks = true): Promise<Walked[]> {
 
 const files = (ws: Walked[]) => ws.flatMap((w) => ("file" in w ? [w.file.path] : []));
 const problems = (ws: Walked[]) =>
-  Object.fromEntries(ws.flatMap((w) => ("problem" in w ? [[w.problem.path, w.problem.message]] : [])));
+  Object.fromEntries(
+    ws.flatMap((w) => ("problem" in w ? [[w.problem.path, w.problem.message]] : [])),
+  );
 
 describe("walk", () => {
   it("lists each regular file once and reports every path it cannot use", async () => {
     const ws = await all([root]);
-    expect(files(ws).map((p) => p.slice(root.length + 1))).toEqual(["a/1.jpg", "a/b/2.jpg", "link-to-other/3.jpg"]);
+    expect(files(ws).map((p) => p.slice(root.length + 1))).toEqual([
+      "a/1.jpg",
+      "a/b/2.jpg",
+      "link-to-other/3.jpg",
+    ]);
     const p = problems(ws);
     expect(p[join(root, "a/b/up")]).toMatch(/symlink loop/);
     expect(p[join(root, "a/self")]).toMatch(/symlink loop.*ELOOP/);
@@ -54,7 +60,11 @@ describe("walk", () => {
 
   it("skips every link with followSymlinks off", async () => {
     const ws = await all([root], false);
-    expect(files(ws).map((p) => p.slice(root.length + 1))).toEqual(["a/1.jpg", "a/b/2.jpg", "other/3.jpg"]);
+    expect(files(ws).map((p) => p.slice(root.length + 1))).toEqual([
+      "a/1.jpg",
+      "a/b/2.jpg",
+      "other/3.jpg",
+    ]);
     expect(Object.keys(problems(ws))).toEqual([join(root, "a/pipe")]);
   });
 });

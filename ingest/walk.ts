@@ -1,5 +1,5 @@
 /** Folders and files named on the command line in; every regular file under them out (sorted, absolute paths, with size and mtime), plus a plain-words problem for each path that cannot be walked: unreadable folders, broken links, symlink loops, special files. */
-import { type Dirent, type Stats } from "node:fs";
+import type { Dirent, Stats } from "node:fs";
 import { lstat, readdir, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 
@@ -87,12 +87,19 @@ async function* walkDir(
 ): AsyncGenerator<Walked> {
   const id = key(st);
   if (ancestors.includes(id)) {
-    yield { problem: { path: dir, message: "symlink loop: this link leads back to a folder above it (skipped)" } };
+    yield {
+      problem: {
+        path: dir,
+        message: "symlink loop: this link leads back to a folder above it (skipped)",
+      },
+    };
     return;
   }
   const earlier = seenDirs.get(id);
   if (earlier !== undefined) {
-    yield { problem: { path: dir, message: `skipped: the same folder as ${earlier}, already walked` } };
+    yield {
+      problem: { path: dir, message: `skipped: the same folder as ${earlier}, already walked` },
+    };
     return;
   }
   seenDirs.set(id, dir);

@@ -9,7 +9,9 @@ import { fileURLToPath } from "node:url";
 
 const here = dirname(realpathSync(fileURLToPath(import.meta.url)));
 const root = join(here, "..", "..");
-const entry = basename(process.argv[1] ?? "").includes("duplicates") ? "duplicates.ts" : "ingest.ts";
+const entry = basename(process.argv[1] ?? "").includes("duplicates")
+  ? "duplicates.ts"
+  : "ingest.ts";
 const node24 = join(root, "node_modules", "node", "bin", "node");
 const node = existsSync(node24) ? node24 : process.execPath;
 const child = spawn(node, [join(root, "ingest", "cli", entry), ...process.argv.slice(2)], {

@@ -38,7 +38,14 @@ async function main(args: readonly string[]): Promise<number> {
     }
     const vectors = picked
       ? loadVectors(store, picked.model, picked.rows)
-      : { model: { model: "", version: "" }, dimension: 0, count: 0, paths: [], sha256: [], data: new Float32Array(0) };
+      : {
+          model: { model: "", version: "" },
+          dimension: 0,
+          count: 0,
+          paths: [],
+          sha256: [],
+          data: new Float32Array(0),
+        };
     const loadMs = performance.now() - t0;
     const search = nearPairs(vectors, {
       threshold: config.threshold,
@@ -65,7 +72,10 @@ async function main(args: readonly string[]): Promise<number> {
       for (const g of groups.slice(0, config.htmlMaxGroups)) {
         for (const p of g.paths) thumbs.set(p, await thumbnail(p, config.thumbPx));
       }
-      writeFileSync(config.html, toHtml(report, thumbs, { maxGroups: config.htmlMaxGroups, thumbPx: config.thumbPx }));
+      writeFileSync(
+        config.html,
+        toHtml(report, thumbs, { maxGroups: config.htmlMaxGroups, thumbPx: config.thumbPx }),
+      );
     }
     if (!config.json && !config.html) {
       for (const [i, g] of groups.entries()) {
@@ -113,7 +123,9 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`photo-duplicates: ${error.message}\n\n${USAGE}\n`);
       process.exit(2);
     }
-    process.stderr.write(`photo-duplicates: ${error instanceof StoreError ? error.message : (error as Error).stack}\n`);
+    process.stderr.write(
+      `photo-duplicates: ${error instanceof StoreError ? error.message : (error as Error).stack}\n`,
+    );
     process.exit(3);
   },
 );

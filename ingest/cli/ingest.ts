@@ -30,8 +30,16 @@ async function main(args: readonly string[]): Promise<number> {
   const store = Store.open(config.db, { maxPages: config.dbMaxPages });
   const source =
     config.source.kind === "edge"
-      ? createEdgeSource({ url: config.source.url, key: config.source.key, timeoutMs: config.timeoutMs })
-      : createGpuNodeSource({ url: config.source.url, token: config.source.token, timeoutMs: config.timeoutMs });
+      ? createEdgeSource({
+          url: config.source.url,
+          key: config.source.key,
+          timeoutMs: config.timeoutMs,
+        })
+      : createGpuNodeSource({
+          url: config.source.url,
+          token: config.source.token,
+          timeoutMs: config.timeoutMs,
+        });
   const mode: Mode =
     config.progress === "auto" ? (process.stdout.isTTY ? "bar" : "log") : config.progress;
   const progress = new Progress(mode, process.stdout, process.stderr, config.progressIntervalMs);

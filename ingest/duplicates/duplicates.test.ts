@@ -22,12 +22,14 @@ const opts: SearchOptions = {
 function bruteForce(v: VectorSet, threshold: number): string[] {
   const out: string[] = [];
   for (let a = 0; a < v.count; a++) {
-    for (let b = a + 1; b < v.count; b++) if (similarity(v, a, b) >= threshold) out.push(`${a}-${b}`);
+    for (let b = a + 1; b < v.count; b++)
+      if (similarity(v, a, b) >= threshold) out.push(`${a}-${b}`);
   }
   return out;
 }
 
-const keys = (pairs: readonly { a: number; b: number }[]) => pairs.map((p) => `${p.a}-${p.b}`).sort();
+const keys = (pairs: readonly { a: number; b: number }[]) =>
+  pairs.map((p) => `${p.a}-${p.b}`).sort();
 
 describe("near-duplicate search", () => {
   it("exact search = a double loop over all pairs", () => {
@@ -56,21 +58,37 @@ describe("near-duplicate search", () => {
 describe("groups", () => {
   const { vectors } = plantedVectors(6, { twinEvery: 1000, dimension: 8 });
   it("join transitively and carry each file's similarity to the first", () => {
-    const groups = buildGroups(vectors, [
-      { a: 0, b: 1, similarity: 0.99 },
-      { a: 1, b: 2, similarity: 0.99 },
-      { a: 4, b: 5, similarity: 0.98 },
-    ], []);
-    expect(groups.map((g) => g.paths.map((p) => Number(p.slice(5, 13))))).toEqual([[0, 1, 2], [4, 5]]);
+    const groups = buildGroups(
+      vectors,
+      [
+        { a: 0, b: 1, similarity: 0.99 },
+        { a: 1, b: 2, similarity: 0.99 },
+        { a: 4, b: 5, similarity: 0.98 },
+      ],
+      [],
+    );
+    expect(groups.map((g) => g.paths.map((p) => Number(p.slice(5, 13))))).toEqual([
+      [0, 1, 2],
+      [4, 5],
+    ]);
     expect(groups[0]!.similarity[0]).toBe(1);
     expect(groups[0]!.similarity[2]).toBeCloseTo(similarity(vectors, 0, 2), 9);
     expect(groups[0]!.exact).toBe(false);
   });
 
   it("put identical files together, embedded or not", () => {
-    const groups = buildGroups(vectors, [], [{ sha256: "s", paths: [vectors.paths[3]!, "/elsewhere/copy.heic"] }]);
+    const groups = buildGroups(
+      vectors,
+      [],
+      [{ sha256: "s", paths: [vectors.paths[3]!, "/elsewhere/copy.heic"] }],
+    );
     expect(groups).toEqual([
-      { paths: ["/elsewhere/copy.heic", vectors.paths[3]], similarity: [null, 1], exact: true, minSimilarity: 1 },
+      {
+        paths: ["/elsewhere/copy.heic", vectors.paths[3]],
+        similarity: [null, 1],
+        exact: true,
+        minSimilarity: 1,
+      },
     ]);
   });
 });

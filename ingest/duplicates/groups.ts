@@ -75,7 +75,7 @@ export function buildGroups(
     members.set(root, [...(members.get(root) ?? []), id]);
   }
   const shaOf = new Map<string, string>();
-  v.paths.forEach((p, i) => shaOf.set(p, v.sha256[i]!));
+  for (const [i, p] of v.paths.entries()) shaOf.set(p, v.sha256[i]!);
   for (const same of sameContent) for (const p of same.paths) shaOf.set(p, same.sha256);
   const groups: Group[] = [];
   for (const ids0 of members.values()) {
@@ -94,5 +94,7 @@ export function buildGroups(
       minSimilarity: known.length > 0 ? Math.min(...known) : null,
     });
   }
-  return groups.sort((x, y) => y.paths.length - x.paths.length || (x.paths[0]! < y.paths[0]! ? -1 : 1));
+  return groups.sort(
+    (x, y) => y.paths.length - x.paths.length || (x.paths[0]! < y.paths[0]! ? -1 : 1),
+  );
 }

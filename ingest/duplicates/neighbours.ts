@@ -41,7 +41,10 @@ const CHUNK = 16_384;
 /** The f16 index's distances are approximate: candidates this close below the threshold are rescored exactly. */
 const MARGIN = 0.01;
 
-type Knn = (queries: Float32Array, k: number) => { keys: BigUint64Array; distances: Float32Array; counts?: BigUint64Array; k?: number };
+type Knn = (
+  queries: Float32Array,
+  k: number,
+) => { keys: BigUint64Array; distances: Float32Array; counts?: BigUint64Array; k?: number };
 
 /** Each row's neighbours (in chunks) → pairs at or above the threshold, a < b, each once. */
 function collect(v: VectorSet, k: number, threshold: number, knn: Knn): Pair[] {
@@ -99,7 +102,8 @@ export function nearPairs(v: VectorSet, o: SearchOptions): SearchResult {
   index.add(keys, v.data, o.threads);
   const buildMs = performance.now() - t0;
   const t1 = performance.now();
-  const ann: Knn = (queries, kk) => index.search(queries, kk, o.threads) as unknown as ReturnType<Knn>;
+  const ann: Knn = (queries, kk) =>
+    index.search(queries, kk, o.threads) as unknown as ReturnType<Knn>;
   const pairs = collect(v, k, o.threshold, ann);
   const searchMs = performance.now() - t1;
   const recall = o.recallSample > 0 ? measureRecall(v, k, o, ann, exact) : null;
@@ -107,7 +111,13 @@ export function nearPairs(v: VectorSet, o: SearchOptions): SearchResult {
 }
 
 /** Evenly spaced rows (deterministic) asked of both searches; the exact answer is the truth. */
-export function measureRecall(v: VectorSet, k: number, o: SearchOptions, ann: Knn, exact: Knn): Recall {
+export function measureRecall(
+  v: VectorSet,
+  k: number,
+  o: SearchOptions,
+  ann: Knn,
+  exact: Knn,
+): Recall {
   const n = Math.min(o.recallSample, v.count);
   const d = v.dimension;
   const queries = new Float32Array(n * d);

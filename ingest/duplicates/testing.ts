@@ -30,7 +30,16 @@ export interface Planted {
  * `count` vectors; every `twinEvery`-th row is a near-duplicate of the row before it (the same
  * direction plus noise of relative size `twinNoise`: 0.1 gives cosine ≈ 0.995).
  */
-export function plantedVectors(count: number, opts: { dimension?: number; seed?: number; twinEvery?: number; twinNoise?: number; scenes?: number } = {}): Planted {
+export function plantedVectors(
+  count: number,
+  opts: {
+    dimension?: number;
+    seed?: number;
+    twinEvery?: number;
+    twinNoise?: number;
+    scenes?: number;
+  } = {},
+): Planted {
   const d = opts.dimension ?? 512;
   const rnd = gaussian(opts.seed ?? 1);
   const scenes = opts.scenes ?? 256;
@@ -55,7 +64,14 @@ export function plantedVectors(count: number, opts: { dimension?: number; seed?:
   }
   const paths = Array.from({ length: count }, (_, i) => `/gen/${String(i).padStart(8, "0")}.jpg`);
   return {
-    vectors: { model: { model: "generated", version: "1" }, dimension: d, count, paths, sha256: paths.map((p) => `sha:${p}`), data },
+    vectors: {
+      model: { model: "generated", version: "1" },
+      dimension: d,
+      count,
+      paths,
+      sha256: paths.map((p) => `sha:${p}`),
+      data,
+    },
     twins,
   };
 }

@@ -18,7 +18,9 @@ export interface VectorSet {
 export function pickModel(
   store: Store,
   wanted: string,
-): { model: Model; rows: number; others: { model: string; version: string; rows: number }[] } | undefined {
+):
+  | { model: Model; rows: number; others: { model: string; version: string; rows: number }[] }
+  | undefined {
   const all = store.models();
   const match = (m: { model: string; version: string }) =>
     wanted === "" || wanted === m.version || wanted === `${m.model}@${m.version}`;

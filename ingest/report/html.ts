@@ -2,8 +2,7 @@
 import { basename } from "node:path";
 import type { Report } from "./json.ts";
 
-const escape = (s: string) =>
-  s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 const STYLE = `
 body { font: 14px system-ui, sans-serif; margin: 16px; background: #fafafa; color: #222; }
@@ -31,11 +30,13 @@ export function toHtml(
       const sim = g.similarity[j];
       const simText = sim === null || sim === undefined ? "no vector" : sim.toFixed(4);
       const img = src
-        ? `<img src="${src}" alt="${escape(basename(path))}">`
+        ? `<img src="${src}" alt="${escapeHtml(basename(path))}">`
         : `<span>no preview</span>`;
-      return `<figure data-path="${escape(path)}" data-similarity="${sim ?? ""}" title="${escape(path)}"><div class="box">${img}</div><figcaption>${escape(basename(path))}<br><span class="sim">${j === 0 ? "first" : simText}</span></figcaption></figure>`;
+      return `<figure data-path="${escapeHtml(path)}" data-similarity="${sim ?? ""}" title="${escapeHtml(path)}"><div class="box">${img}</div><figcaption>${escapeHtml(basename(path))}<br><span class="sim">${j === 0 ? "first" : simText}</span></figcaption></figure>`;
     });
-    const kind = g.exact ? "identical files" : `near-duplicates, lowest similarity ${g.minSimilarity?.toFixed(4) ?? "?"}`;
+    const kind = g.exact
+      ? "identical files"
+      : `near-duplicates, lowest similarity ${g.minSimilarity?.toFixed(4) ?? "?"}`;
     return `<section class="group" data-group="${i}"><h2>Group ${i + 1}: ${g.paths.length} files, ${kind}</h2><div class="row">${figures.join("")}</div></section>`;
   });
   const model = report.model ? `${report.model.model} ${report.model.version}` : "none";
@@ -49,7 +50,7 @@ export function toHtml(
 <style>:root { --thumb: ${opts.thumbPx}px; }${STYLE}</style></head>
 <body>
 <h1>Duplicate photos: ${report.groups.length} groups</h1>
-<p class="meta">${report.vectors} photos compared (model ${escape(model)}), cosine similarity ≥ ${report.threshold}, search ${report.index}.</p>
+<p class="meta">${report.vectors} photos compared (model ${escapeHtml(model)}), cosine similarity ≥ ${report.threshold}, search ${report.index}.</p>
 ${sections.join("\n")}
 ${more}
 </body></html>

@@ -1,6 +1,12 @@
 /** The edge as a Source: one photo per `POST /v1/embeddings` (raw body, the path mobile clients take, so that a bad photo fails alone), base64 vectors back; statuses sorted once into retry (429/503 with their Retry-After, 502/504), this photo (400/413/415/422) or stop (401). */
 import type { Model, Timings } from "../store.ts";
-import { type Answer, failureOfStatus, parseRetryAfter, type Source, SourceError } from "./source.ts";
+import {
+  type Answer,
+  failureOfStatus,
+  parseRetryAfter,
+  type Source,
+  SourceError,
+} from "./source.ts";
 
 interface EmbeddingsBody {
   readonly data: readonly { readonly embedding: string }[];

@@ -1,7 +1,14 @@
 /** The gpu-node as a Source: one long-lived EmbedStream (bidirectional, HTTP/2) carries every photo in flight; answers come back by id in any order. The server stops reading at its --max-stream-in-flight and HTTP/2 flow control holds our writes; our own bound is the pipeline's concurrency. A broken stream fails the photos in it as transient, and the next photo opens a new one. */
-import { type Client, Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+
 import type { MessageInitShape } from "@bufbuild/protobuf";
+import {
+  type Client,
+  Code,
+  ConnectError,
+  createClient,
+  type Interceptor,
+} from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import {
   EmbedderService,
   type EmbedStreamRequestSchema,
@@ -63,7 +70,11 @@ function fromConnect(error: unknown): SourceError {
   const ce = ConnectError.from(error);
   const code = connectCodeName(ce.code);
   const hint = ce.code === Code.Unauthenticated ? " (check --token / INGEST_GPU_NODE_TOKEN)" : "";
-  return new SourceError(failureOfConnectCode(code), code, `gpu-node: ${code}: ${ce.rawMessage}${hint}`);
+  return new SourceError(
+    failureOfConnectCode(code),
+    code,
+    `gpu-node: ${code}: ${ce.rawMessage}${hint}`,
+  );
 }
 
 export function createGpuNodeSource(opts: {
@@ -122,7 +133,13 @@ export function createGpuNodeSource(opts: {
       return;
     }
     if (res.result.case !== "vector") {
-      p.reject(new SourceError("transient", "unknown", "gpu-node: an answer with neither vector nor error"));
+      p.reject(
+        new SourceError(
+          "transient",
+          "unknown",
+          "gpu-node: an answer with neither vector nor error",
+        ),
+      );
       return;
     }
     const t = res.timings;
@@ -175,7 +192,11 @@ export function createGpuNodeSource(opts: {
           s.pending.delete(id);
           done();
           reject(
-            new SourceError("transient", "deadline_exceeded", `gpu-node: no answer in ${opts.timeoutMs} ms`),
+            new SourceError(
+              "transient",
+              "deadline_exceeded",
+              `gpu-node: no answer in ${opts.timeoutMs} ms`,
+            ),
           );
         }, opts.timeoutMs);
         signal.addEventListener("abort", onAbort, { once: true });

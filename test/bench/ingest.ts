@@ -47,14 +47,22 @@ const CACHE = join(ROOT, ".cache/bench-ingest");
 mkdirSync(CACHE, { recursive: true });
 
 /** Runs `node script args`, resolving with its wall time and output. */
-function timed(script: string, args: readonly string[]): Promise<{ ms: number; code: number | null; out: string; err: string }> {
+function timed(
+  script: string,
+  args: readonly string[],
+): Promise<{ ms: number; code: number | null; out: string; err: string }> {
   const t0 = performance.now();
-  const child = spawn(process.execPath, [join(ROOT, script), ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [join(ROOT, script), ...args], {
+    cwd: ROOT,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let out = "";
   let err = "";
   child.stdout.setEncoding("utf8").on("data", (c: string) => (out += c));
   child.stderr.setEncoding("utf8").on("data", (c: string) => (err += c));
-  return new Promise((done) => child.once("close", (code) => done({ ms: performance.now() - t0, code, out, err })));
+  return new Promise((done) =>
+    child.once("close", (code) => done({ ms: performance.now() - t0, code, out, err })),
+  );
 }
 
 async function photoFolder(n: number): Promise<string> {
@@ -91,7 +99,21 @@ async function vectorDb(n: number): Promise<string> {
     const rows: PhotoRow[] = [];
     for (let i = start; i < Math.min(n, start + chunk); i++) {
       const bytes = new Uint8Array(vectors.data.buffer, i * d * 4, d * 4);
-      rows.push({ path: vectors.paths[i]!, size: 15_000, mtimeMs: 0, sha256: vectors.sha256[i]!, format: "jpeg", model: vectors.model, vector: bytes, dimension: d, timings: null, clientMs: null, attempts: 1, source: "generated", error: null });
+      rows.push({
+        path: vectors.paths[i]!,
+        size: 15_000,
+        mtimeMs: 0,
+        sha256: vectors.sha256[i]!,
+        format: "jpeg",
+        model: vectors.model,
+        vector: bytes,
+        dimension: d,
+        timings: null,
+        clientMs: null,
+        attempts: 1,
+        source: "generated",
+        error: null,
+      });
     }
     store.putMany(rows);
   }
@@ -101,10 +123,18 @@ async function vectorDb(n: number): Promise<string> {
 }
 
 const results: Record<string, unknown> = {
-  machine: { cpus: cpus().length, cpu: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
+  machine: {
+    cpus: cpus().length,
+    cpu: cpus()[0]?.model,
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+  },
 };
 const lines: string[] = [`# Ingest benchmark (${new Date().toISOString().slice(0, 10)})`, ""];
-lines.push(`Machine: ${cpus().length} × ${cpus()[0]?.model ?? "?"}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}.`, "");
+lines.push(
+  `Machine: ${cpus().length} × ${cpus()[0]?.model ?? "?"}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}.`,
+  "",
+);
 
 const photos = Number(values.photos);
 if (photos > 0) {
@@ -114,11 +144,23 @@ if (photos > 0) {
   try {
     const db = join(CACHE, `ingest-${photos}.db`);
     for (const f of [db, `${db}-wal`, `${db}-shm`]) rmSync(f, { force: true });
-    const args = ["--gpu-node", node.url, "--db", db, "--concurrency", values.concurrency, "--progress", "none", dir];
+    const args = [
+      "--gpu-node",
+      node.url,
+      "--db",
+      db,
+      "--concurrency",
+      values.concurrency,
+      "--progress",
+      "none",
+      dir,
+    ];
     const fresh = await timed("ingest/cli/ingest.ts", args);
-    if (fresh.code !== 0) throw new Error(`ingest failed (${fresh.code}):\n${fresh.err.slice(-2000)}`);
+    if (fresh.code !== 0)
+      throw new Error(`ingest failed (${fresh.code}):\n${fresh.err.slice(-2000)}`);
     const resumed = await timed("ingest/cli/ingest.ts", args);
-    if (!/ 0 embedded/.test(resumed.out)) throw new Error(`the resume sent photos again:\n${resumed.out}`);
+    if (!/ 0 embedded/.test(resumed.out))
+      throw new Error(`the resume sent photos again:\n${resumed.out}`);
     const ingest = {
       photos,
       backend: values.backend,
@@ -155,9 +197,26 @@ for (const [i, n] of sizes.entries()) {
   const runs = i === 0 ? [[], ["--exact-max", String(n)]] : [[]];
   for (const extra of runs) {
     const statsFile = join(CACHE, `stats-${n}.json`);
-    const r = await timed("ingest/cli/duplicates.ts", ["--db", db, "--json", join(CACHE, `groups-${n}.json`), "--stats", statsFile, ...extra]);
+    const r = await timed("ingest/cli/duplicates.ts", [
+      "--db",
+      db,
+      "--json",
+      join(CACHE, `groups-${n}.json`),
+      "--stats",
+      statsFile,
+      ...extra,
+    ]);
     if (r.code !== 0) throw new Error(`duplicates failed on ${n} vectors:\n${r.err.slice(-2000)}`);
-    const s = JSON.parse(readFileSync(statsFile, "utf8")) as { index: string; groups: number; recall: { queries: number; atK: number; pairs: number | null; exactPairs: number } | null; loadMs: number; indexMs: number; searchMs: number; totalMs: number; peakRssMiB: number };
+    const s = JSON.parse(readFileSync(statsFile, "utf8")) as {
+      index: string;
+      groups: number;
+      recall: { queries: number; atK: number; pairs: number | null; exactPairs: number } | null;
+      loadMs: number;
+      indexMs: number;
+      searchMs: number;
+      totalMs: number;
+      peakRssMiB: number;
+    };
     dupResults.push({ vectors: n, args: extra, wallMs: r.ms, ...s });
     dupRows.push([
       String(n),
@@ -166,7 +225,9 @@ for (const [i, n] of sizes.entries()) {
       `${fmt(s.loadMs / 1000, 1)} / ${fmt(s.indexMs / 1000, 1)} / ${fmt(s.searchMs / 1000, 1)} s`,
       `${fmt(s.peakRssMiB, 0)} MiB`,
       String(s.groups),
-      s.recall ? `${fmt(s.recall.atK, 3)} @64, pairs ${s.recall.pairs === null ? "—" : fmt(s.recall.pairs, 4)} (${s.recall.queries} queries)` : "exact",
+      s.recall
+        ? `${fmt(s.recall.atK, 3)} @64, pairs ${s.recall.pairs === null ? "—" : fmt(s.recall.pairs, 4)} (${s.recall.queries} queries)`
+        : "exact",
     ]);
   }
 }
@@ -175,7 +236,18 @@ if (sizes.length > 0) {
   lines.push(
     "## npm run duplicates: generated 512-d vectors (2% planted near-duplicates), threshold 0.97, 64 neighbours",
     "",
-    markdownTable(["vectors", "search", "wall time", "load / index / search", "peak RSS", "groups", "recall vs brute force"], dupRows),
+    markdownTable(
+      [
+        "vectors",
+        "search",
+        "wall time",
+        "load / index / search",
+        "peak RSS",
+        "groups",
+        "recall vs brute force",
+      ],
+      dupRows,
+    ),
     "",
   );
 }
