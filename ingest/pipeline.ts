@@ -129,21 +129,21 @@ export async function runIngest(s: Settings, deps: RunDeps): Promise<RunResult> 
       }
       return;
     }
+    // A row for this content: the file's own columns, a model, and what is added.
+    const rowOf = (more: Partial<PhotoRow>): PhotoRow => ({
+      ...base,
+      ...emptyResult,
+      sha256: read.sha256,
+      format: read.format,
+      model: model ?? null,
+      ...more,
+    });
     // A copy of a file being sent right now waits for that answer instead of sending it twice.
     await inFlight.get(read.sha256);
     // The same bytes already embedded by this model (this path before a touch, or a copy).
     const cached = s.rehash || !model ? undefined : store.vectorFor(read.sha256, model);
     if (cached) {
-      const row = {
-        ...base,
-        ...emptyResult,
-        sha256: read.sha256,
-        format: read.format,
-        model: model ?? null,
-        vector: cached.vector,
-        dimension: cached.dimension,
-        source: "copy",
-      };
+      const row = rowOf({ vector: cached.vector, dimension: cached.dimension, source: "copy" });
       if (save(row)) progress.unchanged();
       return;
     }
@@ -157,10 +157,7 @@ export async function runIngest(s: Settings, deps: RunDeps): Promise<RunResult> 
         gate,
         cancel.signal,
       );
-      const row: PhotoRow = {
-        ...base,
-        sha256: read.sha256,
-        format: read.format,
+      const row = rowOf({
         model: value.model,
         vector: value.vector,
         dimension: value.dimension,
@@ -168,8 +165,7 @@ export async function runIngest(s: Settings, deps: RunDeps): Promise<RunResult> 
         clientMs: performance.now() - t0,
         attempts,
         source: source.kind,
-        error: null,
-      };
+      });
       if (save(row)) progress.sent();
     } catch (error) {
       if (cancel.signal.aborted) return; // not answered: the next run sends it again
@@ -181,17 +177,12 @@ export async function runIngest(s: Settings, deps: RunDeps): Promise<RunResult> 
         ? `${e.message} (gave up after ${error.attempts} attempts)`
         : e.message;
       progress.warn(`error: ${f.path}: ${message}`);
-      const row = {
-        ...base,
-        ...emptyResult,
-        sha256: read.sha256,
-        format: read.format,
-        model: model ?? null,
+      const row = rowOf({
         clientMs: performance.now() - t0,
         attempts: error.attempts,
         source: source.kind,
         error: { code: e.code, message, retryable },
-      };
+      });
       if (save(row)) progress.failed();
     } finally {
       inFlight.delete(read.sha256);

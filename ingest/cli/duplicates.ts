@@ -1,6 +1,6 @@
 /** `npm run duplicates`: parses the settings, reads one model's vectors from the database, finds the groups, writes the JSON and HTML reports and prints a summary with the time taken and the peak memory. */
 import { writeFileSync } from "node:fs";
-import { DUPLICATES_OPTIONS, parseDuplicatesConfig, UsageError, usageText } from "../config.ts";
+import { DUPLICATES_OPTIONS, parseDuplicatesConfig, usageText } from "../config.ts";
 import { buildGroups } from "../duplicates/groups.ts";
 import { nearPairs } from "../duplicates/neighbours.ts";
 import { loadVectors, pickModel } from "../duplicates/vectors.ts";
@@ -8,6 +8,7 @@ import { toHtml } from "../report/html.ts";
 import { type Report, toJson } from "../report/json.ts";
 import { thumbnail } from "../report/thumbnails.ts";
 import { Store, StoreError } from "../store.ts";
+import { runCli } from "./run.ts";
 
 const USAGE = usageText(
   `usage: npm run duplicates -- --db FILE [--json OUT] [--html OUT]
@@ -19,10 +20,6 @@ Prints the groups; --json writes them (a top-level "groups" list), --html a cont
 );
 
 async function main(args: readonly string[]): Promise<number> {
-  if (args.includes("--help") || args.includes("-h")) {
-    process.stdout.write(`${USAGE}\n`);
-    return 0;
-  }
   const config = parseDuplicatesConfig(args);
   const t0 = performance.now();
   const store = Store.open(config.db, { readOnly: true });
@@ -116,16 +113,4 @@ async function main(args: readonly string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    if (error instanceof UsageError) {
-      process.stderr.write(`photo-duplicates: ${error.message}\n\n${USAGE}\n`);
-      process.exit(2);
-    }
-    process.stderr.write(
-      `photo-duplicates: ${error instanceof StoreError ? error.message : (error as Error).stack}\n`,
-    );
-    process.exit(3);
-  },
-);
+runCli("photo-duplicates", USAGE, main);

@@ -1,11 +1,12 @@
 /** `npm run ingest`: parses the settings, opens the database and the source, wires signals and progress to the pipeline, prints the summary and exits with a code that says how it went. */
-import { INGEST_OPTIONS, parseIngestConfig, UsageError, usageText } from "../config.ts";
+import { INGEST_OPTIONS, parseIngestConfig, usageText } from "../config.ts";
 import { runIngest } from "../pipeline.ts";
 import { type Mode, Progress } from "../progress.ts";
 import { Gate } from "../retry.ts";
 import { createEdgeSource } from "../sources/edge.ts";
 import { createGpuNodeSource } from "../sources/gpu-node.ts";
-import { Store, StoreError } from "../store.ts";
+import { Store } from "../store.ts";
+import { runCli } from "./run.ts";
 
 const USAGE = usageText(
   `usage: npm run ingest -- [--edge URL --key KEY | --gpu-node URL [--token TOKEN]] --db FILE <folders or files…>
@@ -18,14 +19,10 @@ full disk, unusable database), 130/143 interrupted (everything answered so far i
   INGEST_OPTIONS,
 );
 
-/** Exit statuses, as the usage text lists them. */
-const EXIT = { ok: 0, someFailed: 1, usage: 2, fatal: 3 } as const;
+/** Exit statuses, as the usage text lists them (2, bad usage, comes from run.ts). */
+const EXIT = { ok: 0, someFailed: 1, fatal: 3 } as const;
 
 async function main(args: readonly string[]): Promise<number> {
-  if (args.includes("--help") || args.includes("-h")) {
-    process.stdout.write(`${USAGE}\n`);
-    return EXIT.ok;
-  }
   const config = parseIngestConfig(args);
   const store = Store.open(config.db, { maxPages: config.dbMaxPages });
   const source =
@@ -87,16 +84,4 @@ async function main(args: readonly string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    if (error instanceof UsageError) {
-      process.stderr.write(`photo-ingest: ${error.message}\n\n${USAGE}\n`);
-      process.exit(EXIT.usage);
-    }
-    process.stderr.write(
-      `photo-ingest: ${error instanceof StoreError ? error.message : (error as Error).stack}\n`,
-    );
-    process.exit(EXIT.fatal);
-  },
-);
+runCli("photo-ingest", USAGE, main);
