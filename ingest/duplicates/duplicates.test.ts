@@ -33,6 +33,7 @@ const keys = (pairs: readonly { a: number; b: number }[]) =>
 
 describe("near-duplicate search", () => {
   it("exact search = a double loop over all pairs", () => {
+    // 600 rows: more than one exact-search chunk (512), so chunk boundaries are crossed.
     const { vectors, twins } = plantedVectors(600, { twinEvery: 20, dimension: 64 });
     const found = nearPairs(vectors, opts);
     expect(found.index).toBe("exact");

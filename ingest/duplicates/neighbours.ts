@@ -36,8 +36,13 @@ export interface SearchResult {
   readonly searchMs: number;
 }
 
-/** Queries per search call: bounds the result arrays (k keys of 8 bytes + 4 per query). */
-const CHUNK = 16_384;
+/**
+ * Queries per search call. The HNSW search's results are k keys (8 bytes) and distances (4) per
+ * query; the exact search also holds a distance per query and row, so it takes fewer at once (all
+ * 10,000 queries of a 10,000-vector set in one call peaked at 1.7 GB).
+ */
+const HNSW_CHUNK = 16_384;
+const EXACT_CHUNK = 512;
 /** The f16 index's distances are approximate: candidates this close below the threshold are rescored exactly. */
 const MARGIN = 0.01;
 
@@ -47,12 +52,12 @@ type Knn = (
 ) => { keys: BigUint64Array; distances: Float32Array; counts?: BigUint64Array; k?: number };
 
 /** Each row's neighbours (in chunks) → pairs at or above the threshold, a < b, each once. */
-function collect(v: VectorSet, k: number, threshold: number, knn: Knn): Pair[] {
+function collect(v: VectorSet, k: number, threshold: number, knn: Knn, chunk: number): Pair[] {
   const seen = new Set<number>();
   const pairs: Pair[] = [];
   const d = v.dimension;
-  for (let start = 0; start < v.count; start += CHUNK) {
-    const end = Math.min(v.count, start + CHUNK);
+  for (let start = 0; start < v.count; start += chunk) {
+    const end = Math.min(v.count, start + chunk);
     const m = knn(v.data.subarray(start * d, end * d), k);
     const width = m.keys.length / (end - start);
     for (let q = 0; q < end - start; q++) {
@@ -79,11 +84,22 @@ function collect(v: VectorSet, k: number, threshold: number, knn: Knn): Pair[] {
 export function nearPairs(v: VectorSet, o: SearchOptions): SearchResult {
   const k = Math.min(o.neighbours + 1, Math.max(1, v.count)); // +1: a row finds itself
   if (v.count === 0) return { pairs: [], index: "exact", recall: null, buildMs: 0, searchMs: 0 };
+  // usearch's exactSearch reads a typed array from the start of its buffer, ignoring byteOffset
+  // (its Index.search does not): views are copied before they reach it.
+  const own = (a: Float32Array) => (a.byteOffset === 0 ? a : new Float32Array(a));
+  const dataset = own(v.data);
   const exact: Knn = (queries, kk) =>
-    exactSearch(v.data, queries, v.dimension, kk, MetricKind.Cos, o.threads) as ReturnType<Knn>;
+    exactSearch(
+      dataset,
+      own(queries),
+      v.dimension,
+      kk,
+      MetricKind.Cos,
+      o.threads,
+    ) as ReturnType<Knn>;
   if (v.count <= o.exactMax) {
     const t0 = performance.now();
-    const pairs = collect(v, k, o.threshold, exact);
+    const pairs = collect(v, k, o.threshold, exact, EXACT_CHUNK);
     return { pairs, index: "exact", recall: null, buildMs: 0, searchMs: performance.now() - t0 };
   }
   const t0 = performance.now();
@@ -104,7 +120,7 @@ export function nearPairs(v: VectorSet, o: SearchOptions): SearchResult {
   const t1 = performance.now();
   const ann: Knn = (queries, kk) =>
     index.search(queries, kk, o.threads) as unknown as ReturnType<Knn>;
-  const pairs = collect(v, k, o.threshold, ann);
+  const pairs = collect(v, k, o.threshold, ann, HNSW_CHUNK);
   const searchMs = performance.now() - t1;
   const recall = o.recallSample > 0 ? measureRecall(v, k, o, ann, exact) : null;
   return { pairs, index: "hnsw", recall, buildMs, searchMs };
@@ -127,25 +143,33 @@ export function measureRecall(
     rows.push(i);
     queries.set(v.data.subarray(i * d, (i + 1) * d), q * d);
   }
-  const truth = exact(queries, k);
-  const found = ann(queries, k);
-  const wt = truth.keys.length / n;
-  const wf = found.keys.length / n;
   let hitsAtK = 0;
   let totalAtK = 0;
   let pairsTrue = 0;
   let pairsFound = 0;
-  for (let q = 0; q < n; q++) {
-    const got = new Set<number>();
-    for (let r = 0; r < wf; r++) got.add(Number(found.keys[q * wf + r]!));
-    for (let r = 0; r < wt; r++) {
-      const j = Number(truth.keys[q * wt + r]!);
-      if (j === rows[q] || j >= v.count) continue;
-      totalAtK++;
-      if (got.has(j)) hitsAtK++;
-      if (similarity(v, rows[q]!, j) >= o.threshold) {
-        pairsTrue++;
-        if (got.has(j)) pairsFound++;
+  // The truth in small chunks of queries: the exact search's memory grows with queries × rows
+  // (500 queries against 1M rows at once took gigabytes).
+  const chunk = 16;
+  for (let start = 0; start < n; start += chunk) {
+    const end = Math.min(n, start + chunk);
+    const part = queries.subarray(start * d, end * d);
+    const truth = exact(part, k);
+    const found = ann(part, k);
+    const wt = truth.keys.length / (end - start);
+    const wf = found.keys.length / (end - start);
+    for (let q = 0; q < end - start; q++) {
+      const row = rows[start + q]!;
+      const got = new Set<number>();
+      for (let r = 0; r < wf; r++) got.add(Number(found.keys[q * wf + r]!));
+      for (let r = 0; r < wt; r++) {
+        const j = Number(truth.keys[q * wt + r]!);
+        if (j === row || j >= v.count) continue;
+        totalAtK++;
+        if (got.has(j)) hitsAtK++;
+        if (similarity(v, row, j) >= o.threshold) {
+          pairsTrue++;
+          if (got.has(j)) pairsFound++;
+        }
       }
     }
   }
