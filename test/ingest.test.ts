@@ -14,6 +14,7 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  symlinkSync,
   utimesSync,
   writeFileSync,
 } from "node:fs";
@@ -543,3 +544,21 @@ describe.skipIf(!existsSync(CORPUS))(
     });
   },
 );
+
+describe("the installed commands (package.json bin)", () => {
+  it("photo-ingest and photo-duplicates run their CLI through the project's Node, whatever Node starts them", async () => {
+    const bin = join(tmp, "bin");
+    mkdirSync(bin);
+    const pkg = JSON.parse(readFileSync(join(import.meta.dirname, "../package.json"), "utf8")) as {
+      bin: Record<string, string>;
+    };
+    for (const [name, file] of Object.entries(pkg.bin)) {
+      symlinkSync(join(import.meta.dirname, "..", file), join(bin, name));
+      const r = await runCli(join(bin, name), ["--help"]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(
+        name === "photo-ingest" ? /^usage: npm run ingest/ : /^usage: npm run duplicates/,
+      );
+    }
+  });
+});
