@@ -14,6 +14,10 @@ export interface EdgeConfig {
   readonly gpuNodeToken: string;
   /** Whole-request deadline for the gpu-node call, retries included. */
   readonly gpuNodeTimeoutMs: number;
+  /** How long a gpu-node that refused work (ResourceExhausted) is skipped; 0: never. */
+  readonly gpuNodeShedMs: number;
+  /** Let into resize only as many requests at once as the gpu-nodes took before refusing. */
+  readonly adaptiveAdmission: boolean;
   /** Lower-case hex SHA-256 of each accepted client API key. */
   readonly apiKeyHashes: readonly string[];
   /** True only when AUTH_DISABLED is exactly "true" (local development). */
@@ -47,6 +51,14 @@ export const EDGE_SETTINGS = {
   GPU_NODE_URLS: ["http://127.0.0.1:50051", "comma-separated gpu-node base URLs"],
   GPU_NODE_TOKEN: ["", "secret: shared token sent to the gpu-node"],
   GPU_NODE_TIMEOUT_MS: ["15000", "deadline for the gpu-node call, retries included"],
+  GPU_NODE_SHED_MS: [
+    "50",
+    "after a gpu-node refuses work as full, skip it this long (ms); while all are skipped, uploads get 503 + Retry-After before any resize (0: off)",
+  ],
+  ADAPTIVE_ADMISSION: [
+    "true",
+    '"true": once a gpu-node refuses work as full, each isolate lets into resize only a little under what it had in flight then, growing again as answers come (AIMD); the rest get 503 + Retry-After at once',
+  ],
   API_KEY_HASHES: ["", "secret: comma-separated hex SHA-256 of the client API keys"],
   AUTH_DISABLED: ["false", '"true" switches client auth off (local development only)'],
   MAX_REQUEST_BYTES: [String(32 * MiB), "request body limit, enforced while streaming"],
@@ -107,6 +119,13 @@ export function parseEdgeConfig(vars: EdgeVars): EdgeConfig {
     }
     return n;
   };
+  const bool = (k: keyof typeof EDGE_SETTINGS) => {
+    const v = raw(k);
+    if (v !== "true" && v !== "false") {
+      throw new EdgeConfigError(`${k} must be "true" or "false", got "${v}"`);
+    }
+    return v === "true";
+  };
   const urls = list("GPU_NODE_URLS");
   if (urls.length === 0) throw new EdgeConfigError("GPU_NODE_URLS is empty");
   for (const u of urls) {
@@ -145,6 +164,8 @@ export function parseEdgeConfig(vars: EdgeVars): EdgeConfig {
     gpuNodeUrls: urls.map((u) => u.replace(/\/+$/, "")),
     gpuNodeToken: raw("GPU_NODE_TOKEN"),
     gpuNodeTimeoutMs: int("GPU_NODE_TIMEOUT_MS", 100, 600_000),
+    gpuNodeShedMs: int("GPU_NODE_SHED_MS", 0, 10_000),
+    adaptiveAdmission: bool("ADAPTIVE_ADMISSION"),
     apiKeyHashes: hashes,
     authDisabled,
     maxRequestBytes: int("MAX_REQUEST_BYTES", 1024, 100 * MiB),

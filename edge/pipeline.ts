@@ -1,7 +1,8 @@
 /** The ingest pipeline for one request: validate every upload, resize each to a small clean JPEG, one gpu-node call for all, per-stage times recorded. */
+import type { Admission } from "./admission.ts";
 import type { EdgeConfig } from "./config.ts";
 import { HttpError, imageLabel } from "./errors.ts";
-import type { EmbeddedImages, GpuClient } from "./gpu-client.ts";
+import { type EmbeddedImages, type GpuClient, gpuNodesFull } from "./gpu-client.ts";
 import {
   MAX_JPEG_SIDE,
   orientedClipCrop,
@@ -10,7 +11,7 @@ import {
 } from "./resize/resizer.ts";
 import { stripJpegMetadata } from "./strip-metadata.ts";
 import type { Upload } from "./upload.ts";
-import { readHeader, validateImage } from "./validate/index.ts";
+import { readHeader, type ValidatedImage, validateImage } from "./validate/index.ts";
 
 export interface ImageReport {
   readonly sha256: string;
@@ -36,6 +37,8 @@ export interface PipelineDeps {
   readonly time: StageTimer;
   readonly requestId: string;
   readonly signal?: AbortSignal;
+  /** This isolate's adaptive admission (ADAPTIVE_ADMISSION); absent: everything is let in. */
+  readonly admission?: Admission;
 }
 
 async function sha256Hex(bytes: Uint8Array): Promise<string> {
@@ -82,46 +85,29 @@ export async function runPipeline(
     }),
   );
 
-  const resized = await time("resize", () =>
-    Promise.all(
-      valid.map(async (v, i) => {
-        try {
-          const out = await resizer.resize(
-            {
-              bytes: v.bytes,
-              format: v.format,
-              width: v.width,
-              height: v.height,
-              orientation: v.orientation,
-            },
-            {
-              shortSide: config.targetShortSide,
-              quality: config.jpegQuality,
-              crop224: config.resizeMode === "crop-224",
-            },
-          );
-          const bytes = stripJpegMetadata(out.bytes);
-          const header = readHeader(bytes, "jpeg");
-          return { bytes, width: header.width, height: header.height };
-        } catch (err) {
-          if (err instanceof HttpError && err.status < 500) {
-            throw new HttpError(err.status, err.code, `${label(i)}: ${err.message}`, {
-              cause: err,
-            });
-          }
-          throw err;
-        }
-      }),
-    ),
-  );
+  // Every gpu-node refused work moments ago, or this isolate already has as many requests in
+  // flight as they took before refusing: answer now, before the resize (the edge's costliest
+  // stage), instead of spending it on a call that would be refused too.
+  if (gpu.saturated()) throw gpuNodesFull();
+  const leave = deps.admission?.enter();
+  if (deps.admission && !leave) throw gpuNodesFull();
 
-  const embedded = await time("gpu", () =>
-    gpu.embed(
-      resized.map((r) => r.bytes),
-      deps.requestId,
-      deps.signal,
-    ),
-  );
+  let resized: SentImage[];
+  let embedded: EmbeddedImages;
+  try {
+    resized = await time("resize", () => resizeAll(valid, deps, label));
+    embedded = await time("gpu", () =>
+      gpu.embed(
+        resized.map((r) => r.bytes),
+        deps.requestId,
+        deps.signal,
+      ),
+    );
+  } catch (err) {
+    leave?.(err instanceof HttpError && err.code === "overloaded" ? "full" : "other");
+    throw err;
+  }
+  leave?.("answered");
   if (embedded.vectors.length !== uploads.length) {
     throw new HttpError(
       502,
@@ -147,4 +133,48 @@ export async function runPipeline(
     })),
   );
   return { images, embedded };
+}
+
+interface SentImage {
+  readonly bytes: Uint8Array;
+  readonly width: number;
+  readonly height: number;
+}
+
+/** Each validated upload to the small metadata-free JPEG the gpu-node gets. */
+function resizeAll(
+  valid: readonly ValidatedImage[],
+  { config, resizer }: PipelineDeps,
+  label: (i: number) => string,
+): Promise<SentImage[]> {
+  return Promise.all(
+    valid.map(async (v, i) => {
+      try {
+        const out = await resizer.resize(
+          {
+            bytes: v.bytes,
+            format: v.format,
+            width: v.width,
+            height: v.height,
+            orientation: v.orientation,
+          },
+          {
+            shortSide: config.targetShortSide,
+            quality: config.jpegQuality,
+            crop224: config.resizeMode === "crop-224",
+          },
+        );
+        const bytes = stripJpegMetadata(out.bytes);
+        const header = readHeader(bytes, "jpeg");
+        return { bytes, width: header.width, height: header.height };
+      } catch (err) {
+        if (err instanceof HttpError && err.status < 500) {
+          throw new HttpError(err.status, err.code, `${label(i)}: ${err.message}`, {
+            cause: err,
+          });
+        }
+        throw err;
+      }
+    }),
+  );
 }

@@ -1,6 +1,7 @@
 /** What the routes share: the app's Hono environment, and `embed`, which runs the pipeline for a route's uploads and reports its stages in Server-Timing and analytics. */
 import type { Context } from "hono";
 import { endTime, setMetric, startTime } from "hono/timing";
+import type { Admission } from "../admission.ts";
 import { noteImages } from "../analytics.ts";
 import { type EdgeConfig, edgeConfig } from "../config.ts";
 import type { GpuClient } from "../gpu-client.ts";
@@ -24,6 +25,7 @@ export type Embed = (
 export function createEmbed(
   resizer: (env: object, config: EdgeConfig) => Resizer,
   gpuFor: (config: EdgeConfig) => GpuClient,
+  admissionFor: (config: EdgeConfig) => Admission | undefined,
 ): Embed {
   return async (c, uploads) => {
     const config = edgeConfig(c.env);
@@ -31,6 +33,7 @@ export function createEmbed(
       config,
       resizer: resizer(c.env, config),
       gpu: gpuFor(config),
+      admission: admissionFor(config),
       time: stageTimer(c),
       requestId: c.get("requestId"),
       signal: c.req.raw.signal,

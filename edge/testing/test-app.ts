@@ -49,7 +49,6 @@ export async function testApp(options: TestAppOptions = {}): Promise<TestApp> {
       createGpuClient({
         ...gpuClientOptions(config),
         fetch: routedFetch,
-        backoffMs: 1,
       }),
   });
   const bindings: Record<string, unknown> = {
