@@ -1,9 +1,9 @@
 /** The Worker entry: wiring only — the Images binding or the WASM resizer, chosen by configuration. */
 import { createApp } from "./app.ts";
 import { createImagesBindingResizer } from "./resize/images-binding.ts";
-import { createWasmJpegResizer } from "./resize/wasm-jpeg.ts";
+import { createWasmResizer } from "./resize/wasm-formats.ts";
 
-const wasm = createWasmJpegResizer();
+const wasm = createWasmResizer();
 
 export default createApp({
   resizer: (env, config) =>
