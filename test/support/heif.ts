@@ -89,7 +89,15 @@ export function writeHeif(layout: HeifLayout): Buffer {
   const irotIndex = layout.irot ? props.push(box("irot", Buffer.from([layout.irot & 3]))) : 0;
   const imirIndex =
     layout.imir !== undefined ? props.push(box("imir", Buffer.from([layout.imir & 1]))) : 0;
-  const hvcIndex = layout.tiles.map((t) => props.push(box("hvcC", t.hvcC)));
+  // One hvcC property per distinct configuration (iPhones share one among all tiles).
+  const seen = new Map<Uint8Array, number>();
+  const hvcIndex = layout.tiles.map((t) => {
+    const known = seen.get(t.hvcC);
+    if (known !== undefined) return known;
+    const index = props.push(box("hvcC", t.hvcC));
+    seen.set(t.hvcC, index);
+    return index;
+  });
 
   const assoc = (id: number, indices: number[]) =>
     Buffer.concat([u16(id), Buffer.from([indices.length, ...indices])]);

@@ -226,11 +226,12 @@ function corpusFiles(): HostileFile[] {
       bytes: readFileSync(join(CORPUS, rel)),
       contentType: "application/octet-stream",
       // The Images binding decodes HEIC in production; its local stand-in under wrangler dev
-      // (sharp without HEVC) cannot, and says so with a 415. The gpu-node decodes it (libheif WASM).
-      edge: heif ? { status: 415, message: "HEIC cannot be decoded" } : accepted,
+      // (sharp without HEVC) cannot, and the WASM decoders (libde265) take it instead. The
+      // gpu-node decodes it (libheif WASM).
+      edge: accepted,
       gpu: ok,
       why: heif
-        ? "a real HEIF: embedded by the gpu-node; 415 only from the local Images stand-in"
+        ? "a real HEIF: embedded (locally through the WASM decoders, as production's binding would)"
         : "a real camera/phone file: must embed",
     };
   });

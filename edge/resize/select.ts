@@ -1,0 +1,48 @@
+/** Which resizer handles an image, from RESIZER: the Images binding (WASM fallback for what its local stand-in cannot read), the in-Worker WASM decoders, or "auto" (WASM within a CPU budget, the binding for the rest). */
+import type { EdgeConfig } from "../config.ts";
+import { createImagesBindingResizer } from "./images-binding.ts";
+import type { ResizeInput, Resizer } from "./resizer.ts";
+import { createWasmResizer } from "./wasm-formats.ts";
+
+// One per isolate: its decoders are instantiated only when their format first arrives.
+const wasm = createWasmResizer();
+
+/**
+ * Estimated Worker CPU milliseconds per megapixel of the original, by format, measured for the
+ * WASM resizer (docs/formats.md: `npm run bench:resize -- --formats`, 2-core x86-64), rounded up.
+ * JPEG decodes at 1/8 in the DCT domain; HEIC decodes every HEVC tile at full size; PNG inflates
+ * and unfilters every row in JS; WebP scales while decoding.
+ */
+export const WASM_MS_PER_MEGAPIXEL: Readonly<Record<string, number>> = {
+  jpeg: 5,
+  heic: 140,
+  png: 90,
+  webp: 25,
+};
+const WASM_MS_FIXED = 10;
+
+/** The estimate RESIZER=auto compares with WASM_CPU_BUDGET_MS. */
+export function estimatedWasmMs(input: Pick<ResizeInput, "format" | "width" | "height">): number {
+  const perMp = WASM_MS_PER_MEGAPIXEL[input.format];
+  if (perMp === undefined) return Number.POSITIVE_INFINITY;
+  return WASM_MS_FIXED + (perMp * input.width * input.height) / 1e6;
+}
+
+/** WASM for what it reads within `budgetMs`, `other` for the rest. */
+export function createAutoResizer(wasmResizer: Resizer, other: Resizer, budgetMs: number): Resizer {
+  const pick = (input: ResizeInput) =>
+    wasmResizer.supports(input.format) && estimatedWasmMs(input) <= budgetMs ? wasmResizer : other;
+  return {
+    name: "auto",
+    supports: (format) => wasmResizer.supports(format) || other.supports(format),
+    resize: (input, options) => pick(input).resize(input, options),
+  };
+}
+
+export function selectResizer(env: { IMAGES: ImagesBinding }, config: EdgeConfig): Resizer {
+  if (config.resizer === "wasm") return wasm;
+  const binding = createImagesBindingResizer(env.IMAGES, wasm);
+  return config.resizer === "auto"
+    ? createAutoResizer(wasm, binding, config.wasmCpuBudgetMs)
+    : binding;
+}
