@@ -13,8 +13,10 @@ const fuzz = inject("fuzz") as FuzzFixture;
 const ALLOWED = new Set([200, 413, 415, 422]);
 
 let app: TestApp;
+let wasmApp: TestApp;
 beforeAll(async () => {
   app = await testApp();
+  wasmApp = await testApp({ vars: { RESIZER: "wasm" } });
 });
 
 describe("JPEG mutation fuzzer against the edge (workerd)", () => {
@@ -57,6 +59,53 @@ describe("JPEG mutation fuzzer against the edge (workerd)", () => {
         iterations: fuzz.iterations,
         seed: fuzz.seed,
         sources: fuzz.sources.length,
+        byStatus: countBy(results, (r) => String(r.status)),
+        mutations: tally(results),
+        fiveHundreds: 0,
+        ms: Math.round(performance.now() - t0),
+      },
+    });
+  });
+});
+
+describe("HEIC, PNG and WebP mutation fuzzer against the in-Worker decoders (RESIZER=wasm)", () => {
+  // A third of the JPEG pass's iterations: each HEIC mutant decodes HEVC tiles.
+  const iterations = Math.max(30, Math.round(fuzz.iterations / 3));
+  it(`answers ${iterations} mutants (seed ${fuzz.seed}) with 200 or a clean 4xx`, {
+    timeout: fuzz.timeoutMs,
+  }, async ({ task }) => {
+    const sources = fuzz.formatSources.map((s) => fromBase64(s.base64));
+    const rnd = prng(fuzz.seed);
+    const results: { status: number; mutations: readonly Mutation[] }[] = [];
+    const t0 = performance.now();
+    for (let i = 0; i < iterations; i++) {
+      const m = mutate(sources, rnd);
+      const before = wasmApp.standIn.received.length;
+      const res = await wasmApp.request("/v1/embeddings", {
+        method: "POST",
+        headers: { "content-type": "application/octet-stream" },
+        body: m.bytes,
+      });
+      const text = await res.text();
+      const what = `iteration ${i} (seed ${fuzz.seed}, ${m.mutations.join("+")} on ${fuzz.formatSources[m.source]!.name}): ${res.status} ${text.slice(0, 300)}`;
+      expect(ALLOWED.has(res.status), what).toBe(true);
+      if (res.status === 200) {
+        const h = readHeader(wasmApp.standIn.received.at(-1)!, "jpeg");
+        expect(Math.min(h.width, h.height), what).toBeLessThanOrEqual(256);
+      } else {
+        expect(wasmApp.standIn.received.length, what).toBe(before);
+      }
+      results.push({ status: res.status, mutations: m.mutations });
+    }
+    expect((await wasmApp.request("/readyz", {}, null)).status).toBe(200);
+    recordFigures(task, {
+      section: "fuzz",
+      title: `HEIC/PNG/WebP mutation fuzzer, ${iterations} iterations, seed ${fuzz.seed}`,
+      target: "edge in workerd (RESIZER=wasm: libde265, PNG inflate, libwebp; gpu-node stand-in)",
+      data: {
+        iterations,
+        seed: fuzz.seed,
+        sources: sources.length,
         byStatus: countBy(results, (r) => String(r.status)),
         mutations: tally(results),
         fiveHundreds: 0,

@@ -371,6 +371,10 @@ export function planHeif(b: Uint8Array, maxPixels: number): HeifPlan {
   const width = large ? be32(data, 4) : be16(data, 4);
   const height = large ? be32(data, 8) : be16(data, 6);
   checkPixels(width, height, maxPixels);
+  const declared = prop(item, T.ispe) ? ispeOf(item) : undefined;
+  if (declared && (declared.width !== width || declared.height !== height)) {
+    fail(`the grid declares ${width}x${height} but its ispe ${declared.width}x${declared.height}`);
+  }
   if (rows * cols > MAX_TILES) fail(`grid of ${rows}x${cols} tiles is over ${MAX_TILES}`);
   const tileIds = refs.get(primary) ?? [];
   if (tileIds.length !== rows * cols) {

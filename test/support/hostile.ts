@@ -3,6 +3,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { crc32 } from "node:zlib";
 import sharp from "sharp";
+import { hostileFormatFiles } from "./hostile-formats.ts";
 import { photo, photoPixels, pngHeaderClaiming, randomBytes } from "./images.ts";
 
 export const CORPUS = resolve(import.meta.dirname, "../../../shared/corpus");
@@ -19,7 +20,8 @@ export type HostileKind =
   | "extreme-dimensions"
   | "cmyk-16-bit"
   | "animated"
-  | "exif-garbage";
+  | "exif-garbage"
+  | "lying-header";
 
 /** What one server must do with a file: succeed, or refuse it with this status / code. */
 export interface EdgeExpectation {
@@ -42,6 +44,8 @@ export interface HostileFile {
   /** The Content-Type the client claims (the edge must not believe it). */
   readonly contentType: string;
   readonly edge: EdgeExpectation;
+  /** With RESIZER=wasm, where it differs from `edge` (the in-Worker decoders are stricter). */
+  readonly edgeWasm?: EdgeExpectation;
   readonly gpu: GpuExpectation;
   /** Why this answer is the right one, for the report. */
   readonly why: string;
@@ -239,7 +243,7 @@ function corpusFiles(): HostileFile[] {
 
 /** Every generated hostile file (and the corpus when present), deterministic. */
 export async function hostileFiles(): Promise<HostileFile[]> {
-  const files: HostileFile[] = [...corpusFiles()];
+  const files: HostileFile[] = [...corpusFiles(), ...(await hostileFormatFiles())];
   const add = (f: Omit<HostileFile, "contentType"> & { contentType?: string }) =>
     files.push({ contentType: "image/jpeg", ...f });
 
