@@ -60,7 +60,7 @@ export const EDGE_SETTINGS = {
     '"images" (Images binding; under wrangler dev the WASM decoders take what its local stand-in cannot read), "wasm" (in-Worker: JPEG, HEIC, PNG, WebP) or "auto" (WASM within WASM_CPU_BUDGET_MS, the binding for the rest)',
   ],
   WASM_CPU_BUDGET_MS: [
-    "2000",
+    "4000",
     "RESIZER=auto: most estimated Worker CPU milliseconds for one in-Worker decode (docs/formats.md)",
   ],
   TARGET_SHORT_SIDE: ["256", "short side of the JPEG sent to the gpu-node (224..512)"],

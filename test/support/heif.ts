@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import sharp from "sharp";
+import { parseHeif } from "../../edge/validate/heif.ts";
 import { primaryHevcItem } from "../../imaging/heif/container.ts";
 
 export interface HevcItem {
@@ -228,4 +229,17 @@ export async function encodeHeic(
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** The irot/imir pair whose display matches EXIF `orientation` (found by writing and reading each). */
+export function heifTransformFor(orientation: number): { irot?: number; imir?: number } {
+  const dummy: HevcItem = { hvcC: new Uint8Array(23), data: new Uint8Array(0) };
+  for (const imir of [undefined, 0, 1]) {
+    for (let irot = 0; irot < 4; irot++) {
+      const t = { ...(irot ? { irot } : {}), ...(imir !== undefined ? { imir } : {}) };
+      const b = writeHeif({ width: 2, height: 1, tiles: [dummy], ...t });
+      if (parseHeif(b).orientation === orientation) return t;
+    }
+  }
+  throw new Error(`no irot/imir for orientation ${orientation}`);
 }

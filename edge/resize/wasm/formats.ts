@@ -216,6 +216,7 @@ export function createWasmResizer(modules: WasmModules, limits: WasmLimits = {})
     const tw = swap ? target.height : target.width;
     const th = swap ? target.width : target.height;
 
+    jpegCodec.resetPeak();
     const t0 = now();
     let reduced: Reduced & { wasmMemoryBytes: number };
     try {
