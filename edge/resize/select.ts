@@ -22,10 +22,41 @@ export const WASM_MS_PER_MEGAPIXEL: Readonly<Record<string, number>> = {
 };
 const WASM_MS_FIXED = 10;
 
-/** The estimate RESIZER=auto compares with WASM_CPU_BUDGET_MS. */
-export function estimatedWasmMs(input: Pick<ResizeInput, "format" | "width" | "height">): number {
+/** A lossless WebP decodes its whole ARGB image: past this many pixels it cannot fit the WASM cap. */
+const LOSSLESS_WEBP_MAX_PIXELS = 16_000_000;
+
+/** Whether a WebP's image is lossless (a VP8L chunk within its first chunks). */
+function losslessWebp(bytes: Uint8Array): boolean {
+  for (let p = 12, n = 0; n < 16 && p + 8 <= bytes.length; n++) {
+    if (
+      bytes[p] === 0x56 &&
+      bytes[p + 1] === 0x50 &&
+      bytes[p + 2] === 0x38 &&
+      bytes[p + 3] === 0x4c
+    ) {
+      return true;
+    }
+    const size =
+      bytes[p + 4]! | (bytes[p + 5]! << 8) | (bytes[p + 6]! << 16) | (bytes[p + 7]! << 24);
+    p += 8 + (size >>> 0) + (size & 1);
+  }
+  return false;
+}
+
+/** The estimate RESIZER=auto compares with WASM_CPU_BUDGET_MS (infinite: WASM cannot take it). */
+export function estimatedWasmMs(
+  input: Pick<ResizeInput, "format" | "width" | "height"> & { bytes?: Uint8Array },
+): number {
   const perMp = WASM_MS_PER_MEGAPIXEL[input.format];
   if (perMp === undefined) return Number.POSITIVE_INFINITY;
+  if (
+    input.format === "webp" &&
+    input.width * input.height > LOSSLESS_WEBP_MAX_PIXELS &&
+    input.bytes !== undefined &&
+    losslessWebp(input.bytes)
+  ) {
+    return Number.POSITIVE_INFINITY;
+  }
   return WASM_MS_FIXED + (perMp * input.width * input.height) / 1e6;
 }
 

@@ -306,19 +306,41 @@ export async function decodePngReduced(b: Uint8Array, limits: PngLimits): Promis
   let prev = new Uint8Array(cur.length);
   let fill = 0;
 
+  // Per pass: each pixel's reduced cell (x / k, times 3), so the row loop does no division.
+  const cellsOf = passes.map(([x0, , dx], i) => {
+    const cells = new Int32Array(shapes[i]![0]!);
+    for (let j = 0; j < cells.length; j++) cells[j] = Math.floor((x0 + j * dx) / k) * 3;
+    return cells;
+  });
+  // 8-bit grey, RGB and their alpha forms: summed straight from the row, no RGB copy.
+  const direct = depth === 8 && colorType !== 3;
+  const greyish = colorType === 0 || colorType === 4;
+
   const emitRow = () => {
-    const [x0, y0, dx, dy] = passes[pass]!;
+    const [, y0, , dy] = passes[pass]!;
     const pixels = shapes[pass]![0]!;
     const line = cur.subarray(1);
     unfilter(cur[0]!, line, prev.subarray(1), bpp);
-    toRgb(line, pixels);
     const y = y0 + rowInPass * dy;
-    const base = Math.floor(y / k) * rw;
-    for (let i = 0, x = x0, o = 0; i < pixels; i++, x += dx, o += 3) {
-      const cell = (base + Math.floor(x / k)) * 3;
-      sums[cell] = sums[cell]! + rgb[o]!;
-      sums[cell + 1] = sums[cell + 1]! + rgb[o + 1]!;
-      sums[cell + 2] = sums[cell + 2]! + rgb[o + 2]!;
+    const base = Math.floor(y / k) * rw * 3;
+    const cells = cellsOf[pass]!;
+    if (direct) {
+      const g = greyish ? 0 : 1;
+      const b = greyish ? 0 : 2;
+      for (let i = 0, p = 0; i < pixels; i++, p += bpp) {
+        const cell = base + cells[i]!;
+        sums[cell] = sums[cell]! + line[p]!;
+        sums[cell + 1] = sums[cell + 1]! + line[p + g]!;
+        sums[cell + 2] = sums[cell + 2]! + line[p + b]!;
+      }
+    } else {
+      toRgb(line, pixels);
+      for (let i = 0, o = 0; i < pixels; i++, o += 3) {
+        const cell = base + cells[i]!;
+        sums[cell] = sums[cell]! + rgb[o]!;
+        sums[cell + 1] = sums[cell + 1]! + rgb[o + 1]!;
+        sums[cell + 2] = sums[cell + 2]! + rgb[o + 2]!;
+      }
     }
     rowInPass++;
     const passBefore = pass;

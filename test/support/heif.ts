@@ -220,6 +220,9 @@ export async function encodeHeic(
       height,
       tiles,
       columns,
+      // A photo smaller than one tile is still a (1x1) grid: its padded tile is cropped by the
+      // grid's output size, which a plain item could only say with a clap box.
+      ...(tile > 0 ? { gridShape: { rows, columns } } : {}),
       tileWidth: tw,
       tileHeight: th,
       ...(options.irot ? { irot: options.irot } : {}),
