@@ -9,7 +9,7 @@
  * instantiated until the first call: a format that never arrives costs no memory.
  */
 
-interface WasmMemory {
+export interface WasmMemory {
   readonly buffer: ArrayBuffer;
 }
 /** A compiled module: workerd's bundled `.wasm` import, or `compileWasm` (Node only). */
@@ -24,6 +24,14 @@ const wasmApi = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
 /** Compiles a module from its bytes. Node and tests only: workerd refuses to compile at run time. */
 export function compileWasm(bytes: Uint8Array): Promise<WasmModule> {
   return wasmApi.compile(bytes);
+}
+
+/** Instantiates a compiled module with these imports. */
+export function instantiateWasm(
+  module: WasmModule,
+  imports: object,
+): Promise<{ readonly exports: unknown }> {
+  return wasmApi.instantiate(module, imports);
 }
 
 export interface StandaloneExports {
@@ -83,7 +91,7 @@ export class WasmInstance<E extends StandaloneExports> {
         fd_seek: () => WASI_EBADF,
       },
     };
-    const instance = await wasmApi.instantiate(this.#module, imports);
+    const instance = await instantiateWasm(this.#module, imports);
     const exports = instance.exports as E;
     exports._initialize();
     this.#exports = exports;

@@ -21,8 +21,8 @@ import { compileWasm } from "../../imaging/wasm-instance.ts";
 import { HEIC_FIXTURES, heicFixture } from "../../test/fixtures/heic/fixtures.ts";
 import { writeHeif } from "../../test/support/heif.ts";
 import { photoLike } from "../../test/support/images.ts";
-import { HttpError } from "../errors.ts";
 import { createSharpResizer } from "../node/sharp-resizer.ts";
+import { rejection } from "../testing/rejection.ts";
 import { readHeader, sniffFormat } from "../validate/index.ts";
 import type { ResizeInput } from "./resizer.ts";
 import { createWasmResizer } from "./wasm/formats.ts";
@@ -63,15 +63,6 @@ async function outputDiff(a: Uint8Array, b: Uint8Array) {
   const [ra, rb] = await Promise.all([rawOf(a), rawOf(b)]);
   expect([ra.width, ra.height]).toEqual([rb.width, rb.height]);
   return meanAbsDiff(ra.data, rb.data);
-}
-
-async function rejection(p: Promise<unknown>): Promise<HttpError> {
-  const e = await p.then(
-    () => undefined,
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(HttpError);
-  return e as HttpError;
 }
 
 /** An APP1 EXIF segment holding only an orientation tag. */

@@ -5,20 +5,9 @@
  * follows one tile plus the reduced image, never the full picture (a 48 MP grid at k = 23 holds
  * a 512x512 tile and a 350x263 image). 8 to 16-bit, 4:0:0 to 4:4:4, YCbCr or GBR.
  */
+import { DecodeError } from "../decode-error.ts";
 import { WasmInstance, type WasmModule } from "../wasm-instance.ts";
 import type { HeifPlan } from "./container.ts";
-
-/** How a decode failed: corrupt data, or over the memory budget (a trap from a failed allocation). */
-export type HevcFailure = "corrupt" | "too_large";
-
-export class HevcWasmError extends Error {
-  override readonly name = "HevcWasmError";
-  readonly kind: HevcFailure;
-  constructor(kind: HevcFailure, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.kind = kind;
-  }
-}
 
 interface Exports {
   readonly memory: { readonly buffer: ArrayBuffer };
@@ -82,7 +71,7 @@ export class HevcWasm {
     this.#wasm = new WasmInstance<Exports>(
       module,
       options.recycleAboveBytes ?? 32 * 1024 * 1024,
-      (code) => new HevcWasmError("corrupt", `libde265 exited (${code})`),
+      (code) => new DecodeError("corrupt", `libde265 exited (${code})`),
     );
   }
 
@@ -90,7 +79,7 @@ export class HevcWasm {
     return this.#wasm.peakMemoryBytes;
   }
 
-  /** Decodes every tile of `plan` and box-reduces the image by `k`. Throws HevcWasmError. */
+  /** Decodes every tile of `plan` and box-reduces the image by `k`. Throws DecodeError. */
   async decodeReduced(plan: HeifPlan, k: number): Promise<ReducedImage> {
     this.#wasm.resetPeak();
     const rw = Math.ceil(plan.width / k);
@@ -100,7 +89,7 @@ export class HevcWasm {
         const sums = ex.hd_malloc(rw * rh * 12);
         const out = ex.hd_malloc(rw * rh * 3);
         if (sums === 0 || out === 0) {
-          throw new HevcWasmError("too_large", `no memory for a ${rw}x${rh} reduced image`);
+          throw new DecodeError("too_large", `no memory for a ${rw}x${rh} reduced image`);
         }
         new Uint8Array(ex.memory.buffer, sums, rw * rh * 12).fill(0);
         for (const tile of plan.tiles) decodeTile(ex, plan, tile, { sums, rw, rh, k });
@@ -112,9 +101,9 @@ export class HevcWasm {
         return { width: rw, height: rh, data, k, wasmMemoryBytes: ex.memory.buffer.byteLength };
       });
     } catch (e) {
-      if (e instanceof HevcWasmError) throw e;
+      if (e instanceof DecodeError) throw e;
       // A trap: libde265's C++ aborts when an allocation fails past the memory cap.
-      throw new HevcWasmError("too_large", "HEVC decoder ran out of memory", { cause: e });
+      throw new DecodeError("too_large", "HEVC decoder ran out of memory", { cause: e });
     }
   }
 }
@@ -126,14 +115,14 @@ function decodeTile(
   cells: { sums: number; rw: number; rh: number; k: number },
 ): void {
   const input = ex.hd_malloc(tile.nals.length);
-  if (input === 0) throw new HevcWasmError("too_large", "no memory for a tile's data");
+  if (input === 0) throw new DecodeError("too_large", "no memory for a tile's data");
   new Uint8Array(ex.memory.buffer, input, tile.nals.length).set(tile.nals);
   const rc = ex.hd_decode(input, tile.nals.length);
   ex.hd_free(input);
   const info = new Int32Array(ex.memory.buffer, ex.hd_info(), 8);
   if (rc !== 0) {
     const detail = rc === -3 ? `libde265 error ${info[I.ERROR]}` : "no picture decoded";
-    throw new HevcWasmError("corrupt", `HEVC tile at ${tile.x},${tile.y}: ${detail}`);
+    throw new DecodeError("corrupt", `HEVC tile at ${tile.x},${tile.y}: ${detail}`);
   }
   const w = info[I.WIDTH]!;
   const h = info[I.HEIGHT]!;
@@ -142,7 +131,7 @@ function decodeTile(
     w < Math.min(plan.tileWidth, plan.width - tile.x) ||
     h < Math.min(plan.tileHeight, plan.height - tile.y)
   ) {
-    throw new HevcWasmError(
+    throw new DecodeError(
       "corrupt",
       `HEVC tile at ${tile.x},${tile.y} is ${w}x${h}, smaller than its declared ${plan.tileWidth}x${plan.tileHeight}`,
     );
@@ -167,5 +156,5 @@ function decodeTile(
     kr,
     kb,
   );
-  if (ok !== 0) throw new HevcWasmError("corrupt", "HEVC tile does not fit the image");
+  if (ok !== 0) throw new DecodeError("corrupt", "HEVC tile does not fit the image");
 }

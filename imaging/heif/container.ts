@@ -9,6 +9,7 @@
  * against the caller's pixel limit before anything is allocated.
  */
 import { be16, be32, fail, fourcc, fourccAt, TRUNCATED, u8 } from "../bytes.ts";
+import { DecodeError } from "../decode-error.ts";
 
 const MAX_BOXES = 10_000;
 const MAX_ITEMS = 10_000;
@@ -40,13 +41,21 @@ const T = {
   av01: fourcc("av01"),
 } as const;
 
-interface Box {
+export interface Box {
   readonly type: number;
   readonly start: number;
   readonly end: number;
 }
 
-function boxes(b: Uint8Array, from: number, to: number): Box[] {
+/**
+ * The boxes in [from, to). A box running past `to` ends the list with `overrun` set (at the top
+ * level that means a truncated file). Shared with the edge's header validation (validate/heif.ts).
+ */
+export function childBoxes(
+  b: Uint8Array,
+  from: number,
+  to: number,
+): { boxes: Box[]; overrun: boolean } {
   const out: Box[] = [];
   let p = from;
   for (let n = 0; n < MAX_BOXES && p + 8 <= to; n++) {
@@ -57,13 +66,23 @@ function boxes(b: Uint8Array, from: number, to: number): Box[] {
       size = be32(b, p + 8) * 0x100000000 + be32(b, p + 12);
       start = p + 16;
     } else if (size === 0) {
-      size = to - p;
+      size = to - p; // to the end
     }
     if (size < start - p) fail("invalid box size");
-    if (p + size > to) fail(TRUNCATED);
+    if (p + size > to) {
+      out.push({ type, start, end: to });
+      return { boxes: out, overrun: true };
+    }
     out.push({ type, start, end: p + size });
     p += size;
   }
+  return { boxes: out, overrun: false };
+}
+
+/** The boxes in [from, to); one running past `to` means a truncated file. */
+function boxes(b: Uint8Array, from: number, to: number): Box[] {
+  const { boxes: out, overrun } = childBoxes(b, from, to);
+  if (overrun) fail(TRUNCATED);
   return out;
 }
 
@@ -91,11 +110,6 @@ export interface HeifPlan {
   readonly tileHeight: number;
   readonly colour: HeifColour;
   readonly grid: boolean;
-}
-
-/** Why a plan could not be made, beyond a malformed file (ImageHeaderError). */
-export class HeifUnsupported extends Error {
-  override readonly name = "HeifUnsupported";
 }
 
 interface Item {
@@ -174,7 +188,7 @@ function itemData(b: Uint8Array, item: Item, idat: Box | undefined): Uint8Array 
   else if (item.method === 1 && idat) {
     from = b.subarray(idat.start, idat.end);
     base = 0;
-  } else throw new HeifUnsupported(`item construction method ${item.method}`);
+  } else throw new DecodeError("unsupported", `item construction method ${item.method}`);
   let total = 0;
   for (const e of item.extents) {
     // length 0: to the end of the file (ISO/IEC 14496-12).
@@ -331,7 +345,7 @@ export function primaryHevcItem(b: Uint8Array): { hvcC: Uint8Array; data: Uint8A
 
 /**
  * The primary image's decode plan. Throws ImageHeaderError (malformed or truncated: 422) or
- * HeifUnsupported (AV1, other codecs, derived images other than a grid: 415).
+ * DecodeError "unsupported" (AV1, other codecs, derived images other than a grid: 415).
  */
 export function planHeif(b: Uint8Array, maxPixels: number): HeifPlan {
   const { items, primary, idat, props, refs } = readMeta(b);
@@ -361,7 +375,7 @@ export function planHeif(b: Uint8Array, maxPixels: number): HeifPlan {
   }
   if (item.type !== T.grid) {
     const name = item.type === T.av01 ? "AV1 (AVIF)" : fourccName(item.type);
-    throw new HeifUnsupported(`the primary image is ${name}, not HEVC`);
+    throw new DecodeError("unsupported", `the primary image is ${name}, not HEVC`);
   }
   const data = itemData(b, item, idat);
   if (data.length < 8) fail("grid description too short");
@@ -388,7 +402,8 @@ export function planHeif(b: Uint8Array, maxPixels: number): HeifPlan {
     const tile = items.get(id);
     if (!tile || id === primary) fail("a grid tile is missing or is the grid itself");
     // Only coded tiles: a grid of grids (or any derived tile) would recurse.
-    if (tile.type !== T.hvc1) throw new HeifUnsupported("a grid tile that is not an HEVC image");
+    if (tile.type !== T.hvc1)
+      throw new DecodeError("unsupported", "a grid tile that is not an HEVC image");
     const size = ispeOf(tile);
     if (i === 0) {
       tileWidth = size.width;
@@ -436,25 +451,34 @@ function checkPixels(width: number, height: number, maxPixels: number): void {
   }
 }
 
-function associate(b: Uint8Array, ipma: Box, items: Map<number, Item>): void {
-  const version = u8(b, ipma.start);
-  const wide = (u8(b, ipma.start + 3) & 1) === 1;
-  const count = be32(b, ipma.start + 4);
-  if (count > MAX_ITEMS) fail("too many item associations");
-  let p = ipma.start + 8;
-  for (let i = 0; i < count; i++) {
+/**
+ * An ipma box's payload [start, end): each item id → its 1-based ipco property indices, in
+ * order. Bounded by the box, whatever count it declares (each entry takes at least 3 bytes).
+ */
+export function readIpma(b: Uint8Array, start: number, end: number): Map<number, number[]> {
+  const version = u8(b, start);
+  const wide = (u8(b, start + 3) & 1) === 1;
+  const count = be32(b, start + 4);
+  const out = new Map<number, number[]>();
+  let p = start + 8;
+  for (let i = 0; i < count && p < end; i++) {
     const id = version < 1 ? be16(b, p) : be32(b, p);
     p += version < 1 ? 2 : 4;
     const n = u8(b, p++);
-    const indices: number[] = [];
+    const indices = out.get(id) ?? [];
     for (let j = 0; j < n; j++) {
       indices.push(wide ? be16(b, p) & 0x7fff : u8(b, p) & 0x7f);
       p += wide ? 2 : 1;
     }
-    if (p > ipma.end) fail("ipma box runs past its end");
-    const item = items.get(id);
-    if (item) item.props.push(...indices);
+    if (p > end) fail("ipma box runs past its end");
+    out.set(id, indices);
   }
+  return out;
+}
+
+function associate(b: Uint8Array, ipma: Box, items: Map<number, Item>): void {
+  for (const [id, indices] of readIpma(b, ipma.start, ipma.end))
+    items.get(id)?.props.push(...indices);
 }
 
 function readColour(b: Uint8Array, item: Item, props: Box[]): HeifColour {

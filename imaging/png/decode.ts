@@ -15,17 +15,7 @@
  */
 
 import { be32, fourcc, fourccAt } from "../bytes.ts";
-
-export type PngFailure = "corrupt" | "unsupported" | "too_large";
-
-export class PngError extends Error {
-  override readonly name = "PngError";
-  readonly kind: PngFailure;
-  constructor(kind: PngFailure, message: string) {
-    super(message);
-    this.kind = kind;
-  }
-}
+import { DecodeError } from "../decode-error.ts";
 
 export interface PngReduced {
   readonly width: number;
@@ -84,7 +74,7 @@ interface Header {
 }
 
 function corrupt(message: string): never {
-  throw new PngError("corrupt", message);
+  throw new DecodeError("corrupt", message);
 }
 
 function readChunks(b: Uint8Array): Header {
@@ -153,7 +143,7 @@ async function inflate(
       if (done) return;
       total += value.length;
       if (total > cap) {
-        throw new PngError(
+        throw new DecodeError(
           "corrupt",
           `image data inflates past the ${cap} bytes its header declares (zlib bomb?)`,
         );
@@ -162,7 +152,7 @@ async function inflate(
     }
   } catch (e) {
     void reader.cancel().catch(() => {});
-    if (e instanceof PngError) throw e;
+    if (e instanceof DecodeError) throw e;
     corrupt(`bad zlib data: ${e instanceof Error ? e.message : String(e)}`);
   }
 }
@@ -212,13 +202,13 @@ function unfilter(type: number, cur: Uint8Array, prev: Uint8Array, bpp: number):
   }
 }
 
-/** Decodes `b` box-reduced by `limits.factor`. Throws PngError. */
+/** Decodes `b` box-reduced by `limits.factor`. Throws DecodeError. */
 export async function decodePngReduced(b: Uint8Array, limits: PngLimits): Promise<PngReduced> {
   const h = readChunks(b);
   const { width: w, height: ht, depth, colorType } = h;
   if (w === 0 || ht === 0) corrupt("zero dimension");
   if (w * ht > limits.maxPixels)
-    throw new PngError("too_large", `${w}x${ht} is over the pixel limit`);
+    throw new DecodeError("too_large", `${w}x${ht} is over the pixel limit`);
   if (h.idat.length === 0) corrupt("no image data (IDAT)");
   if (colorType === 3 && !h.palette) corrupt("palette image without PLTE");
   const channels = CHANNELS[colorType]!;
@@ -234,7 +224,7 @@ export async function decodePngReduced(b: Uint8Array, limits: PngLimits): Promis
   let expected = 0;
   for (const [pw, ph] of shapes) expected += ph! * (1 + Math.ceil((pw! * bitsPerPixel) / 8));
   if (expected > limits.maxInflatedBytes) {
-    throw new PngError(
+    throw new DecodeError(
       "too_large",
       `${w}x${ht} at ${bitsPerPixel} bits a pixel inflates to ${expected} bytes`,
     );

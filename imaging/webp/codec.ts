@@ -5,18 +5,8 @@
  * whole ARGB image (4 bytes a pixel) and fails cleanly past the 96 MiB cap.
  */
 import { fourcc, fourccAt, le32 } from "../bytes.ts";
+import { DecodeError } from "../decode-error.ts";
 import { WasmInstance, type WasmModule } from "../wasm-instance.ts";
-
-export type WebpFailure = "corrupt" | "unsupported" | "too_large";
-
-export class WebpWasmError extends Error {
-  override readonly name = "WebpWasmError";
-  readonly kind: WebpFailure;
-  constructor(kind: WebpFailure, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.kind = kind;
-  }
-}
 
 interface Exports {
   readonly memory: { readonly buffer: ArrayBuffer };
@@ -49,17 +39,17 @@ export interface WebpReduced {
   readonly wasmMemoryBytes: number;
 }
 
-function statusError(status: number): WebpWasmError {
-  if (status === OUT_OF_MEMORY) return new WebpWasmError("too_large", "libwebp ran out of memory");
+function statusError(status: number): DecodeError {
+  if (status === OUT_OF_MEMORY) return new DecodeError("too_large", "libwebp ran out of memory");
   if (status === UNSUPPORTED_FEATURE) {
-    return new WebpWasmError(
+    return new DecodeError(
       "unsupported",
       "a WebP feature libwebp's still-image decoder does not read",
     );
   }
   if (status === NOT_ENOUGH_DATA)
-    return new WebpWasmError("corrupt", "the bitstream ends early (truncated)");
-  return new WebpWasmError("corrupt", `libwebp status ${status}`);
+    return new DecodeError("corrupt", "the bitstream ends early (truncated)");
+  return new DecodeError("corrupt", `libwebp status ${status}`);
 }
 
 export class WebpWasm {
@@ -69,7 +59,7 @@ export class WebpWasm {
     this.#wasm = new WasmInstance<Exports>(
       module,
       options.recycleAboveBytes ?? 32 * 1024 * 1024,
-      (code) => new WebpWasmError("corrupt", `libwebp exited (${code})`),
+      (code) => new DecodeError("corrupt", `libwebp exited (${code})`),
     );
   }
 
@@ -77,7 +67,7 @@ export class WebpWasm {
     return this.#wasm.peakMemoryBytes;
   }
 
-  /** Decodes `webp` at 1/k of its size, k from `factor(width, height)`. Throws WebpWasmError. */
+  /** Decodes `webp` at 1/k of its size, k from `factor(width, height)`. Throws DecodeError. */
   async decodeReduced(
     webp: Uint8Array,
     factor: (width: number, height: number) => number,
@@ -87,14 +77,14 @@ export class WebpWasm {
       return await this.#wasm.run((ex) => {
         const input = ex.wd_malloc(webp.length);
         if (input === 0)
-          throw new WebpWasmError("too_large", `no memory for a ${webp.length}-byte input`);
+          throw new DecodeError("too_large", `no memory for a ${webp.length}-byte input`);
         new Uint8Array(ex.memory.buffer, input, webp.length).set(webp);
         const info = () => new Int32Array(ex.memory.buffer, ex.wd_info(), 7);
         if (ex.wd_features(input, webp.length) !== 0) throw statusError(info()[I.STATUS]!);
         const w = info()[I.WIDTH]!;
         const h = info()[I.HEIGHT]!;
         if (info()[I.ANIMATED]) {
-          throw new WebpWasmError(
+          throw new DecodeError(
             "unsupported",
             "animated WebP (the in-Worker resizer reads still images)",
           );
@@ -123,8 +113,8 @@ export class WebpWasm {
         };
       });
     } catch (e) {
-      if (e instanceof WebpWasmError) throw e;
-      throw new WebpWasmError("too_large", "WebP decoder ran out of memory", { cause: e });
+      if (e instanceof DecodeError) throw e;
+      throw new DecodeError("too_large", "WebP decoder ran out of memory", { cause: e });
     }
   }
 }

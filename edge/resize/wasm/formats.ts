@@ -17,14 +17,15 @@
 
 import { ImageHeaderError } from "../../../imaging/bytes.ts";
 import { clipCrop } from "../../../imaging/clip.ts";
-import { HevcWasm, HevcWasmError } from "../../../imaging/heif/codec.ts";
-import { HeifUnsupported, planHeif } from "../../../imaging/heif/container.ts";
+import { DecodeError } from "../../../imaging/decode-error.ts";
+import { HevcWasm } from "../../../imaging/heif/codec.ts";
+import { planHeif } from "../../../imaging/heif/container.ts";
 import { type IccStatus, iccToSrgb } from "../../../imaging/icc.ts";
 import { JpegWasm, JpegWasmError, type WasmModule } from "../../../imaging/jpeg/codec.ts";
-import { decodePngReduced, PngError } from "../../../imaging/png/decode.ts";
+import { decodePngReduced } from "../../../imaging/png/decode.ts";
 import { resizeRgb } from "../../../imaging/resample/pillow-bicubic.ts";
 import { cropRgb, orient } from "../../../imaging/resample/pixels.ts";
-import { WebpWasm, WebpWasmError } from "../../../imaging/webp/codec.ts";
+import { WebpWasm } from "../../../imaging/webp/codec.ts";
 import { HttpError } from "../../errors.ts";
 import type { ImageFormat } from "../../validate/index.ts";
 import type { ResizedImage, ResizeOptions } from "../resizer.ts";
@@ -106,38 +107,26 @@ const NAMES: Partial<Record<ImageFormat, string>> = { heic: "HEIC", png: "PNG", 
 /** Decoder failures to the edge's errors: corrupt 422, unsupported variant 415, over memory 422. */
 function toHttpError(format: ImageFormat, e: unknown): unknown {
   const name = NAMES[format] ?? format;
-  if (e instanceof HeifUnsupported) {
-    return new HttpError(
-      415,
-      "unsupported_media_type",
-      `${name} variant not supported by the in-Worker resizer (${e.message})`,
-      { cause: e },
-    );
+  if (e instanceof ImageHeaderError) {
+    return new HttpError(422, "unprocessable_image", `corrupt or truncated ${name}: ${e.message}`, {
+      cause: e,
+    });
   }
-  if (e instanceof ImageHeaderError || e instanceof PngError) {
-    const unsupported = e instanceof PngError && e.kind === "unsupported";
-    const tooLarge = e instanceof PngError && e.kind === "too_large";
-    if (unsupported) {
-      return new HttpError(415, "unsupported_media_type", `${name}: ${e.message}`, { cause: e });
+  if (e instanceof DecodeError) {
+    if (e.kind === "unsupported") {
+      return new HttpError(
+        415,
+        "unsupported_media_type",
+        `${name} variant not supported by the in-Worker resizer (${e.message})`,
+        { cause: e },
+      );
     }
     return new HttpError(
       422,
       "unprocessable_image",
-      tooLarge
-        ? `${name} too large to decode within the Worker's memory (${e.message})`
-        : `corrupt or truncated ${name}: ${e.message}`,
-      { cause: e },
-    );
-  }
-  if (e instanceof HevcWasmError || e instanceof WebpWasmError) {
-    return new HttpError(
-      e.kind === "unsupported" ? 415 : 422,
-      e.kind === "unsupported" ? "unsupported_media_type" : "unprocessable_image",
       e.kind === "too_large"
         ? `${name} too large to decode within the Worker's memory (${e.message})`
-        : e.kind === "unsupported"
-          ? `${name} variant not supported by the in-Worker resizer (${e.message})`
-          : `corrupt or truncated ${name}: ${e.message}`,
+        : `corrupt or truncated ${name}: ${e.message}`,
       { cause: e },
     );
   }
