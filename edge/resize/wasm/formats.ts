@@ -150,7 +150,6 @@ export function createWasmResizer(modules: WasmModules, limits: WasmLimits = {})
   let hevc: HevcWasm | undefined;
   let webp: WebpWasm | undefined;
   let lastRun: WasmRun | undefined;
-  let peak = 0;
 
   async function decode(
     input: WasmResizeInput,
@@ -179,7 +178,6 @@ export function createWasmResizer(modules: WasmModules, limits: WasmLimits = {})
   async function resize(input: WasmResizeInput, options: ResizeOptions): Promise<ResizedImage> {
     if (input.format === "jpeg") {
       const out = await jpeg.resize(input, options);
-      peak = Math.max(peak, jpeg.peakMemoryBytes);
       lastRun = jpeg.lastRun && { ...jpeg.lastRun, format: "jpeg" };
       return out;
     }
@@ -240,8 +238,8 @@ export function createWasmResizer(modules: WasmModules, limits: WasmLimits = {})
       throw toHttpError(input.format, e);
     }
     const t3 = now();
-    const memory = Math.max(reduced.wasmMemoryBytes, jpegCodec.peakMemoryBytes);
-    peak = Math.max(peak, memory);
+    // Both instances live side by side: the decoder and the encoder.
+    const memory = reduced.wasmMemoryBytes + jpegCodec.peakMemoryBytes;
     lastRun = {
       format: input.format,
       denom: reduced.k,
@@ -265,13 +263,9 @@ export function createWasmResizer(modules: WasmModules, limits: WasmLimits = {})
     get lastRun() {
       return lastRun;
     },
+    /** All WASM linear memory this resizer's instances reached (they live side by side). */
     get peakMemoryBytes() {
-      return Math.max(
-        peak,
-        jpeg.peakMemoryBytes,
-        hevc?.peakMemoryBytes ?? 0,
-        webp?.peakMemoryBytes ?? 0,
-      );
+      return jpeg.peakMemoryBytes + (hevc?.peakMemoryBytes ?? 0) + (webp?.peakMemoryBytes ?? 0);
     },
   };
 }
