@@ -10,14 +10,14 @@ const wasm = createWasmResizer();
 /**
  * Estimated Worker CPU milliseconds per megapixel of the original, by format, for the WASM
  * resizer: `npm run bench:resize -- --formats` on a busy 2-core x86-64 (docs/formats.md), rounded
- * up. JPEG decodes at 1/8 in the DCT domain; HEIC decodes every HEVC tile at full size (the
+ * up to the slowest of three runs. JPEG decodes at 1/8 in the DCT domain; HEIC decodes every HEVC tile at full size (the
  * figure is for a high-bitrate grid, 3.2 bits a pixel); PNG inflates and unfilters every row in
  * JS; WebP scales while decoding (lossless is the slower kind).
  */
 export const WASM_MS_PER_MEGAPIXEL: Readonly<Record<string, number>> = {
-  jpeg: 15,
-  heic: 265,
-  png: 95,
+  jpeg: 20,
+  heic: 290,
+  png: 120,
   webp: 35,
 };
 const WASM_MS_FIXED = 10;
