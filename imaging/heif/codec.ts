@@ -114,10 +114,11 @@ function decodeTile(
   tile: HeifPlan["tiles"][number],
   cells: { sums: number; rw: number; rh: number; k: number },
 ): void {
-  const input = ex.hd_malloc(tile.nals.length);
+  const nals = tile.nals();
+  const input = ex.hd_malloc(nals.length);
   if (input === 0) throw new DecodeError("too_large", "no memory for a tile's data");
-  new Uint8Array(ex.memory.buffer, input, tile.nals.length).set(tile.nals);
-  const rc = ex.hd_decode(input, tile.nals.length);
+  new Uint8Array(ex.memory.buffer, input, nals.length).set(nals);
+  const rc = ex.hd_decode(input, nals.length);
   ex.hd_free(input);
   const info = new Int32Array(ex.memory.buffer, ex.hd_info(), 8);
   if (rc !== 0) {

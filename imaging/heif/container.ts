@@ -95,8 +95,12 @@ export interface HeifColour {
 }
 
 export interface HeifTile {
-  /** Parameter sets then the coded picture, each NAL unit prefixed by its 4-byte length. */
-  readonly nals: Uint8Array;
+  /**
+   * Parameter sets then the coded picture, each NAL unit prefixed by its 4-byte length: built on
+   * demand (the framing is checked when the plan is made), so that only one tile's copy exists at
+   * a time.
+   */
+  readonly nals: () => Uint8Array;
   /** Where the tile's top-left pixel lands in the output image. */
   readonly x: number;
   readonly y: number;
@@ -233,11 +237,11 @@ function parseHvcc(b: Uint8Array, box: Box): { lengthSize: number; params: Uint8
   return { lengthSize, params };
 }
 
-/** Parameter sets then the item's NAL units, re-prefixed with 4-byte lengths. */
+/** Parameter sets then the item's NAL units, re-prefixed with 4-byte lengths (built on demand). */
 function tileNals(
   hvcc: { lengthSize: number; params: Uint8Array[] },
   data: Uint8Array,
-): Uint8Array {
+): () => Uint8Array {
   const units: Uint8Array[] = [...hvcc.params];
   let p = 0;
   const L = hvcc.lengthSize;
@@ -253,17 +257,19 @@ function tileNals(
   }
   let total = 0;
   for (const u of units) total += 4 + u.length;
-  const out = new Uint8Array(total);
-  let q = 0;
-  for (const u of units) {
-    out[q] = u.length >>> 24;
-    out[q + 1] = (u.length >>> 16) & 255;
-    out[q + 2] = (u.length >>> 8) & 255;
-    out[q + 3] = u.length & 255;
-    out.set(u, q + 4);
-    q += 4 + u.length;
-  }
-  return out;
+  return () => {
+    const out = new Uint8Array(total);
+    let q = 0;
+    for (const u of units) {
+      out[q] = u.length >>> 24;
+      out[q + 1] = (u.length >>> 16) & 255;
+      out[q + 2] = (u.length >>> 8) & 255;
+      out[q + 3] = u.length & 255;
+      out.set(u, q + 4);
+      q += 4 + u.length;
+    }
+    return out;
+  };
 }
 
 interface Meta {
@@ -438,7 +444,7 @@ function codedNals(
   item: Item,
   prop: (it: Item, type: number) => Box | undefined,
   idat: Box | undefined,
-): Uint8Array {
+): () => Uint8Array {
   const hvcc = prop(item, T.hvcC);
   if (!hvcc) fail("an HEVC item has no hvcC configuration");
   return tileNals(parseHvcc(b, hvcc), itemData(b, item, idat));
