@@ -3,7 +3,7 @@ import { HttpError } from "./errors.ts";
 
 const MiB = 1024 * 1024;
 
-export type ResizerKind = "images" | "wasm";
+export type ResizerKind = "images" | "wasm" | "auto";
 /** What the edge sends: a short-side resize, or open_clip's exact 224x224 centre crop. */
 export type ResizeMode = "short-side" | "crop-224";
 
@@ -27,6 +27,8 @@ export interface EdgeConfig {
   readonly maxImagePixels: number;
   readonly maxImagesPerRequest: number;
   readonly resizer: ResizerKind;
+  /** RESIZER=auto: the estimated Worker CPU a WASM decode may take before the binding gets it. */
+  readonly wasmCpuBudgetMs: number;
   /** Short side of the JPEG sent to the gpu-node (resizeMode short-side). */
   readonly targetShortSide: number;
   readonly resizeMode: ResizeMode;
@@ -65,7 +67,14 @@ export const EDGE_SETTINGS = {
   MAX_IMAGE_BYTES: [String(20 * MiB), "one image (the Images binding's input limit)"],
   MAX_IMAGE_PIXELS: ["100000000", "width x height from the header, before any decode"],
   MAX_IMAGES_PER_REQUEST: ["32", "images in one request"],
-  RESIZER: ["images", '"images" (Images binding) or "wasm" (in-Worker, JPEG only)'],
+  RESIZER: [
+    "images",
+    '"images" (Images binding; under wrangler dev the WASM decoders take what its local stand-in cannot read), "wasm" (in-Worker: JPEG, HEIC, PNG, WebP) or "auto" (WASM within WASM_CPU_BUDGET_MS, the binding for the rest)',
+  ],
+  WASM_CPU_BUDGET_MS: [
+    "4000",
+    "RESIZER=auto: most estimated Worker CPU milliseconds for one in-Worker decode (docs/formats.md)",
+  ],
   TARGET_SHORT_SIDE: ["256", "short side of the JPEG sent to the gpu-node (224..512)"],
   RESIZE_MODE: [
     "short-side",
@@ -139,8 +148,8 @@ export function parseEdgeConfig(vars: EdgeVars): EdgeConfig {
     }
   }
   const resizer = raw("RESIZER");
-  if (resizer !== "images" && resizer !== "wasm") {
-    throw new EdgeConfigError(`RESIZER must be "images" or "wasm", got "${resizer}"`);
+  if (resizer !== "images" && resizer !== "wasm" && resizer !== "auto") {
+    throw new EdgeConfigError(`RESIZER must be "images", "wasm" or "auto", got "${resizer}"`);
   }
   const resizeMode = raw("RESIZE_MODE");
   if (resizeMode !== "short-side" && resizeMode !== "crop-224") {
@@ -173,6 +182,7 @@ export function parseEdgeConfig(vars: EdgeVars): EdgeConfig {
     maxImagePixels: int("MAX_IMAGE_PIXELS", 1, 1_000_000_000),
     maxImagesPerRequest: int("MAX_IMAGES_PER_REQUEST", 1, 1024),
     resizer,
+    wasmCpuBudgetMs: int("WASM_CPU_BUDGET_MS", 1, 300_000),
     targetShortSide: int("TARGET_SHORT_SIDE", 224, 512),
     resizeMode,
     jpegQuality: int("JPEG_QUALITY", 1, 100),

@@ -29,7 +29,8 @@ function usage(): string {
     "",
     "Serves the edge (POST /v1/embeddings, POST /embed/base64, GET /healthz, GET /readyz) on",
     "EDGE_HOST:EDGE_PORT (default 127.0.0.1:8787), resizing with sharp. Settings come from the",
-    "environment, with the names wrangler.toml uses (RESIZER aside: on Node it is always sharp):",
+    "environment, with the names wrangler.toml uses (RESIZER aside: on Node it is always sharp, with",
+    "HEIC through the Worker's WASM decoders):",
     ...settings,
   ].join("\n");
 }
