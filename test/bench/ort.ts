@@ -40,6 +40,7 @@ throughput per batch size, and cosine against the CPU provider.
   --batches 1,8,32,64,128,256
   --seconds N                       measured time per batch size (default 2)
   --no-check                        skip the comparison with the CPU provider
+  --no-tunables                     start the --via-node gpu-node without its GLIBC_TUNABLES
   --via-node                        also batch-1 latency through a gpu-node (exact-224 JPEGs)
   --help`;
 
@@ -72,6 +73,7 @@ async function main(): Promise<void> {
       batches: { type: "string", default: "1,8,32,64,128,256" },
       seconds: { type: "string", default: "2" },
       "no-check": { type: "boolean", default: false },
+      "no-tunables": { type: "boolean", default: false },
       "via-node": { type: "boolean", default: false },
     },
   });
@@ -173,7 +175,7 @@ async function main(): Promise<void> {
         "--processes",
         "1",
       ],
-      { keepLogs: false },
+      { keepLogs: false, glibcTunables: !values["no-tunables"] },
     );
     try {
       const client = embedderClient(node.url, "grpc");
