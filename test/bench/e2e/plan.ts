@@ -32,6 +32,8 @@ export interface Plan {
 }
 
 const ALL: readonly VariantId[] = ["edge", "no-edge", "triton"];
+/** The seed's own workload goes through both edges: the Worker and the Node edge. */
+const EDGES: readonly VariantId[] = ["edge", "node-edge"];
 const SEED_TABLE: Runs = { warmupCalls: 3, calls: 30 };
 const BATCHES = [4, 8, 16, 32] as const;
 
@@ -40,7 +42,27 @@ export const FULL: Plan = {
   seedImages: 32,
   phonePhotos: 3,
   scenarios: [
-    // The targets' scenario: vit-tiny (compute negligible, as on a GPU), the seed's link.
+    // The seed's own benchmark (random-noise PNGs as base64 JSON, a new connection per call)
+    // over its link and on loopback: the issue's targets.
+    {
+      backend: "vit-tiny",
+      profile: "seed",
+      input: "seed-png",
+      variants: EDGES,
+      single: SEED_TABLE,
+      batches: BATCHES,
+      batchRuns: { warmupCalls: 1, calls: 5 },
+    },
+    {
+      backend: "vit-tiny",
+      profile: "loopback",
+      input: "seed-png",
+      variants: EDGES,
+      single: SEED_TABLE,
+      batches: BATCHES,
+      batchRuns: { warmupCalls: 1, calls: 5 },
+    },
+    // The earlier targets' scenario: vit-tiny (compute negligible, as on a GPU), the seed's link.
     {
       backend: "vit-tiny",
       profile: "seed",
@@ -132,6 +154,15 @@ export const QUICK: Plan = {
   seedImages: 32,
   phonePhotos: 2,
   scenarios: [
+    {
+      backend: "vit-tiny",
+      profile: "seed",
+      input: "seed-png",
+      variants: EDGES,
+      single: { warmupCalls: 2, calls: 10 },
+      batches: [32],
+      batchRuns: { warmupCalls: 1, calls: 2 },
+    },
     {
       backend: "vit-tiny",
       profile: "seed",
