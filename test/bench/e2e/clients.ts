@@ -90,9 +90,11 @@ export function seedClient(baseUrl: string, apiKey: string): Call {
   const url = new URL("/embed/base64", baseUrl);
   const base64 = new Map<Buffer, string>();
   const encoded = (img: Buffer) => {
-    let b = base64.get(img);
-    if (b === undefined) base64.set(img, (b = img.toString("base64")));
-    return b;
+    const known = base64.get(img);
+    if (known !== undefined) return known;
+    const text = img.toString("base64");
+    base64.set(img, text);
+    return text;
   };
   return async (images) => {
     const body = Buffer.from(JSON.stringify({ images: images.map(encoded) }));
