@@ -185,10 +185,7 @@ export function evaluateSeedWorkload(rows: readonly Row[], ctx: TargetContext): 
     out.push({
       id: `seed-single-${variant}`,
       target: t,
-      result:
-        (minus > 0
-          ? `p50 ${f(r.latencyMs.p50)} ms − dev proxy ${f(minus)} ms = ${f(p50)} ms`
-          : `p50 ${f(p50)} ms`) + ` (${f(SEED_PUBLISHED.singleP50Ms / p50, 2)}x the seed)`,
+      result: `${minus > 0 ? `p50 ${f(r.latencyMs.p50)} ms − dev proxy ${f(minus)} ms = ` : "p50 "}${f(p50)} ms (${f(SEED_PUBLISHED.singleP50Ms / p50, 2)}x the seed)`,
       verdict: p50 <= SEED_WORKLOAD_TARGETS.singleP50Ms ? "PASS" : "MISS",
       why: `${edgeAccount(r, ctx)} CPU per image: client ${f(r.cpuMsPerImage.client, 2)}, edge ${f(r.cpuMsPerImage.edge, 2)}, gpu-node ${f(r.cpuMsPerImage.gpuNode, 2)} ms; ${load(r)}.`,
     });
