@@ -55,10 +55,12 @@ export interface EmbeddedImages {
 }
 
 export interface GpuClient {
+  /** `firstId`: the id of the first image (its position in the whole request), the rest follow. */
   embed(
     images: readonly Uint8Array[],
     requestId: string,
     signal?: AbortSignal,
+    firstId?: number,
   ): Promise<EmbeddedImages>;
   /**
    * True when some gpu-node, within `timeoutMs`, says it is ready (its `/readyz`: model loaded
@@ -109,7 +111,7 @@ export function createGpuClient(opts: GpuClientOptions): GpuClient {
   };
 
   return {
-    async embed(images, requestId, signal) {
+    async embed(images, requestId, signal, firstId = 0) {
       const deadline = now() + opts.timeoutMs;
       // Spread load: each request starts at the next gpu-node, then walks the list. A gpu-node
       // that just refused is skipped; the others are tried at once, one after the other: no
@@ -127,7 +129,7 @@ export function createGpuClient(opts: GpuClientOptions): GpuClient {
         if (remaining <= 0) break;
         try {
           const res: EmbedResponse = await clients[i]!.embed(
-            { images: images.map((data, k) => ({ id: String(k), data })) },
+            { images: images.map((data, k) => ({ id: String(firstId + k), data })) },
             { timeoutMs: remaining, headers: headers(requestId), signal },
           );
           fullUntil[i] = 0;
