@@ -165,6 +165,15 @@ export const QUICK: Plan = {
     },
     {
       backend: "vit-tiny",
+      profile: "loopback",
+      input: "seed-png",
+      variants: EDGES,
+      single: { warmupCalls: 2, calls: 10 },
+      batches: [32],
+      batchRuns: { warmupCalls: 1, calls: 2 },
+    },
+    {
+      backend: "vit-tiny",
       profile: "seed",
       input: "seed-224",
       variants: ALL,
