@@ -1,16 +1,18 @@
 /**
- * `npm run bench`: the end-to-end comparison over an emulated WAN, side by side in one run —
+ * `npm run bench`: the seed's own workload (random-noise 224-px PNGs as base64 JSON to
+ * /embed/base64, a new connection per call) through the Worker and the Node edge, and the
+ * end-to-end comparison over an emulated WAN, side by side in one run —
  * (1) this project (client → edge under wrangler's dev runtime → WAN → gpu-node), (2) no edge (the original
  * photo crosses the WAN to the same edge API placed beside the gpu-node), (3) Triton-style (the
  * client preprocesses and sends FP32 tensors over KServe v2 gRPC to the test double) — over the
  * seed's link, a mobile link and loopback, with 224-px images and 12 MP phone photos, vit-tiny
  * and vit-b32. Writes .cache/bench/<run>/report.json, report.md and chart.svg.
  *
- *   npm run bench               # full, ~4-7 min on 2 cores (shared: more under load)
- *   npm run bench -- --quick    # CI smoke, < 1 min: vit-tiny, seed link, the targets' rows
+ *   npm run bench               # full, ~6-9 min on 2 cores (shared: more under load)
+ *   npm run bench -- --quick    # smoke, < 1 min: vit-tiny, the targets' rows
  *
- * Every server is a child process (gpu-node CLI, two edges in wrangler's dev runtime, the KServe double, the
- * WAN emulator); this process is the client. Progress goes to stderr, the report to stdout.
+ * Every server is a child process (gpu-node CLI, two edges in wrangler's dev runtime, the edge on
+ * Node, the KServe double, the WAN emulator); this process is the client. Progress goes to stderr, the report to stdout.
  */
 import { createHash, randomBytes } from "node:crypto";
 import { mkdir } from "node:fs/promises";
@@ -176,8 +178,9 @@ async function versions() {
 
 const USAGE = `usage: npm run bench -- [--quick] [--only BACKEND/PROFILE/INPUT] [--cache-dir DIR]
 
-The end-to-end comparison over an emulated WAN (this project, no edge, Triton-style), ~4-7 min on
-2 cores; --quick is the CI smoke run (< 1 min). Writes .cache/bench/<run>/report.json, report.md
+The seed's own workload (random-noise PNGs as base64 JSON, a new connection per call) through
+the Worker and the Node edge, then the end-to-end comparison over an emulated WAN (this project,
+no edge, Triton-style), ~6-9 min on 2 cores; --quick is the smoke run (< 1 min). Writes .cache/bench/<run>/report.json, report.md
 and chart.svg; progress on stderr, the report on stdout.`;
 
 async function main(): Promise<void> {
