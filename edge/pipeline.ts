@@ -156,7 +156,7 @@ export function gpuCallRanges(n: number): [number, number][] {
  * Resizes every image and embeds them in calls of IMAGES_PER_GPU_CALL, each call starting once
  * its own images are resized. The first failure (a resize's 422, a call's error) aborts the
  * calls still running and is what the client hears. Server-Timing's `resize` spans until the
- * last image is resized and `gpu` from the first call to the last answer: they overlap.
+ * last image is resized and `gpu` from the first call's start to the last answer: they overlap.
  */
 async function resizeAndEmbed(
   valid: readonly ValidatedImage[],
@@ -170,18 +170,19 @@ async function resizeAndEmbed(
   try {
     const resizing = resizeAll(valid, deps, label);
     const all = time("resize", () => Promise.all(resizing));
-    const calls = time("gpu", () =>
-      Promise.all(
-        gpuCallRanges(valid.length).map(async ([first, end]) => {
-          const mine = await Promise.all(resizing.slice(first, end));
-          return gpu.embed(
-            mine.map((r) => r.bytes),
-            deps.requestId,
-            abort.signal,
-            first,
-          );
-        }),
-      ),
+    const ranges = gpuCallRanges(valid.length);
+    const embedRange = async ([first, end]: [number, number]) => {
+      const mine = await Promise.all(resizing.slice(first, end));
+      return gpu.embed(
+        mine.map((r) => r.bytes),
+        deps.requestId,
+        abort.signal,
+        first,
+      );
+    };
+    // `gpu` starts with the first call, once its images are resized.
+    const calls = Promise.all(resizing.slice(...ranges[0]!)).then(() =>
+      time("gpu", () => Promise.all(ranges.map(embedRange))),
     );
     const [resized, parts] = await Promise.all([all, calls]).catch((err: unknown) => {
       abort.abort(err);

@@ -304,10 +304,15 @@ async function main(): Promise<void> {
     const direct = await wan.open(LINKS.noEdgeDirect, loopback(portOf(noEdge.url)), PASS_THROUGH);
     const edgeCall = edgeClient(access.url, apiKey);
     const noEdgeCall = edgeClient(direct.url, apiKey);
-    // The seed's workload (base64 JSON, a new connection per call) through either edge.
-    const seedCall = {
-      edge: seedClient(access.url, apiKey),
-      node: seedClient(nodeAccess.url, apiKey),
+    // The edges beside the client: their process, the seed's workload (base64 JSON, a new
+    // connection per call) and the keep-alive /v1/embeddings client.
+    const beside = {
+      edge: { pid: edge.pid, seed: seedClient(access.url, apiKey), keepAlive: edgeCall },
+      "node-edge": {
+        pid: nodeEdge.pid,
+        seed: seedClient(nodeAccess.url, apiKey),
+        keepAlive: edgeClient(nodeAccess.url, apiKey),
+      },
     };
 
     for (const backend of backendOrder) {
@@ -332,21 +337,16 @@ async function main(): Promise<void> {
           const gpuNodePids = [b.gpu.pid];
           switch (variant) {
             case "edge":
+            case "node-edge": {
+              const e = beside[variant];
               return {
-                call: seedWorkload ? seedCall.edge : edgeCall,
+                call: seedWorkload ? e.seed : e.keepAlive,
                 gpuHostPids: [b.gpu.pid],
-                clientPids: [process.pid, edge.pid],
-                edgePids: [edge.pid],
+                clientPids: [process.pid, e.pid],
+                edgePids: [e.pid],
                 gpuNodePids,
               };
-            case "node-edge":
-              return {
-                call: seedWorkload ? seedCall.node : edgeClient(nodeAccess.url, apiKey),
-                gpuHostPids: [b.gpu.pid],
-                clientPids: [process.pid, nodeEdge.pid],
-                edgePids: [nodeEdge.pid],
-                gpuNodePids,
-              };
+            }
             case "no-edge":
               return {
                 call: noEdgeCall,

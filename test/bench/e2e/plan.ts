@@ -32,10 +32,26 @@ export interface Plan {
 }
 
 const ALL: readonly VariantId[] = ["edge", "no-edge", "triton"];
-/** The seed's own workload goes through both edges: the Worker and the Node edge. */
-const EDGES: readonly VariantId[] = ["edge", "node-edge"];
 const SEED_TABLE: Runs = { warmupCalls: 3, calls: 30 };
 const BATCHES = [4, 8, 16, 32] as const;
+
+/** The seed's own workload (vit-tiny, as on a GPU) through both edges: the Worker and the Node edge. */
+function seedWorkload(
+  profile: ProfileName,
+  single: Runs,
+  batches: readonly number[],
+  batchRuns: Runs,
+): Scenario {
+  return {
+    backend: "vit-tiny",
+    profile,
+    input: "seed-png",
+    variants: ["edge", "node-edge"],
+    single,
+    batches,
+    batchRuns,
+  };
+}
 
 export const FULL: Plan = {
   mode: "full",
@@ -44,24 +60,9 @@ export const FULL: Plan = {
   scenarios: [
     // The seed's own benchmark (random-noise PNGs as base64 JSON, a new connection per call)
     // over its link and on loopback: the issue's targets.
-    {
-      backend: "vit-tiny",
-      profile: "seed",
-      input: "seed-png",
-      variants: EDGES,
-      single: SEED_TABLE,
-      batches: BATCHES,
-      batchRuns: { warmupCalls: 1, calls: 5 },
-    },
-    {
-      backend: "vit-tiny",
-      profile: "loopback",
-      input: "seed-png",
-      variants: EDGES,
-      single: SEED_TABLE,
-      batches: BATCHES,
-      batchRuns: { warmupCalls: 1, calls: 5 },
-    },
+    ...(["seed", "loopback"] as const).map((profile) =>
+      seedWorkload(profile, SEED_TABLE, BATCHES, { warmupCalls: 1, calls: 5 }),
+    ),
     // The earlier targets' scenario: vit-tiny (compute negligible, as on a GPU), the seed's link.
     {
       backend: "vit-tiny",
@@ -154,24 +155,9 @@ export const QUICK: Plan = {
   seedImages: 32,
   phonePhotos: 2,
   scenarios: [
-    {
-      backend: "vit-tiny",
-      profile: "seed",
-      input: "seed-png",
-      variants: EDGES,
-      single: { warmupCalls: 2, calls: 10 },
-      batches: [32],
-      batchRuns: { warmupCalls: 1, calls: 2 },
-    },
-    {
-      backend: "vit-tiny",
-      profile: "loopback",
-      input: "seed-png",
-      variants: EDGES,
-      single: { warmupCalls: 2, calls: 10 },
-      batches: [32],
-      batchRuns: { warmupCalls: 1, calls: 2 },
-    },
+    ...(["seed", "loopback"] as const).map((profile) =>
+      seedWorkload(profile, { warmupCalls: 2, calls: 10 }, [32], { warmupCalls: 1, calls: 2 }),
+    ),
     {
       backend: "vit-tiny",
       profile: "seed",
