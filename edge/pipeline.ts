@@ -1,4 +1,4 @@
-/** The ingest pipeline for one request: validate every upload, resize each to a small clean JPEG, one gpu-node call for all, per-stage times recorded. */
+/** The ingest pipeline for one request: validate every upload, resize each to a small clean JPEG, gpu-node calls of up to IMAGES_PER_GPU_CALL images as they are resized, per-stage times recorded. */
 import type { Admission } from "./admission.ts";
 import type { EdgeConfig } from "./config.ts";
 import { HttpError, imageLabel } from "./errors.ts";
