@@ -1,7 +1,7 @@
 /** Runs one row of the end-to-end benchmark: sequential calls of one batch size after a warm-up, with the bytes and connections each emulated hop saw, CPU per image on each side, other load, and the row's physical floor. */
 
 import { runLoad } from "../../support/load.ts";
-import { cpuSeconds, machineBusySeconds, treeCpuSeconds } from "../../support/proc.ts";
+import { cpuSeconds, descendants, machineBusySeconds, treeCpuSeconds } from "../../support/proc.ts";
 import { mean, median, percentile } from "../../support/stats.ts";
 import { type LinkSettings, type LinkStats, rttMs } from "../wan/link.ts";
 import type { WanProcess } from "../wan/process.ts";
@@ -95,6 +95,8 @@ export interface Row {
     readonly client: number;
     readonly edge: number;
     readonly gpuNode: number;
+    /** Of `edge`: what workerd used (the Worker itself; the rest is wrangler's Node process). */
+    readonly edgeWorkerd: number;
   };
   /** Cores' worth of CPU used by processes that are not ours during the measured calls. */
   readonly otherCores: number;
@@ -139,6 +141,22 @@ export interface RowSpec {
    * cumulative ms and executions, read between calls.
    */
   readonly serverCompute?: () => Promise<{ ms: number; executions: number }>;
+}
+
+/** CPU seconds of the workerd processes below `pids` (the Worker's runtime under wrangler). */
+function workerdCpu(pids: readonly number[]): number {
+  let total = 0;
+  for (const pid of pids) {
+    for (const d of descendants(pid)) {
+      if (d.name !== "workerd") continue;
+      try {
+        total += cpuSeconds(d.pid);
+      } catch {
+        // exited meanwhile
+      }
+    }
+  }
+  return total;
 }
 
 /** This process's CPU seconds at microsecond resolution (/proc counts 10 ms ticks). */
@@ -207,6 +225,7 @@ export async function startRow(spec: RowSpec): Promise<RowMeasurer> {
     self: 0,
     edge: 0,
     gpuNode: 0,
+    workerd: 0,
     elapsedMs: 0,
   };
   let last: Record<string, LinkStats> = {};
@@ -243,6 +262,7 @@ export async function startRow(spec: RowSpec): Promise<RowMeasurer> {
       self: 0,
       edge: 0,
       gpuNode: 0,
+      workerd: 0,
     };
     const read = () => ({
       gpu: cpuOf(spec.gpuHostPids),
@@ -253,6 +273,7 @@ export async function startRow(spec: RowSpec): Promise<RowMeasurer> {
       self: ownCpu(),
       edge: cpuOf(spec.edgePids),
       gpuNode: cpuOf(spec.gpuNodePids),
+      workerd: workerdCpu(spec.edgePids),
     });
     const result = await runLoad<CallRecord>({
       concurrency: 1,
@@ -272,6 +293,7 @@ export async function startRow(spec: RowSpec): Promise<RowMeasurer> {
         cpu.self += now.self - start.self;
         cpu.edge += now.edge - start.edge;
         cpu.gpuNode += now.gpuNode - start.gpuNode;
+        cpu.workerd += now.workerd - start.workerd;
         cpu.other += Math.max(0, now.machine - start.machine - (now.all - start.all));
       },
       call: record,
@@ -299,6 +321,7 @@ interface CpuTotals {
   self: number;
   edge: number;
   gpuNode: number;
+  workerd: number;
   elapsedMs: number;
 }
 
@@ -378,6 +401,7 @@ function summarise(
       client: (cpu.self * 1000) / counted,
       edge: (cpu.edge * 1000) / counted,
       gpuNode: (cpu.gpuNode * 1000) / counted,
+      edgeWorkerd: (cpu.workerd * 1000) / counted,
     },
     // The window also holds the counter reads between calls: a slight underestimate.
     otherCores: cpu.other / (cpu.elapsedMs / 1000),

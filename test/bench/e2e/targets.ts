@@ -224,7 +224,7 @@ export function evaluateSeedWorkload(rows: readonly Row[], ctx: TargetContext): 
     out.push({
       id: `loopback-own-${batch}`,
       target: t,
-      result: `Worker ${f(wo, 2)} ms/img (dev proxy ${f(proxy)} ms a call taken out) vs Node edge ${f(no, 2)} ms/img (${f(wo / no, 2)}x); edge CPU ${f(w.cpuMsPerImage.edge, 2)} vs ${f(n.cpuMsPerImage.edge, 2)} ms/img`,
+      result: `Worker ${f(wo, 2)} ms/img (dev proxy ${f(proxy)} ms a call taken out) vs Node edge ${f(no, 2)} ms/img (${f(wo / no, 2)}x); edge CPU ${f(w.cpuMsPerImage.edge, 2)} (workerd ${f(w.cpuMsPerImage.edgeWorkerd, 2)}) vs ${f(n.cpuMsPerImage.edge, 2)} ms/img`,
       verdict: wo <= no ? "PASS" : "MISS",
       why:
         `Own time = (p50 − the edge's gpu-node call) ÷ batch, the Worker's less wrangler's dev proxy. ` +

@@ -74,7 +74,7 @@ function seedWorkload(report: Report): string[] {
     out.push(`### ${profile} link (${report.profiles[profile].summary})\n`);
     // The seed's published A100 figures in this table's columns (label, batch, p50, p95, p99, img/s).
     const ref = (batch: string, p50: string, p95: string, p99: string, ips: string) => {
-      const cells = Array<string>(13).fill("");
+      const cells = Array<string>(14).fill("");
       cells[0] = "seed: PyTorch FastAPI (A100, published)";
       cells[1] = batch;
       cells[3] = p50;
@@ -104,6 +104,7 @@ function seedWorkload(report: Report): string[] {
           "img/s less proxy",
           "own ms/img",
           "CPU ms/img: client / edge / gpu-node",
+          "edge CPU: workerd / wrangler's Node",
           "WAN KiB/img",
           "other load",
         ],
@@ -124,6 +125,9 @@ function seedWorkload(report: Report): string[] {
               minus ? fmt((r.batch * 1000) / (meanMs - minus)) : "",
               fmt(edgeOwnMsPerImage(r, ctx), 2),
               tiers(r),
+              r.variant === "edge"
+                ? `${fmt(r.cpuMsPerImage.edgeWorkerd, 2)} / ${fmt(r.cpuMsPerImage.edge - r.cpuMsPerImage.edgeWorkerd, 2)}`
+                : "",
               kib(r.wanBytesPerImage),
               fmt(r.otherCores, 2),
             ];
@@ -138,7 +142,9 @@ function seedWorkload(report: Report): string[] {
       `less the dev proxy: the edge's validate, resize and JSON plus HTTP and the client's share. ` +
       `CPU per image per tier: client = this process (its own counter, µs); edge = the edge's ` +
       `process tree (for the Worker: wrangler's Node process with its proxy and the local Images ` +
-      `binding's sharp, and workerd); gpu-node = its process tree; /proc counts 10 ms ticks.\n`,
+      `binding's sharp, and workerd, shown apart: workerd runs the Worker itself, wrangler's Node ` +
+      `process is the dev runtime's proxy and local Images binding); gpu-node = its process tree; ` +
+      `/proc counts 10 ms ticks.\n`,
   );
   const prev = Object.entries(PREVIOUS_TAILS).filter(([k]) => rows.some((r) => rowKey(r) === k));
   if (prev.length) {
