@@ -28,14 +28,21 @@ export const SEED_WORKLOAD_TARGETS = {
   batch32ImagesPerSecond: 193,
 } as const;
 
+const BEFORE_CUTS = "the code before issue 15's cuts, median of 2 runs, 2026-12-06";
+const FULL_RUN = "e2e-full-2026-11-28T03-50-19-725Z";
+
 /**
- * Tail ratios (p95/p50, p99/p50) of earlier runs, per row key (variant/profile/input/batch):
- * a row's tails "do not grow" while its ratios stay at or below these.
+ * Tail ratios (p95/p50, p99/p50) of earlier runs, per row key (backend/variant/profile/input/
+ * batch): a row's tails "do not grow" while its ratios stay at or below these.
  */
 export const PREVIOUS_TAILS: Readonly<Record<string, { p95: number; p99: number; run: string }>> = {
-  "edge/seed/seed-224/1": { p95: 3.19, p99: 5.57, run: "e2e-full-2026-11-28T03-50-19-725Z" },
-  "no-edge/seed/seed-224/1": { p95: 2.49, p99: 2.52, run: "e2e-full-2026-11-28T03-50-19-725Z" },
-  "triton/seed/seed-224/1": { p95: 1.76, p99: 1.98, run: "e2e-full-2026-11-28T03-50-19-725Z" },
+  "vit-tiny/edge/seed/seed-224/1": { p95: 3.19, p99: 5.57, run: FULL_RUN },
+  "vit-tiny/no-edge/seed/seed-224/1": { p95: 2.49, p99: 2.52, run: FULL_RUN },
+  "vit-tiny/triton/seed/seed-224/1": { p95: 1.76, p99: 1.98, run: FULL_RUN },
+  "vit-tiny/edge/seed/seed-png/1": { p95: 1.19, p99: 2.83, run: BEFORE_CUTS },
+  "vit-tiny/node-edge/seed/seed-png/1": { p95: 1.63, p99: 2.01, run: BEFORE_CUTS },
+  "vit-tiny/edge/loopback/seed-png/1": { p95: 2.69, p99: 3.48, run: BEFORE_CUTS },
+  "vit-tiny/node-edge/loopback/seed-png/1": { p95: 1.8, p99: 3.91, run: BEFORE_CUTS },
 };
 
 const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : "–");
@@ -139,7 +146,7 @@ export function devProxyMs(ctx: TargetContext): number {
   return Math.max(0, ctx.workerNoopNewConnectionP50Ms - ctx.nodeNoopNewConnectionP50Ms);
 }
 
-export const rowKey = (r: Row) => `${r.variant}/${r.profile}/${r.input}/${r.batch}`;
+export const rowKey = (r: Row) => `${r.backend}/${r.variant}/${r.profile}/${r.input}/${r.batch}`;
 
 /** p95 and p99 as multiples of p50. */
 export function tailRatios(r: Row): { p95: number; p99: number } {
