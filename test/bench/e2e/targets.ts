@@ -28,7 +28,7 @@ export const SEED_WORKLOAD_TARGETS = {
   batch32ImagesPerSecond: 193,
 } as const;
 
-const BEFORE_CUTS = "the code before issue 15's cuts, median of 2 runs, 2026-12-06";
+const BEFORE_CUTS = "the code before issue 15's cuts, median of 4 runs, 2026-12-06";
 const FULL_RUN = "e2e-full-2026-11-28T03-50-19-725Z";
 
 /**
@@ -39,10 +39,10 @@ export const PREVIOUS_TAILS: Readonly<Record<string, { p95: number; p99: number;
   "vit-tiny/edge/seed/seed-224/1": { p95: 3.19, p99: 5.57, run: FULL_RUN },
   "vit-tiny/no-edge/seed/seed-224/1": { p95: 2.49, p99: 2.52, run: FULL_RUN },
   "vit-tiny/triton/seed/seed-224/1": { p95: 1.76, p99: 1.98, run: FULL_RUN },
-  "vit-tiny/edge/seed/seed-png/1": { p95: 1.19, p99: 2.83, run: BEFORE_CUTS },
-  "vit-tiny/node-edge/seed/seed-png/1": { p95: 1.63, p99: 2.01, run: BEFORE_CUTS },
-  "vit-tiny/edge/loopback/seed-png/1": { p95: 2.69, p99: 3.48, run: BEFORE_CUTS },
-  "vit-tiny/node-edge/loopback/seed-png/1": { p95: 1.8, p99: 3.91, run: BEFORE_CUTS },
+  "vit-tiny/edge/seed/seed-png/1": { p95: 1.24, p99: 2.83, run: BEFORE_CUTS },
+  "vit-tiny/node-edge/seed/seed-png/1": { p95: 1.55, p99: 1.72, run: BEFORE_CUTS },
+  "vit-tiny/edge/loopback/seed-png/1": { p95: 2.56, p99: 3.06, run: BEFORE_CUTS },
+  "vit-tiny/node-edge/loopback/seed-png/1": { p95: 1.71, p99: 2.61, run: BEFORE_CUTS },
 };
 
 const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : "–");
