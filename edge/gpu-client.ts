@@ -18,6 +18,11 @@ export interface GpuClientOptions {
   /** The fetch to use (tests pass stand-ins). */
   readonly fetch?: typeof fetch;
   /**
+   * The Connect transport to a gpu-node URL, instead of connect-web over `fetch` (the Node edge
+   * passes connect-node's, over node:http).
+   */
+  readonly transport?: (baseUrl: string) => Transport;
+  /**
    * After a gpu-node refuses with ResourceExhausted, it is skipped for this long (ms); while every
    * gpu-node is skipped, calls fail at once with 503 (`saturated()` lets the pipeline shed before
    * it resizes). 0 turns it off.
@@ -85,12 +90,14 @@ const RETRYABLE = new Set([Code.Unavailable, Code.Unknown, Code.ResourceExhauste
 
 export function createGpuClient(opts: GpuClientOptions): GpuClient {
   const baseFetch = opts.fetch ?? ((input, init) => fetch(input, init));
-  const transports: Transport[] = opts.urls.map((baseUrl) =>
-    createConnectTransport({
-      baseUrl,
-      useBinaryFormat: true,
-      fetch: manualRedirect(baseFetch),
-    }),
+  const transports: Transport[] = opts.urls.map(
+    (baseUrl) =>
+      opts.transport?.(baseUrl) ??
+      createConnectTransport({
+        baseUrl,
+        useBinaryFormat: true,
+        fetch: manualRedirect(baseFetch),
+      }),
   );
   const clients = transports.map((t) => createClient(EmbedderService, t));
   const now = opts.now ?? Date.now;
