@@ -8,7 +8,7 @@
  * seed's link, a mobile link and loopback, with 224-px images and 12 MP phone photos, vit-tiny
  * and vit-b32. Writes .cache/bench/<run>/report.json, report.md and chart.svg.
  *
- *   npm run bench               # full, ~6-9 min on 2 cores (shared: more under load)
+ *   npm run bench               # full, ~5-7 min on 2 cores (shared: more under load)
  *   npm run bench -- --quick    # smoke, < 1 min: vit-tiny, the targets' rows
  *
  * Every server is a child process (gpu-node CLI, two edges in wrangler's dev runtime, the edge on
@@ -180,7 +180,7 @@ const USAGE = `usage: npm run bench -- [--quick] [--only BACKEND/PROFILE/INPUT] 
 
 The seed's own workload (random-noise PNGs as base64 JSON, a new connection per call) through
 the Worker and the Node edge, then the end-to-end comparison over an emulated WAN (this project,
-no edge, Triton-style), ~6-9 min on 2 cores; --quick is the smoke run (< 1 min). Writes .cache/bench/<run>/report.json, report.md
+no edge, Triton-style), ~5-7 min on 2 cores; --quick is the smoke run (< 1 min). Writes .cache/bench/<run>/report.json, report.md
 and chart.svg; progress on stderr, the report on stdout.`;
 
 async function main(): Promise<void> {
