@@ -18,6 +18,11 @@ export interface GpuClientOptions {
   /** The fetch to use (tests pass stand-ins). */
   readonly fetch?: typeof fetch;
   /**
+   * The Connect transport to a gpu-node URL, instead of connect-web over `fetch` (the Node edge
+   * passes connect-node's, over node:http).
+   */
+  readonly transport?: (baseUrl: string) => Transport;
+  /**
    * After a gpu-node refuses with ResourceExhausted, it is skipped for this long (ms); while every
    * gpu-node is skipped, calls fail at once with 503 (`saturated()` lets the pipeline shed before
    * it resizes). 0 turns it off.
@@ -55,10 +60,12 @@ export interface EmbeddedImages {
 }
 
 export interface GpuClient {
+  /** `firstId`: the id of the first image (its position in the whole request), the rest follow. */
   embed(
     images: readonly Uint8Array[],
     requestId: string,
     signal?: AbortSignal,
+    firstId?: number,
   ): Promise<EmbeddedImages>;
   /**
    * True when some gpu-node, within `timeoutMs`, says it is ready (its `/readyz`: model loaded
@@ -83,12 +90,14 @@ const RETRYABLE = new Set([Code.Unavailable, Code.Unknown, Code.ResourceExhauste
 
 export function createGpuClient(opts: GpuClientOptions): GpuClient {
   const baseFetch = opts.fetch ?? ((input, init) => fetch(input, init));
-  const transports: Transport[] = opts.urls.map((baseUrl) =>
-    createConnectTransport({
-      baseUrl,
-      useBinaryFormat: true,
-      fetch: manualRedirect(baseFetch),
-    }),
+  const transports: Transport[] = opts.urls.map(
+    (baseUrl) =>
+      opts.transport?.(baseUrl) ??
+      createConnectTransport({
+        baseUrl,
+        useBinaryFormat: true,
+        fetch: manualRedirect(baseFetch),
+      }),
   );
   const clients = transports.map((t) => createClient(EmbedderService, t));
   const now = opts.now ?? Date.now;
@@ -109,7 +118,7 @@ export function createGpuClient(opts: GpuClientOptions): GpuClient {
   };
 
   return {
-    async embed(images, requestId, signal) {
+    async embed(images, requestId, signal, firstId = 0) {
       const deadline = now() + opts.timeoutMs;
       // Spread load: each request starts at the next gpu-node, then walks the list. A gpu-node
       // that just refused is skipped; the others are tried at once, one after the other: no
@@ -127,7 +136,7 @@ export function createGpuClient(opts: GpuClientOptions): GpuClient {
         if (remaining <= 0) break;
         try {
           const res: EmbedResponse = await clients[i]!.embed(
-            { images: images.map((data, k) => ({ id: String(k), data })) },
+            { images: images.map((data, k) => ({ id: String(firstId + k), data })) },
             { timeoutMs: remaining, headers: headers(requestId), signal },
           );
           fullUntil[i] = 0;

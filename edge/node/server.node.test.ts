@@ -64,6 +64,37 @@ describe("edge on Node (sharp resizer)", () => {
     ]);
   });
 
+  it("reaches the gpu-node over node:http: a refused first node is skipped, 10 images in two calls, in order", async () => {
+    const failover = createNodeEdge({
+      // Port 1 refuses connections: connect-node's error must read as Unavailable (try the next).
+      GPU_NODE_URLS: `http://127.0.0.1:1,${gpu.url}`,
+      GPU_NODE_TOKEN: "t",
+      API_KEY_HASHES: createHash("sha256").update("k").digest("hex"),
+    });
+    const form = new FormData();
+    const sizes = Array.from({ length: 10 }, (_, i) => 230 + i * 7);
+    for (const [i, w] of sizes.entries()) {
+      const png = await sharp(photoPixels(w, 240, i), {
+        raw: { width: w, height: 240, channels: 3 },
+      })
+        .png()
+        .toBuffer();
+      form.append("image", new Blob([png]), `${i}.png`);
+    }
+    received.length = 0;
+    const res = await failover.app.request(
+      "/v1/embeddings",
+      { method: "POST", headers: { authorization: "Bearer k" }, body: form },
+      failover.bindings,
+    );
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { data: { index: number; sent: { width: number } }[] };
+    expect(body.data.map((d) => d.index)).toEqual(sizes.map((_, i) => i));
+    // Each answer belongs to its own upload: the sent widths follow the uploads' widths.
+    expect(body.data.map((d) => d.sent.width)).toEqual(sizes);
+    expect(received).toHaveLength(10);
+  });
+
   it("refuses bad settings at start, naming the variable", () => {
     expect(() => createNodeEdge({ MAX_IMAGE_PIXELS: "lots" })).toThrow(/MAX_IMAGE_PIXELS/);
   });

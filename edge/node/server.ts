@@ -3,6 +3,8 @@ import { parseArgs } from "node:util";
 import { serve } from "@hono/node-server";
 import { createApp } from "../app.ts";
 import { EDGE_SETTINGS, parseEdgeConfig } from "../config.ts";
+import { createGpuClient, gpuClientOptions } from "../gpu-client.ts";
+import { nodeGpuTransport } from "./gpu-transport.ts";
 import { createSharpResizer } from "./sharp-resizer.ts";
 
 const resizer = createSharpResizer();
@@ -13,7 +15,10 @@ export function createNodeEdge(env: Record<string, string | undefined> = process
     Object.keys(EDGE_SETTINGS).flatMap((k) => (env[k] === undefined ? [] : [[k, env[k]]])),
   );
   parseEdgeConfig(vars); // fail at start, with the variable named, not on the first request
-  const app = createApp({ resizer: () => resizer });
+  const app = createApp({
+    resizer: () => resizer,
+    gpu: (config) => createGpuClient({ ...gpuClientOptions(config), transport: nodeGpuTransport }),
+  });
   return { app, bindings: Object.freeze(vars) };
 }
 

@@ -19,6 +19,7 @@ export type Ctx = Context<AppEnv>;
 export type Embed = (
   c: Ctx,
   uploads: Parameters<typeof runPipeline>[0],
+  options: { readonly hashOriginals: boolean },
 ) => Promise<{ config: EdgeConfig; result: PipelineResult }>;
 
 /** The app's `embed`, with its resizer and (per config) gpu-node client. */
@@ -27,7 +28,7 @@ export function createEmbed(
   gpuFor: (config: EdgeConfig) => GpuClient,
   admissionFor: (config: EdgeConfig) => Admission | undefined,
 ): Embed {
-  return async (c, uploads) => {
+  return async (c, uploads, { hashOriginals }) => {
     const config = edgeConfig(c.env);
     const result = await runPipeline(uploads, {
       config,
@@ -37,6 +38,7 @@ export function createEmbed(
       time: stageTimer(c),
       requestId: c.get("requestId"),
       signal: c.req.raw.signal,
+      hashOriginals,
     });
     reportGpuTimings(c, result);
     noteImages(c, result.images);
