@@ -254,6 +254,33 @@ describe("gpu-node failures", () => {
     expect(JSON.stringify(await res.json())).not.toContain("stack");
   });
 
+  it("while its gpu-node is full, answers 503 + Retry-After before resizing, bad uploads still 4xx", async () => {
+    let embeds = 0;
+    const full = createStandIn({
+      async embed() {
+        embeds++;
+        throw new ConnectError("queue full", Code.ResourceExhausted);
+      },
+    });
+    // A hold long enough that no scheduling delay on a busy machine can outlast it.
+    const { request } = await setup([full], { GPU_NODE_SHED_MS: "10000" });
+    const first = await request("/v1/embeddings", postImage(bytes("png")));
+    expect(first.status).toBe(503);
+    expect(embeds).toBe(1);
+    for (let i = 0; i < 3; i++) {
+      const shed = await request("/v1/embeddings", postImage(bytes("png")));
+      expect(shed.status).toBe(503);
+      expect(shed.headers.get("retry-after")).toBe("1");
+      expect(((await shed.json()) as ErrorBody).error.code).toBe("overloaded");
+      // No resize ran: the edge reports no resize stage.
+      expect(shed.headers.get("server-timing") ?? "").not.toContain("resize");
+    }
+    expect(embeds).toBe(1);
+    // Validation still comes first: a bad upload hears what is wrong with it.
+    const text = new TextEncoder().encode("not an image at all, just text");
+    expect((await request("/v1/embeddings", postImage(text))).status).toBe(415);
+  });
+
   it("answers 503 with /readyz false when no gpu-node is reachable", async () => {
     const { request } = await setup(["down", "down"]);
     expect((await request("/v1/embeddings", postImage(bytes("png")))).status).toBe(503);

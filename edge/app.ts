@@ -5,6 +5,7 @@ import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
 import { requestId } from "hono/request-id";
 import { timing } from "hono/timing";
+import { type Admission, createAdmission } from "./admission.ts";
 import { analytics } from "./analytics.ts";
 import { requireApiKey } from "./auth.ts";
 import { type EdgeConfig, edgeConfig } from "./config.ts";
@@ -45,6 +46,17 @@ export function createApp(deps: EdgeDeps) {
       gpuClients.set(config, g);
     }
     return g;
+  };
+  // One adaptive admission per config too (i.e. per isolate), when ADAPTIVE_ADMISSION is on.
+  const admissions = new WeakMap<EdgeConfig, Admission>();
+  const admissionFor = (config: EdgeConfig) => {
+    if (!config.adaptiveAdmission) return undefined;
+    let a = admissions.get(config);
+    if (!a) {
+      a = createAdmission();
+      admissions.set(config, a);
+    }
+    return a;
   };
 
   const app = new Hono<AppEnv>();
@@ -89,7 +101,7 @@ export function createApp(deps: EdgeDeps) {
     },
   ] as const;
 
-  const embed = createEmbed(deps.resizer, gpuFor);
+  const embed = createEmbed(deps.resizer, gpuFor, admissionFor);
 
   app.get("/healthz", healthz);
   app.get("/readyz", readyz(gpuFor));

@@ -3,7 +3,7 @@ import { HttpError } from "./errors.ts";
 
 const MiB = 1024 * 1024;
 
-export type ResizerKind = "images" | "wasm";
+export type ResizerKind = "images" | "wasm" | "auto";
 /** What the edge sends: a short-side resize, or open_clip's exact 224x224 centre crop. */
 export type ResizeMode = "short-side" | "crop-224";
 
@@ -14,6 +14,10 @@ export interface EdgeConfig {
   readonly gpuNodeToken: string;
   /** Whole-request deadline for the gpu-node call, retries included. */
   readonly gpuNodeTimeoutMs: number;
+  /** How long a gpu-node that refused work (ResourceExhausted) is skipped; 0: never. */
+  readonly gpuNodeShedMs: number;
+  /** Let into resize only as many requests at once as the gpu-nodes took before refusing. */
+  readonly adaptiveAdmission: boolean;
   /** Lower-case hex SHA-256 of each accepted client API key. */
   readonly apiKeyHashes: readonly string[];
   /** True only when AUTH_DISABLED is exactly "true" (local development). */
@@ -23,6 +27,8 @@ export interface EdgeConfig {
   readonly maxImagePixels: number;
   readonly maxImagesPerRequest: number;
   readonly resizer: ResizerKind;
+  /** RESIZER=auto: the estimated Worker CPU a WASM decode may take before the binding gets it. */
+  readonly wasmCpuBudgetMs: number;
   /** Short side of the JPEG sent to the gpu-node (resizeMode short-side). */
   readonly targetShortSide: number;
   readonly resizeMode: ResizeMode;
@@ -47,13 +53,28 @@ export const EDGE_SETTINGS = {
   GPU_NODE_URLS: ["http://127.0.0.1:50051", "comma-separated gpu-node base URLs"],
   GPU_NODE_TOKEN: ["", "secret: shared token sent to the gpu-node"],
   GPU_NODE_TIMEOUT_MS: ["15000", "deadline for the gpu-node call, retries included"],
+  GPU_NODE_SHED_MS: [
+    "50",
+    "after a gpu-node refuses work as full, skip it this long (ms); while all are skipped, uploads get 503 + Retry-After before any resize (0: off)",
+  ],
+  ADAPTIVE_ADMISSION: [
+    "true",
+    '"true": once a gpu-node refuses work as full, each isolate lets into resize only a little under what it had in flight then, growing again as answers come (AIMD); the rest get 503 + Retry-After at once',
+  ],
   API_KEY_HASHES: ["", "secret: comma-separated hex SHA-256 of the client API keys"],
   AUTH_DISABLED: ["false", '"true" switches client auth off (local development only)'],
   MAX_REQUEST_BYTES: [String(32 * MiB), "request body limit, enforced while streaming"],
   MAX_IMAGE_BYTES: [String(20 * MiB), "one image (the Images binding's input limit)"],
   MAX_IMAGE_PIXELS: ["100000000", "width x height from the header, before any decode"],
   MAX_IMAGES_PER_REQUEST: ["32", "images in one request"],
-  RESIZER: ["images", '"images" (Images binding) or "wasm" (in-Worker, JPEG only)'],
+  RESIZER: [
+    "images",
+    '"images" (Images binding; under wrangler dev the WASM decoders take what its local stand-in cannot read), "wasm" (in-Worker: JPEG, HEIC, PNG, WebP) or "auto" (WASM within WASM_CPU_BUDGET_MS, the binding for the rest)',
+  ],
+  WASM_CPU_BUDGET_MS: [
+    "4000",
+    "RESIZER=auto: most estimated Worker CPU milliseconds for one in-Worker decode (docs/formats.md)",
+  ],
   TARGET_SHORT_SIDE: ["256", "short side of the JPEG sent to the gpu-node (224..512)"],
   RESIZE_MODE: [
     "short-side",
@@ -107,6 +128,13 @@ export function parseEdgeConfig(vars: EdgeVars): EdgeConfig {
     }
     return n;
   };
+  const bool = (k: keyof typeof EDGE_SETTINGS) => {
+    const v = raw(k);
+    if (v !== "true" && v !== "false") {
+      throw new EdgeConfigError(`${k} must be "true" or "false", got "${v}"`);
+    }
+    return v === "true";
+  };
   const urls = list("GPU_NODE_URLS");
   if (urls.length === 0) throw new EdgeConfigError("GPU_NODE_URLS is empty");
   for (const u of urls) {
@@ -120,8 +148,8 @@ export function parseEdgeConfig(vars: EdgeVars): EdgeConfig {
     }
   }
   const resizer = raw("RESIZER");
-  if (resizer !== "images" && resizer !== "wasm") {
-    throw new EdgeConfigError(`RESIZER must be "images" or "wasm", got "${resizer}"`);
+  if (resizer !== "images" && resizer !== "wasm" && resizer !== "auto") {
+    throw new EdgeConfigError(`RESIZER must be "images", "wasm" or "auto", got "${resizer}"`);
   }
   const resizeMode = raw("RESIZE_MODE");
   if (resizeMode !== "short-side" && resizeMode !== "crop-224") {
@@ -145,6 +173,8 @@ export function parseEdgeConfig(vars: EdgeVars): EdgeConfig {
     gpuNodeUrls: urls.map((u) => u.replace(/\/+$/, "")),
     gpuNodeToken: raw("GPU_NODE_TOKEN"),
     gpuNodeTimeoutMs: int("GPU_NODE_TIMEOUT_MS", 100, 600_000),
+    gpuNodeShedMs: int("GPU_NODE_SHED_MS", 0, 10_000),
+    adaptiveAdmission: bool("ADAPTIVE_ADMISSION"),
     apiKeyHashes: hashes,
     authDisabled,
     maxRequestBytes: int("MAX_REQUEST_BYTES", 1024, 100 * MiB),
@@ -152,6 +182,7 @@ export function parseEdgeConfig(vars: EdgeVars): EdgeConfig {
     maxImagePixels: int("MAX_IMAGE_PIXELS", 1, 1_000_000_000),
     maxImagesPerRequest: int("MAX_IMAGES_PER_REQUEST", 1, 1024),
     resizer,
+    wasmCpuBudgetMs: int("WASM_CPU_BUDGET_MS", 1, 300_000),
     targetShortSide: int("TARGET_SHORT_SIDE", 224, 512),
     resizeMode,
     jpegQuality: int("JPEG_QUALITY", 1, 100),

@@ -17,19 +17,30 @@ export interface GpuClientOptions {
   readonly access?: { readonly id: string; readonly secret: string };
   /** The fetch to use (tests pass stand-ins). */
   readonly fetch?: typeof fetch;
-  /** Jittered backoff base between attempts, ms. */
-  readonly backoffMs?: number;
-  readonly random?: () => number;
+  /**
+   * The Connect transport to a gpu-node URL, instead of connect-web over `fetch` (the Node edge
+   * passes connect-node's, over node:http).
+   */
+  readonly transport?: (baseUrl: string) => Transport;
+  /**
+   * After a gpu-node refuses with ResourceExhausted, it is skipped for this long (ms); while every
+   * gpu-node is skipped, calls fail at once with 503 (`saturated()` lets the pipeline shed before
+   * it resizes). 0 turns it off.
+   */
+  readonly shedMs?: number;
+  /** The clock (tests pass their own). */
+  readonly now?: () => number;
 }
 
 /** The client settings a config gives: URLs, token, deadline, Access service token. */
 export function gpuClientOptions(
   config: EdgeConfig,
-): Pick<GpuClientOptions, "urls" | "token" | "timeoutMs" | "access"> {
+): Pick<GpuClientOptions, "urls" | "token" | "timeoutMs" | "shedMs" | "access"> {
   return {
     urls: config.gpuNodeUrls,
     token: config.gpuNodeToken,
     timeoutMs: config.gpuNodeTimeoutMs,
+    shedMs: config.gpuNodeShedMs,
     access:
       config.accessClientId === ""
         ? undefined
@@ -49,16 +60,23 @@ export interface EmbeddedImages {
 }
 
 export interface GpuClient {
+  /** `firstId`: the id of the first image (its position in the whole request), the rest follow. */
   embed(
     images: readonly Uint8Array[],
     requestId: string,
     signal?: AbortSignal,
+    firstId?: number,
   ): Promise<EmbeddedImages>;
   /**
    * True when some gpu-node, within `timeoutMs`, says it is ready (its `/readyz`: model loaded
    * and answering, not draining) and accepts our token (GetModelInfo).
    */
   ready(timeoutMs: number): Promise<boolean>;
+  /**
+   * True while every gpu-node refused work (ResourceExhausted) within the last `shedMs`: a call
+   * now would be refused too, so the caller can answer 503 before doing any work for it.
+   */
+  saturated(): boolean;
 }
 
 // connect-web passes `redirect: "error"`, which workerd rejects ("Invalid redirect value").
@@ -72,16 +90,21 @@ const RETRYABLE = new Set([Code.Unavailable, Code.Unknown, Code.ResourceExhauste
 
 export function createGpuClient(opts: GpuClientOptions): GpuClient {
   const baseFetch = opts.fetch ?? ((input, init) => fetch(input, init));
-  const transports: Transport[] = opts.urls.map((baseUrl) =>
-    createConnectTransport({
-      baseUrl,
-      useBinaryFormat: true,
-      fetch: manualRedirect(baseFetch),
-    }),
+  const transports: Transport[] = opts.urls.map(
+    (baseUrl) =>
+      opts.transport?.(baseUrl) ??
+      createConnectTransport({
+        baseUrl,
+        useBinaryFormat: true,
+        fetch: manualRedirect(baseFetch),
+      }),
   );
   const clients = transports.map((t) => createClient(EmbedderService, t));
-  const random = opts.random ?? Math.random;
-  const backoff = opts.backoffMs ?? 25;
+  const now = opts.now ?? Date.now;
+  const shedMs = opts.shedMs ?? 0;
+  // Per gpu-node: until when it is taken as full (its last answer was ResourceExhausted).
+  const fullUntil = opts.urls.map(() => 0);
+  const isFull = (i: number) => fullUntil[i]! > now();
   let next = 0;
 
   const headers = (requestId: string) => {
@@ -95,20 +118,28 @@ export function createGpuClient(opts: GpuClientOptions): GpuClient {
   };
 
   return {
-    async embed(images, requestId, signal) {
-      const deadline = Date.now() + opts.timeoutMs;
-      // Spread load: each request starts at the next gpu-node, then walks the list.
+    async embed(images, requestId, signal, firstId = 0) {
+      const deadline = now() + opts.timeoutMs;
+      // Spread load: each request starts at the next gpu-node, then walks the list. A gpu-node
+      // that just refused is skipped; the others are tried at once, one after the other: no
+      // pause between them (a full or dead node says nothing about the next one), and when all
+      // have refused the client hears 503 now rather than after a wait.
       const start = next++ % clients.length;
       let last: ConnectError | undefined;
       for (let attempt = 0; attempt < clients.length; attempt++) {
         const i = (start + attempt) % clients.length;
-        const remaining = deadline - Date.now();
+        if (isFull(i)) {
+          last ??= new ConnectError("refused moments ago", Code.ResourceExhausted);
+          continue;
+        }
+        const remaining = deadline - now();
         if (remaining <= 0) break;
         try {
           const res: EmbedResponse = await clients[i]!.embed(
-            { images: images.map((data, k) => ({ id: String(k), data })) },
+            { images: images.map((data, k) => ({ id: String(firstId + k), data })) },
             { timeoutMs: remaining, headers: headers(requestId), signal },
           );
+          fullUntil[i] = 0;
           return {
             vectors: res.embeddings.map((e) => toFloats(e.vector)),
             dimension: res.dimension,
@@ -120,14 +151,15 @@ export function createGpuClient(opts: GpuClientOptions): GpuClient {
           };
         } catch (err) {
           last = ConnectError.from(err);
+          if (last.code === Code.ResourceExhausted && shedMs > 0) fullUntil[i] = now() + shedMs;
           if (!RETRYABLE.has(last.code) || signal?.aborted) break;
-          const pause = Math.min(backoff * 2 ** attempt * (0.5 + random()), deadline - Date.now());
-          if (pause > 0 && attempt + 1 < clients.length) {
-            await new Promise((r) => setTimeout(r, pause));
-          }
         }
       }
       throw toHttpError(last ?? new ConnectError("deadline exceeded", Code.DeadlineExceeded));
+    },
+
+    saturated() {
+      return shedMs > 0 && fullUntil.every((_, i) => isFull(i));
     },
 
     async ready(timeoutMs) {
@@ -162,15 +194,7 @@ export function toHttpError(err: ConnectError): HttpError {
     case Code.InvalidArgument:
       return new HttpError(422, "unprocessable_image", err.rawMessage, { cause: err });
     case Code.ResourceExhausted:
-      return new HttpError(
-        503,
-        "overloaded",
-        "the embedding service is at capacity; retry shortly",
-        {
-          cause: err,
-          retryAfter: 1,
-        },
-      );
+      return gpuNodesFull(err);
     case Code.DeadlineExceeded:
       return new HttpError(504, "timeout", "the embedding service did not answer in time", {
         cause: err,
@@ -190,4 +214,12 @@ export function toHttpError(err: ConnectError): HttpError {
     default:
       return new HttpError(502, "bad_gateway", "the embedding service failed", { cause: err });
   }
+}
+
+/** Every gpu-node is full: 503 with a Retry-After, whether they said so now or moments ago. */
+export function gpuNodesFull(cause?: unknown): HttpError {
+  return new HttpError(503, "overloaded", "the embedding service is at capacity; retry shortly", {
+    cause,
+    retryAfter: 1,
+  });
 }

@@ -97,6 +97,38 @@ describe("hostile files as a raw body (POST /v1/embeddings)", () => {
   });
 });
 
+describe("the new formats' hostile files with RESIZER=wasm (the in-Worker decoders)", () => {
+  const mine = files.filter((f) => /^(heic|png|webp)\//.test(f.name));
+  let wasmApp: TestApp;
+  beforeAll(async () => {
+    wasmApp = await testApp({ vars: { RESIZER: "wasm" } });
+  });
+
+  it.each(mine.map((f) => [f.name, f] as const))("%s", async (name, f) => {
+    const expected = f.edgeWasm ?? f.edge;
+    const before = wasmApp.standIn.received.length;
+    const res = await wasmApp.request("/v1/embeddings", {
+      method: "POST",
+      headers: { "content-type": f.contentType },
+      body: fromBase64(f.base64),
+    });
+    const text = await res.text();
+    outcomes.push({ kind: f.kind, via: "raw body, RESIZER=wasm", status: res.status });
+    expect(res.status, `${name}: ${text}`).toBe(expected.status);
+    if (expected.message)
+      expect(JSON.parse(text).error.message).toMatch(new RegExp(expected.message));
+    if (expected.status !== 200) expect(wasmApp.standIn.received.length).toBe(before);
+    // A refused file leaves the resizer working: a good photo still embeds.
+    const good = files.find((g) => g.name === "dims/png-1x1")!;
+    const after = await wasmApp.request("/v1/embeddings", {
+      method: "POST",
+      headers: { "content-type": "image/png" },
+      body: fromBase64(good.base64),
+    });
+    expect(after.status).toBe(200);
+  });
+});
+
 describe("hostile files as multipart parts", () => {
   it("gives every file the same answer as a named part, the message naming the part", async () => {
     for (const f of files) {
@@ -186,7 +218,8 @@ describe("after all of it", () => {
   });
 
   it("records what every input got (for the reliability report)", ({ task }) => {
-    expect(outcomes.length).toBe(2 * files.length + HOSTILE_REQUESTS.length);
+    const wasmRuns = files.filter((f) => /^(heic|png|webp)\//.test(f.name)).length;
+    expect(outcomes.length).toBe(2 * files.length + HOSTILE_REQUESTS.length + wasmRuns);
     expect(outcomes.filter((o) => o.status >= 500)).toEqual([]);
     const byKind: Record<string, Record<string, number>> = {};
     for (const o of outcomes) {

@@ -1,11 +1,7 @@
-/** The Worker entry: wiring only — the Images binding or the WASM resizer, chosen by configuration. */
+/** The Worker entry: wiring only — the resizer chosen by configuration (resize/select.ts). */
 import { createApp } from "./app.ts";
-import { createImagesBindingResizer } from "./resize/images-binding.ts";
-import { createWasmJpegResizer } from "./resize/wasm-jpeg.ts";
-
-const wasm = createWasmJpegResizer();
+import { selectResizer } from "./resize/select.ts";
 
 export default createApp({
-  resizer: (env, config) =>
-    config.resizer === "wasm" ? wasm : createImagesBindingResizer((env as Env).IMAGES),
+  resizer: (env, config) => selectResizer(env as Env, config),
 });

@@ -344,6 +344,7 @@ describe("no endpoint fetches a URL a client gives", () => {
   // Every place a service opens an outbound connection, and where its address comes from.
   const ALLOWED: Record<string, string> = {
     "edge/gpu-client.ts": "GPU_NODE_URLS (configuration)",
+    "edge/node/gpu-transport.ts": "GPU_NODE_URLS (configuration), for edge/gpu-client.ts",
     "edge/node/local-stack.ts": "npm start polling its own child processes",
     "edge/node/server.ts":
       "app.fetch: the inbound request handler of the Node entry, not a call out",

@@ -64,16 +64,50 @@ describe("edge on Node (sharp resizer)", () => {
     ]);
   });
 
+  it("reaches the gpu-node over node:http: a refused first node is skipped, 10 images in two calls, in order", async () => {
+    const failover = createNodeEdge({
+      // Port 1 refuses connections: connect-node's error must read as Unavailable (try the next).
+      GPU_NODE_URLS: `http://127.0.0.1:1,${gpu.url}`,
+      GPU_NODE_TOKEN: "t",
+      API_KEY_HASHES: createHash("sha256").update("k").digest("hex"),
+    });
+    const form = new FormData();
+    const sizes = Array.from({ length: 10 }, (_, i) => 230 + i * 7);
+    for (const [i, w] of sizes.entries()) {
+      const png = await sharp(photoPixels(w, 240, i), {
+        raw: { width: w, height: 240, channels: 3 },
+      })
+        .png()
+        .toBuffer();
+      form.append("image", new Blob([png]), `${i}.png`);
+    }
+    received.length = 0;
+    const res = await failover.app.request(
+      "/v1/embeddings",
+      { method: "POST", headers: { authorization: "Bearer k" }, body: form },
+      failover.bindings,
+    );
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { data: { index: number; sent: { width: number } }[] };
+    expect(body.data.map((d) => d.index)).toEqual(sizes.map((_, i) => i));
+    // Each answer belongs to its own upload: the sent widths follow the uploads' widths.
+    expect(body.data.map((d) => d.sent.width)).toEqual(sizes);
+    expect(received).toHaveLength(10);
+  });
+
   it("refuses bad settings at start, naming the variable", () => {
     expect(() => createNodeEdge({ MAX_IMAGE_PIXELS: "lots" })).toThrow(/MAX_IMAGE_PIXELS/);
   });
 
   it.skipIf(!existsSync(HEIF))(
-    "answers HEIC with a clear 415 (this libvips has no HEVC)",
+    "embeds the corpus HEIF through the WASM decoders (this libvips has no HEVC)",
     async () => {
+      received.length = 0;
       const res = await post(readFileSync(HEIF));
-      expect(res.status).toBe(415);
-      expect(await res.text()).toContain("HEIC is not supported by the sharp resizer");
+      expect(res.status).toBe(200);
+      const body = (await res.json()) as { data: { sent: object }[] };
+      expect(body.data[0]!.sent).toMatchObject({ width: 385, height: 256 });
+      expect((await sharp(received[0]!).metadata()).format).toBe("jpeg");
     },
   );
 });

@@ -3,6 +3,8 @@ import { parseArgs } from "node:util";
 import { serve } from "@hono/node-server";
 import { createApp } from "../app.ts";
 import { EDGE_SETTINGS, parseEdgeConfig } from "../config.ts";
+import { createGpuClient, gpuClientOptions } from "../gpu-client.ts";
+import { nodeGpuTransport } from "./gpu-transport.ts";
 import { createSharpResizer } from "./sharp-resizer.ts";
 
 const resizer = createSharpResizer();
@@ -13,7 +15,10 @@ export function createNodeEdge(env: Record<string, string | undefined> = process
     Object.keys(EDGE_SETTINGS).flatMap((k) => (env[k] === undefined ? [] : [[k, env[k]]])),
   );
   parseEdgeConfig(vars); // fail at start, with the variable named, not on the first request
-  const app = createApp({ resizer: () => resizer });
+  const app = createApp({
+    resizer: () => resizer,
+    gpu: (config) => createGpuClient({ ...gpuClientOptions(config), transport: nodeGpuTransport }),
+  });
   return { app, bindings: Object.freeze(vars) };
 }
 
@@ -29,7 +34,8 @@ function usage(): string {
     "",
     "Serves the edge (POST /v1/embeddings, POST /embed/base64, GET /healthz, GET /readyz) on",
     "EDGE_HOST:EDGE_PORT (default 127.0.0.1:8787), resizing with sharp. Settings come from the",
-    "environment, with the names wrangler.toml uses (RESIZER aside: on Node it is always sharp):",
+    "environment, with the names wrangler.toml uses (RESIZER aside: on Node it is always sharp, with",
+    "HEIC through the Worker's WASM decoders):",
     ...settings,
   ].join("\n");
 }

@@ -1,17 +1,21 @@
-/** The self-hosted resizer (Node only, never in the Worker bundle): sharp/libvips orients, converts to sRGB, shrinks and re-encodes without metadata. */
+/** The self-hosted resizer (Node only, never in the Worker bundle): sharp/libvips orients, converts to sRGB, shrinks and re-encodes without metadata; HEIC (no HEVC in this libvips) goes to the WASM decoders instead. */
 import sharp from "sharp";
 import { HttpError } from "../errors.ts";
 import { orientedClipCrop, orientedTargetSize, type Resizer } from "../resize/resizer.ts";
 import type { ImageFormat } from "../validate/index.ts";
+import { nodeWasmResizer } from "./wasm-resizer.ts";
 
-// The prebuilt libvips has no HEVC decoder: HEIC is refused here (the gpu-node decodes it).
+// The prebuilt libvips has no HEVC decoder: HEIC goes to the Worker's WASM decoders (libde265),
+// so the Node edge accepts what production's Images binding accepts.
 const FORMATS: ReadonlySet<ImageFormat> = new Set(["jpeg", "png", "webp", "gif", "tiff", "avif"]);
+const WASM_FORMATS: ReadonlySet<ImageFormat> = new Set(["heic"]);
 
 export function createSharpResizer(): Resizer {
   return {
     name: "sharp",
-    supports: (format) => FORMATS.has(format),
+    supports: (format) => FORMATS.has(format) || WASM_FORMATS.has(format),
     async resize(input, options) {
+      if (!FORMATS.has(input.format)) return (await nodeWasmResizer()).resize(input, options);
       const size = orientedTargetSize(input, options.shortSide);
       const crop = options.crop224 ? orientedClipCrop(input) : undefined;
       try {

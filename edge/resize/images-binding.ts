@@ -4,7 +4,8 @@ import type { ImageFormat } from "../validate/index.ts";
 import { orientedClipCrop, orientedTargetSize, type Resizer } from "./resizer.ts";
 
 // HEIC/AVIF decode in production; under wrangler dev the local sharp cannot read HEIC and the
-// binding answers with an error, which becomes a clear 415/422 below.
+// binding answers with an error: the fallback (the WASM resizer) then takes the image, so what a
+// developer tries locally is what production does. Without one it becomes a clear 415/422 below.
 const FORMATS: ReadonlySet<ImageFormat> = new Set([
   "jpeg",
   "png",
@@ -15,7 +16,10 @@ const FORMATS: ReadonlySet<ImageFormat> = new Set([
   "avif",
 ]);
 
-export function createImagesBindingResizer(images: ImagesBinding): Resizer {
+/** An error the binding gives for a format it cannot read (not for a corrupt file). */
+const CANNOT_READ = /heif|heic|unsupported|format/i;
+
+export function createImagesBindingResizer(images: ImagesBinding, fallback?: Resizer): Resizer {
   return {
     name: "images",
     supports: (format) => FORMATS.has(format),
@@ -39,7 +43,10 @@ export function createImagesBindingResizer(images: ImagesBinding): Resizer {
           .output({ format: "image/jpeg", quality: options.quality });
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
-        if (input.format === "heic" && /heif|heic|unsupported|format/i.test(message)) {
+        if (fallback?.supports(input.format) && CANNOT_READ.test(message)) {
+          return fallback.resize(input, options);
+        }
+        if (input.format === "heic" && CANNOT_READ.test(message)) {
           throw new HttpError(
             415,
             "unsupported_media_type",

@@ -8,8 +8,8 @@ import { describe, expect, it } from "vitest";
 import { JpegWasm } from "../../imaging/jpeg/codec.ts";
 import jpegWasm from "../../imaging/jpeg/jpeg.wasm";
 import { iccSegments, withSegments } from "../../imaging/testing/icc-profiles.ts";
-import { HttpError } from "../errors.ts";
 import { segmentMarkers } from "../testing/jpeg-markers.ts";
+import { rejection } from "../testing/rejection.ts";
 import type { ImageFormat } from "../validate/index.ts";
 import { bytesOf, PORTRAIT_O6, PORTRAIT_O6_SHARP } from "./wasm/test-fixtures.ts";
 import { createWasmJpegResizer, type WasmResizeInput } from "./wasm-jpeg.ts";
@@ -43,15 +43,6 @@ function findBytes(bytes: Uint8Array, ascii: string): number {
     if (pattern.every((v, k) => bytes[i + k] === v)) return i;
   }
   throw new Error(`${ascii} not found`);
-}
-
-async function rejection(p: Promise<unknown>): Promise<HttpError> {
-  const e = await p.then(
-    () => undefined,
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(HttpError);
-  return e as HttpError;
 }
 
 describe("wasm JPEG resizer in workerd", () => {

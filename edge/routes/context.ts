@@ -1,6 +1,7 @@
 /** What the routes share: the app's Hono environment, and `embed`, which runs the pipeline for a route's uploads and reports its stages in Server-Timing and analytics. */
 import type { Context } from "hono";
 import { endTime, setMetric, startTime } from "hono/timing";
+import type { Admission } from "../admission.ts";
 import { noteImages } from "../analytics.ts";
 import { type EdgeConfig, edgeConfig } from "../config.ts";
 import type { GpuClient } from "../gpu-client.ts";
@@ -18,22 +19,26 @@ export type Ctx = Context<AppEnv>;
 export type Embed = (
   c: Ctx,
   uploads: Parameters<typeof runPipeline>[0],
+  options: { readonly hashOriginals: boolean },
 ) => Promise<{ config: EdgeConfig; result: PipelineResult }>;
 
 /** The app's `embed`, with its resizer and (per config) gpu-node client. */
 export function createEmbed(
   resizer: (env: object, config: EdgeConfig) => Resizer,
   gpuFor: (config: EdgeConfig) => GpuClient,
+  admissionFor: (config: EdgeConfig) => Admission | undefined,
 ): Embed {
-  return async (c, uploads) => {
+  return async (c, uploads, { hashOriginals }) => {
     const config = edgeConfig(c.env);
     const result = await runPipeline(uploads, {
       config,
       resizer: resizer(c.env, config),
       gpu: gpuFor(config),
+      admission: admissionFor(config),
       time: stageTimer(c),
       requestId: c.get("requestId"),
       signal: c.req.raw.signal,
+      hashOriginals,
     });
     reportGpuTimings(c, result);
     noteImages(c, result.images);

@@ -6,7 +6,8 @@ import type { Ctx, Embed } from "./context.ts";
 export function embedBase64(embed: Embed) {
   return async function embedBase64Handler(c: Ctx) {
     const req = await parseBase64Upload(c.req.raw, edgeConfig(c.env));
-    const { config, result } = await embed(c, req.uploads);
+    // The seed's answer carries no hashes: none are computed.
+    const { config, result } = await embed(c, req.uploads, { hashOriginals: false });
     return c.json({
       embeddings: result.embedded.vectors.map((v) => Array.from(v)),
       model_info: {

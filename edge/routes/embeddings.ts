@@ -6,7 +6,7 @@ import type { Ctx, Embed } from "./context.ts";
 export function embeddings(embed: Embed) {
   return async function embeddingsHandler(c: Ctx) {
     const { uploads, encodingFormat } = await parseEmbeddingsUpload(c.req.raw, edgeConfig(c.env));
-    const { config, result } = await embed(c, uploads);
+    const { config, result } = await embed(c, uploads, { hashOriginals: true });
     return c.json({
       object: "list",
       data: result.embedded.vectors.map((v, index) => ({

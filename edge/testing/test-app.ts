@@ -2,7 +2,7 @@
 import { env } from "cloudflare:test";
 import { createApp } from "../app.ts";
 import { createGpuClient, gpuClientOptions } from "../gpu-client.ts";
-import { createImagesBindingResizer } from "../resize/images-binding.ts";
+import { selectResizer } from "../resize/select.ts";
 import { createStandIn, type StandIn } from "./gpu-stand-in.ts";
 
 export const TEST_KEY = "hostile-test-key-5c1d";
@@ -44,12 +44,11 @@ export async function testApp(options: TestAppOptions = {}): Promise<TestApp> {
     return target.fetch(input, init);
   };
   const app = createApp({
-    resizer: (e) => createImagesBindingResizer((e as Env).IMAGES),
+    resizer: (e, config) => selectResizer(e as Env, config),
     gpu: (config) =>
       createGpuClient({
         ...gpuClientOptions(config),
         fetch: routedFetch,
-        backoffMs: 1,
       }),
   });
   const bindings: Record<string, unknown> = {

@@ -1,5 +1,6 @@
 /** HEIC/AVIF (ISO-BMFF) bytes in; the primary item's size, its irot/imir as an EXIF orientation, alpha, and whether it is AV1-coded out. */
-import { be16, be32, fail, fourcc, fourccAt, latin1, TRUNCATED, u8 } from "../../imaging/bytes.ts";
+import { be16, be32, fail, fourcc, latin1, TRUNCATED, u8 } from "../../imaging/bytes.ts";
+import { type Box, childBoxes, readIpma } from "../../imaging/heif/container.ts";
 import type { Parsed } from "./header.ts";
 
 const META = fourcc("meta");
@@ -14,46 +15,6 @@ const IROT = fourcc("irot");
 const IMIR = fourcc("imir");
 const AUXC = fourcc("auxC");
 const AV01 = fourcc("av01");
-const MAX_BOXES = 10_000;
-const MAX_ITEMS = 100_000;
-
-interface Box {
-  type: number;
-  /** Payload start (after size/type/largesize). */
-  start: number;
-  end: number;
-}
-
-/**
- * The boxes in [from, to). A box running past `to` ends the list with `overrun` set (at the top
- * level that means a truncated file).
- */
-function childBoxes(b: Uint8Array, from: number, to: number): { boxes: Box[]; overrun: boolean } {
-  const boxes: Box[] = [];
-  let p = from;
-  for (let n = 0; n < MAX_BOXES && p + 8 <= to; n++) {
-    let size = be32(b, p);
-    const type = fourccAt(b, p + 4);
-    let start = p + 8;
-    if (size === 1) {
-      const hi = be32(b, p + 8);
-      const lo = be32(b, p + 12);
-      size = hi * 0x100000000 + lo;
-      start = p + 16;
-    } else if (size === 0) {
-      size = to - p; // to the end
-    }
-    if (size < start - p) fail("invalid box size");
-    const end = p + size;
-    if (end > to) {
-      boxes.push({ type, start, end: to });
-      return { boxes, overrun: true };
-    }
-    boxes.push({ type, start, end });
-    p = end;
-  }
-  return { boxes, overrun: false };
-}
 
 // EXIF orientation as a 2x2 matrix on (x, y), y pointing down: what to do to the stored image to
 // display it. Index = orientation.
@@ -188,21 +149,5 @@ export function parseHeif(b: Uint8Array): Parsed & { av1: boolean } {
 
 /** The 1-based ipco indices associated with `item`, in order. */
 function primaryAssociations(b: Uint8Array, ipma: Box, item: number): number[] {
-  const version = u8(b, ipma.start);
-  const wide = (u8(b, ipma.start + 3) & 1) === 1;
-  const count = be32(b, ipma.start + 4);
-  let p = ipma.start + 8;
-  for (let i = 0; i < count && i < MAX_ITEMS && p < ipma.end; i++) {
-    const id = version < 1 ? be16(b, p) : be32(b, p);
-    p += version < 1 ? 2 : 4;
-    const n = u8(b, p++);
-    const indices: number[] = [];
-    for (let j = 0; j < n; j++) {
-      indices.push(wide ? be16(b, p) & 0x7fff : u8(b, p) & 0x7f);
-      p += wide ? 2 : 1;
-    }
-    if (p > ipma.end) fail("ipma box runs past its end");
-    if (id === item) return indices;
-  }
-  return [];
+  return readIpma(b, ipma.start, ipma.end).get(item) ?? [];
 }

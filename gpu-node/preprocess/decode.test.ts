@@ -5,6 +5,9 @@ import { crc32 } from "node:zlib";
 import sharp from "sharp";
 import { afterAll, describe, expect, it } from "vitest";
 import { centreCropOffset, clipResizeSize, IMAGE_BYTES } from "../../imaging/clip.ts";
+import { buildIcc, COLORANTS, SRGB_CURVE, withIcc } from "../../imaging/testing/icc-profiles.ts";
+import { HEIC_FIXTURES, heicFixture } from "../../test/fixtures/heic/fixtures.ts";
+import { photoLike } from "../../test/support/images.ts";
 import {
   closeHeicDecoder,
   type DecodeLimits,
@@ -332,5 +335,25 @@ describe.skipIf(!HAS_CORPUS)("real photos from ../shared/corpus", () => {
     const damaged = Buffer.from(heif).fill(7, 2000, 20000); // header intact, HEVC data not
     await expectImageError(damaged, "corrupt");
     expect(await decodeForClip(heif, LIMITS)).toMatchObject({ format: "heic" });
+  });
+});
+
+describe("HEIC colour", () => {
+  it("converts a Display P3 HEIC to sRGB, as sharp does for the same pixels in a P3-tagged JPEG", async () => {
+    const f = HEIC_FIXTURES.grid;
+    const heic = await decodeForClip(heicFixture(f), LIMITS);
+    // The twin: the fixture's pixels as displayed (irot 1: a quarter turn anticlockwise), with
+    // the P3 profile attached to the samples as they are (sharp's withIccProfile would convert).
+    const raw = photoLike(f.width, f.height, f.seed);
+    const jpeg = await sharp(raw, { raw: { width: f.width, height: f.height, channels: 3 } })
+      .rotate(270)
+      .jpeg({ quality: 100 })
+      .toBuffer();
+    const p3 = buildIcc({ colorants: COLORANTS.displayP3, trc: SRGB_CURVE });
+    const twin = await decodeForClip(withIcc(jpeg, p3), LIMITS);
+    expect(meanAbsDiff(heic.pixels, twin.pixels)).toBeLessThan(3);
+    // The check has teeth: the same pixels read as sRGB are far off.
+    const untagged = await decodeForClip(jpeg, LIMITS);
+    expect(meanAbsDiff(heic.pixels, untagged.pixels)).toBeGreaterThan(4);
   });
 });

@@ -66,7 +66,7 @@ const FAIL_ON = "error";
 // embed the same whether it came through the edge or straight to this node. Untagged images
 // (all the Pillow parity fixtures) are unaffected; tagged ones move 13-15 grey levels away from
 // Pillow's output (measured on the corpus photos tagged "Generic RGB"). HEIC, decoded in WASM,
-// carries no profile through and is treated as sRGB.
+// gets its profile applied in its worker (heic-decode-worker.ts).
 const IGNORE_ICC = false;
 // Full-strength JPEG shrink-on-load (DCT scaling down to 1/8) saved ~11% on 12 MP but cost
 // 1.6-1.9 grey levels on real 2-3 MP photos; `false` still DCT-scales, leaving at least a 2x

@@ -1,6 +1,8 @@
-/** Worker thread: receives HEIC/HEIF bytes, hands back the first image as 8-bit RGB (alpha dropped). */
+/** Worker thread: receives HEIC/HEIF bytes, hands back the first image as 8-bit sRGB (alpha dropped, ICC profile applied). */
 import { createRequire } from "node:module";
 import { parentPort } from "node:worker_threads";
+import { planHeif } from "../../imaging/heif/container.ts";
+import { iccToSrgb } from "../../imaging/icc.ts";
 
 /** What the main thread sends: one encoded file and the pixel budget it may decode. */
 export interface HeicRequest {
@@ -48,6 +50,18 @@ function dropAlpha(rgba: Uint8Array | Uint8ClampedArray, pixels: number): Uint8A
   return rgb;
 }
 
+/** The file's ICC profile as a conversion to sRGB; undefined when untagged or unreadable. */
+function toSrgb(bytes: Uint8Array, maxPixels: number): ((rgb: Uint8Array) => void) | undefined {
+  let icc: Uint8Array | undefined;
+  try {
+    icc = planHeif(bytes, maxPixels).colour.icc;
+  } catch {
+    // A layout libheif decodes but the container reader does not plan: taken as sRGB.
+    return undefined;
+  }
+  return icc === undefined ? undefined : iccToSrgb(icc, "rgb").apply;
+}
+
 async function decode(request: HeicRequest): Promise<HeicReply> {
   const { id, bytes, maxPixels } = request;
   let images: HeifImages;
@@ -65,7 +79,11 @@ async function decode(request: HeicRequest): Promise<HeicReply> {
       return { id, ok: false, reason: "too_many_pixels", message: size };
     }
     const { width, height, data } = await first.decode();
-    return { id, ok: true, width, height, rgb: dropAlpha(data, width * height) };
+    const rgb = dropAlpha(data, width * height);
+    // libheif hands back the samples as coded; a tagged HEIC (iPhones: Display P3) becomes sRGB
+    // here, as sharp does for every other format and the edge does for HEIC.
+    toSrgb(bytes, maxPixels)?.(rgb);
+    return { id, ok: true, width, height, rgb };
   } catch (error) {
     return { id, ok: false, reason: "corrupt", message: messageOf(error) };
   } finally {

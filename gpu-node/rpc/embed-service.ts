@@ -67,7 +67,6 @@ export function createEmbedService(deps: EmbedServiceDeps): ServiceImpl<typeof E
   const now = deps.now ?? (() => performance.now());
   const limits = { maxPixels: config.maxImagePixels, maxBytes: config.maxImageBytes };
 
-  /** Decode then batch one image; an ImageError becomes InvalidArgument naming the image. */
   /**
    * Decode then batch one image; an ImageError becomes InvalidArgument naming the image. The
    * batcher was told the image is coming (`batcher.expect(1)`) when it was admitted; this says

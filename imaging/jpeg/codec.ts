@@ -5,24 +5,18 @@
  * `compileJpegWasm` of the file's bytes) and touches no other platform API.
  */
 
-/**
- * The WebAssembly API, reached through globalThis: the repo's Node type-check (lib ES2023 with
- * Node types, no DOM) declares no WebAssembly values, while workerd's types do.
- */
-interface WasmMemory {
-  readonly buffer: ArrayBuffer;
-}
-/** A compiled module: workerd's bundled `.wasm` import, or `compileJpegWasm` (Node only). */
-export type WasmModule = object;
-interface WasmApi {
-  instantiate(module: WasmModule, imports: object): Promise<{ readonly exports: unknown }>;
-  compile(bytes: Uint8Array): Promise<WasmModule>;
-}
-const wasmApi = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+import {
+  compileWasm,
+  instantiateWasm,
+  type WasmMemory,
+  type WasmModule,
+} from "../wasm-instance.ts";
+
+export type { WasmModule };
 
 /** Compiles jpeg.wasm from its bytes. Node and tests only: workerd refuses to compile at run time. */
 export function compileJpegWasm(bytes: Uint8Array): Promise<WasmModule> {
-  return wasmApi.compile(bytes);
+  return compileWasm(bytes);
 }
 
 /** How a decode failed: corrupt data, an unsupported JPEG variant, or over the memory budget. */
@@ -152,7 +146,7 @@ export class JpegWasm {
         fd_seek: () => WASI_EBADF,
       },
     };
-    const instance = await wasmApi.instantiate(this.#module, imports);
+    const instance = await instantiateWasm(this.#module, imports);
     const exports = instance.exports as unknown as Exports;
     memory = exports.memory;
     exports._initialize();

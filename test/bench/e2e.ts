@@ -1,19 +1,22 @@
 /**
- * `npm run bench`: the end-to-end comparison over an emulated WAN, side by side in one run —
+ * `npm run bench`: the seed's own workload (random-noise 224-px PNGs as base64 JSON to
+ * /embed/base64, a new connection per call) through the Worker and the Node edge, and the
+ * end-to-end comparison over an emulated WAN, side by side in one run —
  * (1) this project (client → edge under wrangler's dev runtime → WAN → gpu-node), (2) no edge (the original
  * photo crosses the WAN to the same edge API placed beside the gpu-node), (3) Triton-style (the
  * client preprocesses and sends FP32 tensors over KServe v2 gRPC to the test double) — over the
  * seed's link, a mobile link and loopback, with 224-px images and 12 MP phone photos, vit-tiny
  * and vit-b32. Writes .cache/bench/<run>/report.json, report.md and chart.svg.
  *
- *   npm run bench               # full, ~4-7 min on 2 cores (shared: more under load)
- *   npm run bench -- --quick    # CI smoke, < 1 min: vit-tiny, seed link, the targets' rows
+ *   npm run bench               # full, ~5-7 min on 2 cores (shared: more under load)
+ *   npm run bench -- --quick    # smoke, < 1 min: vit-tiny, the targets' rows
  *
- * Every server is a child process (gpu-node CLI, two edges in wrangler's dev runtime, the KServe double, the
- * WAN emulator); this process is the client. Progress goes to stderr, the report to stdout.
+ * Every server is a child process (gpu-node CLI, two edges in wrangler's dev runtime, the edge on
+ * Node, the KServe double, the WAN emulator); this process is the client. Progress goes to stderr, the report to stdout.
  */
 import { createHash, randomBytes } from "node:crypto";
 import { mkdir } from "node:fs/promises";
+import { request } from "node:http";
 import { cpus, loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { createClient } from "@connectrpc/connect";
@@ -23,13 +26,14 @@ import { parseCli } from "../support/cli.ts";
 import { BENCH_GPU_NODE, type GpuNodeProcess, ROOT, spawnGpuNode } from "../support/processes.ts";
 import { installedVersion } from "../support/report.ts";
 import { median } from "../support/stats.ts";
-import { edgeClient, type KServeClient, kserveClient } from "./e2e/clients.ts";
+import { edgeClient, type KServeClient, kserveClient, seedClient } from "./e2e/clients.ts";
 import {
   type InputName,
   type InputSet,
   phonePhotos,
   realPhonePhoto,
   seedImages,
+  seedNoisePngs,
 } from "./e2e/inputs.ts";
 import {
   type BackendName,
@@ -41,7 +45,13 @@ import {
   type VariantId,
 } from "./e2e/measure.ts";
 import { FULL, type Plan, QUICK, type Scenario } from "./e2e/plan.ts";
-import { type DoubleChild, type EdgeDev, startDouble, startEdgeDev } from "./e2e/stack.ts";
+import {
+  type DoubleChild,
+  type EdgeDev,
+  startDouble,
+  startEdgeDev,
+  startNodeEdge,
+} from "./e2e/stack.ts";
 import { evaluateTargets } from "./e2e/targets.ts";
 import { writeReport } from "./report/index.ts";
 import { PASS_THROUGH } from "./wan/link.ts";
@@ -64,6 +74,8 @@ function progress(message: string): void {
 const LINKS = {
   /** (1) client → edge */
   edgeAccess: "edge.access",
+  /** (1) client → the edge on Node */
+  nodeEdgeAccess: "node-edge.access",
   /** (1) edge → gpu-node */
   edgeBackbone: "edge.backbone",
   /** (2) client → edge beside the gpu-node */
@@ -80,6 +92,11 @@ function hopsFor(variant: VariantId, profile: ProfileName): Hop[] {
     case "edge":
       return [
         { link: LINKS.edgeAccess, role: "access", settings: p.access },
+        { link: LINKS.edgeBackbone, role: "wan", settings: p.backbone },
+      ];
+    case "node-edge":
+      return [
+        { link: LINKS.nodeEdgeAccess, role: "access", settings: p.access },
         { link: LINKS.edgeBackbone, role: "wan", settings: p.backbone },
       ];
     case "no-edge":
@@ -161,8 +178,9 @@ async function versions() {
 
 const USAGE = `usage: npm run bench -- [--quick] [--only BACKEND/PROFILE/INPUT] [--cache-dir DIR]
 
-The end-to-end comparison over an emulated WAN (this project, no edge, Triton-style), ~4-7 min on
-2 cores; --quick is the CI smoke run (< 1 min). Writes .cache/bench/<run>/report.json, report.md
+The seed's own workload (random-noise PNGs as base64 JSON, a new connection per call) through
+the Worker and the Node edge, then the end-to-end comparison over an emulated WAN (this project,
+no edge, Triton-style), ~5-7 min on 2 cores; --quick is the smoke run (< 1 min). Writes .cache/bench/<run>/report.json, report.md
 and chart.svg; progress on stderr, the report on stdout.`;
 
 async function main(): Promise<void> {
@@ -207,12 +225,14 @@ async function main(): Promise<void> {
     `${plan.mode} run on ${env.cpus} CPUs, load ${env.loadavgAtStart.map((l) => l.toFixed(2))}`,
   );
 
-  const [seed, phone, real] = await Promise.all([
+  const [seedPng, seed, phone, real] = await Promise.all([
+    seedNoisePngs(plan.seedImages),
     seedImages(plan.seedImages),
     phonePhotos(plan.phonePhotos, cacheDir),
     realPhonePhoto(),
   ]);
   const inputs = new Map<InputName, InputSet>([
+    ["seed-png", seedPng],
     ["seed-224", seed],
     ["phone-12mp", phone],
   ]);
@@ -235,6 +255,7 @@ async function main(): Promise<void> {
   let backends: Backends | undefined;
   const rows: Row[] = [];
   let edgeNoopP50Ms = Number.NaN;
+  const noop = { workerMs: Number.NaN, nodeMs: Number.NaN };
   try {
     // Links first (targets are set once the servers are up), then the two edges.
     const placeholder = loopback(9);
@@ -250,22 +271,49 @@ async function main(): Promise<void> {
     const started = await Promise.allSettled([
       startEdgeDev("edge", edgeVars(backbone.url), cacheDir),
       startEdgeDev("no-edge", edgeVars(local.url), cacheDir),
+      startNodeEdge(edgeVars(backbone.url)),
       startBackends(backendOrder[0]!, cacheDir, wan, triton.url),
     ] as const);
-    for (const s of started.slice(0, 2))
+    for (const s of started.slice(0, 3))
       if (s.status === "fulfilled") edges.push(s.value as EdgeDev);
-    if (started[2].status === "fulfilled") backends = started[2].value;
+    if (started[3].status === "fulfilled") backends = started[3].value;
     for (const s of started) if (s.status === "rejected") throw s.reason;
-    const [edge, noEdge] = edges as [EdgeDev, EdgeDev];
+    const [edge, noEdge, nodeEdge] = edges as [EdgeDev, EdgeDev, EdgeDev];
     let b = backends!;
     edgeNoopP50Ms = await noopRoundTrip(edge.url);
+    // wrangler's dev proxy, measured apart: the same no-op on a new connection per call (as the
+    // seed's client makes them) through the Worker and through the Node edge, in turns.
+    for (let round = 0; round < 3; round++) {
+      const w = await noopRoundTrip(edge.url, { calls: 20, newConnection: true });
+      const n = await noopRoundTrip(nodeEdge.url, { calls: 20, newConnection: true });
+      noop.workerMs = round === 0 ? w : Math.min(noop.workerMs, w);
+      noop.nodeMs = round === 0 ? n : Math.min(noop.nodeMs, n);
+    }
     progress(
-      `edges up (no-op GET /healthz p50 ${edgeNoopP50Ms.toFixed(1)} ms): ${edge.url} (${edge.startMs.toFixed(0)} ms), ${noEdge.url} (${noEdge.startMs.toFixed(0)} ms)`,
+      `edges up (no-op GET /healthz p50 ${edgeNoopP50Ms.toFixed(1)} ms; new connection each: ` +
+        `Worker ${noop.workerMs.toFixed(1)} ms, Node edge ${noop.nodeMs.toFixed(1)} ms): ` +
+        `${edge.url} (${edge.startMs.toFixed(0)} ms), ${noEdge.url} (${noEdge.startMs.toFixed(0)} ms), ` +
+        `${nodeEdge.url} (${nodeEdge.startMs.toFixed(0)} ms)`,
     );
     const access = await wan.open(LINKS.edgeAccess, loopback(portOf(edge.url)), PASS_THROUGH);
+    const nodeAccess = await wan.open(
+      LINKS.nodeEdgeAccess,
+      loopback(portOf(nodeEdge.url)),
+      PASS_THROUGH,
+    );
     const direct = await wan.open(LINKS.noEdgeDirect, loopback(portOf(noEdge.url)), PASS_THROUGH);
     const edgeCall = edgeClient(access.url, apiKey);
     const noEdgeCall = edgeClient(direct.url, apiKey);
+    // The edges beside the client: their process, the seed's workload (base64 JSON, a new
+    // connection per call) and the keep-alive /v1/embeddings client.
+    const beside = {
+      edge: { pid: edge.pid, seed: seedClient(access.url, apiKey), keepAlive: edgeCall },
+      "node-edge": {
+        pid: nodeEdge.pid,
+        seed: seedClient(nodeAccess.url, apiKey),
+        keepAlive: edgeClient(nodeAccess.url, apiKey),
+      },
+    };
 
     for (const backend of backendOrder) {
       if (b.name !== backend) {
@@ -284,6 +332,40 @@ async function main(): Promise<void> {
           }
         }
         progress(`${backend} · ${profile.name} (${profile.summary}) · ${input.name}`);
+        const seedWorkload = input.name === "seed-png";
+        const variantProcesses = (variant: VariantId) => {
+          const gpuNodePids = [b.gpu.pid];
+          switch (variant) {
+            case "edge":
+            case "node-edge": {
+              const e = beside[variant];
+              return {
+                call: seedWorkload ? e.seed : e.keepAlive,
+                gpuHostPids: [b.gpu.pid],
+                clientPids: [process.pid, e.pid],
+                edgePids: [e.pid],
+                gpuNodePids,
+              };
+            }
+            case "no-edge":
+              return {
+                call: noEdgeCall,
+                gpuHostPids: [b.gpu.pid, noEdge.pid],
+                clientPids: [process.pid],
+                edgePids: [noEdge.pid],
+                gpuNodePids,
+              };
+            case "triton":
+              return {
+                call: b.kserve.call,
+                gpuHostPids: [b.double.pid],
+                clientPids: [process.pid],
+                edgePids: [],
+                gpuNodePids: [b.double.pid],
+                serverCompute: b.serverCompute,
+              };
+          }
+        };
         const perVariant = scenario.variants.map((variant) => {
           const base: Omit<RowSpec, "batch" | "warmupCalls" | "calls"> = {
             variant,
@@ -293,20 +375,7 @@ async function main(): Promise<void> {
             images: input.images,
             hops: hopsFor(variant, scenario.profile),
             wan,
-            ...(variant === "edge"
-              ? { call: edgeCall, gpuHostPids: [b.gpu.pid], clientPids: [process.pid, edge.pid] }
-              : variant === "no-edge"
-                ? {
-                    call: noEdgeCall,
-                    gpuHostPids: [b.gpu.pid, noEdge.pid],
-                    clientPids: [process.pid],
-                  }
-                : {
-                    call: b.kserve.call,
-                    gpuHostPids: [b.double.pid],
-                    clientPids: [process.pid],
-                    serverCompute: b.serverCompute,
-                  }),
+            ...variantProcesses(variant),
           };
           return rowSpecs(scenario, variant).map((r) => ({ ...base, ...r }) as RowSpec);
         });
@@ -333,7 +402,12 @@ async function main(): Promise<void> {
   }
 
   const wallS = performance.now() / 1000;
-  const context = { edgeNoopP50Ms };
+  const context = {
+    edgeNoopP50Ms,
+    workerNoopNewConnectionP50Ms: noop.workerMs,
+    nodeNoopNewConnectionP50Ms: noop.nodeMs,
+    loadavgAtStart: env.loadavgAtStart,
+  };
   const targets = evaluateTargets(rows, context);
   const report = {
     run,
@@ -357,16 +431,36 @@ async function main(): Promise<void> {
   process.stdout.write(`\nWrote ${files.paths.join(", ")}\n`);
 }
 
-/** p50 of a no-op request straight to the edge (GET /healthz): what the local dev runtime itself costs. */
-async function noopRoundTrip(url: string, calls = 30, warmup = 5): Promise<number> {
+/**
+ * p50 of a no-op request straight to an edge (GET /healthz): what the local dev runtime itself
+ * costs. `newConnection`: each request on a connection of its own, as the seed's client makes them.
+ */
+async function noopRoundTrip(
+  url: string,
+  { calls = 30, warmup = 5, newConnection = false } = {},
+): Promise<number> {
   const times: number[] = [];
   for (let i = 0; i < warmup + calls; i++) {
     const t0 = performance.now();
-    const res = await fetch(`${url}/healthz`);
-    await res.arrayBuffer();
+    if (newConnection) await getOnNewConnection(`${url}/healthz`);
+    else await (await fetch(`${url}/healthz`)).arrayBuffer();
     if (i >= warmup) times.push(performance.now() - t0);
   }
   return median(times);
+}
+
+function getOnNewConnection(url: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { agent: false }, (res) => {
+      res.resume();
+      res.on("end", () =>
+        res.statusCode === 200 ? resolve() : reject(new Error(`${res.statusCode}`)),
+      );
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    req.end();
+  });
 }
 
 /**

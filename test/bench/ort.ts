@@ -40,6 +40,7 @@ throughput per batch size, and cosine against the CPU provider.
   --batches 1,8,32,64,128,256
   --seconds N                       measured time per batch size (default 2)
   --no-check                        skip the comparison with the CPU provider
+  --no-tunables                     start the --via-node gpu-node without its GLIBC_TUNABLES
   --via-node                        also batch-1 latency through a gpu-node (exact-224 JPEGs)
   --help`;
 
@@ -72,6 +73,7 @@ async function main(): Promise<void> {
       batches: { type: "string", default: "1,8,32,64,128,256" },
       seconds: { type: "string", default: "2" },
       "no-check": { type: "boolean", default: false },
+      "no-tunables": { type: "boolean", default: false },
       "via-node": { type: "boolean", default: false },
     },
   });
@@ -152,7 +154,15 @@ async function main(): Promise<void> {
   }
   await backend.close();
 
-  let viaNode: { msMedian: number; msP90: number; calls: number } | undefined;
+  let viaNode:
+    | {
+        msMedian: number;
+        msP90: number;
+        calls: number;
+        /** The gpu-node's own stage medians (its response's timings), ms. */
+        stages: Record<"decode" | "preprocess" | "queue" | "inference" | "total", number>;
+      }
+    | undefined;
   if (values["via-node"]) {
     const node = await spawnGpuNode(
       [
@@ -165,7 +175,7 @@ async function main(): Promise<void> {
         "--processes",
         "1",
       ],
-      { keepLogs: false },
+      { keepLogs: false, glibcTunables: !values["no-tunables"] },
     );
     try {
       const client = embedderClient(node.url, "grpc");
@@ -179,13 +189,36 @@ async function main(): Promise<void> {
       for (let i = 0; i < 10; i++)
         await client.embed({ images: [{ id: "w", data: jpegs[i % 8]! }] });
       const times: number[] = [];
+      const stages = { decode: [], preprocess: [], queue: [], inference: [], total: [] } as Record<
+        keyof NonNullable<typeof viaNode>["stages"],
+        number[]
+      >;
       const until = performance.now() + seconds * 1000;
       while (performance.now() < until || times.length < 20) {
         const s = performance.now();
-        await client.embed({ images: [{ id: "x", data: jpegs[times.length % 8]! }] });
+        const res = await client.embed({ images: [{ id: "x", data: jpegs[times.length % 8]! }] });
         times.push(performance.now() - s);
+        const t = res.timings;
+        if (t) {
+          stages.decode.push(t.decodeUs / 1000);
+          stages.preprocess.push(t.preprocessUs / 1000);
+          stages.queue.push(t.queueUs / 1000);
+          stages.inference.push(t.inferenceUs / 1000);
+          stages.total.push(t.totalUs / 1000);
+        }
       }
-      viaNode = { msMedian: median(times), msP90: percentile(times, 0.9), calls: times.length };
+      viaNode = {
+        msMedian: median(times),
+        msP90: percentile(times, 0.9),
+        calls: times.length,
+        stages: {
+          decode: median(stages.decode),
+          preprocess: median(stages.preprocess),
+          queue: median(stages.queue),
+          inference: median(stages.inference),
+          total: median(stages.total),
+        },
+      };
       progress(`through the gpu-node, batch 1: ${viaNode.msMedian.toFixed(2)} ms`);
     } finally {
       await node.stop();
@@ -209,7 +242,11 @@ async function main(): Promise<void> {
       `${worstCosine === undefined ? "" : `; worst cosine vs the CPU provider ${worstCosine.toFixed(6)}`}\n\n` +
       `${table}\n\nbest: ${fmt(best.imagesPerSecond, 0)} img/s at batch ${best.batch}\n` +
       (viaNode
-        ? `through the gpu-node (one exact-224 JPEG per call, Connect gRPC over h2c, one process): ${fmt(viaNode.msMedian, 2)} ms median, p90 ${fmt(viaNode.msP90, 2)} ms (bare batch 1: ${fmt(rows.find((r) => r.batch === 1)?.msMedian ?? Number.NaN, 2)} ms)\n`
+        ? `through the gpu-node (one exact-224 JPEG per call, Connect gRPC over h2c, one process): ${fmt(viaNode.msMedian, 2)} ms median, p90 ${fmt(viaNode.msP90, 2)} ms (bare batch 1: ${fmt(rows.find((r) => r.batch === 1)?.msMedian ?? Number.NaN, 2)} ms); the gpu-node's own stage medians: ${Object.entries(
+            viaNode.stages,
+          )
+            .map(([k, v]) => `${k} ${fmt(v, 2)} ms`)
+            .join(", ")}\n`
         : ""),
   );
   const dir = process.env.OUT ?? join(ROOT, ".cache/bench");

@@ -19,21 +19,30 @@ import { promisify } from "node:util";
 import sharp from "sharp";
 import { targetSize } from "../../edge/resize/resizer.ts";
 import { createJpegWasmResizer, type WasmResizeInput } from "../../edge/resize/wasm/core.ts";
+import { createWasmResizer } from "../../edge/resize/wasm/formats.ts";
+import { readHeader, sniffFormat } from "../../edge/validate/index.ts";
+import { primaryHevcItem } from "../../imaging/heif/container.ts";
 import { compileJpegWasm } from "../../imaging/jpeg/codec.ts";
+import { compileWasm } from "../../imaging/wasm-instance.ts";
+import { HEIC_FIXTURES, heicFixture } from "../fixtures/heic/fixtures.ts";
 import { parseCli } from "../support/cli.ts";
+import { writeHeif } from "../support/heif.ts";
 import { photoLike } from "../support/images.ts";
 import { median } from "../support/stats.ts";
 
-const USAGE = `usage: npm run bench:resize -- [--runs 5] [--short 256] [--quality 80]
+const USAGE = `usage: npm run bench:resize -- [--runs 5] [--short 256] [--quality 80] [--formats]
 
 The edge's in-Worker WASM JPEG resizer against sharp for 0.3, 3, 12 and 48 MP photo-like JPEGs:
-median time, bytes out and peak memory, as a Markdown table.`;
+median time, bytes out and peak memory, as a Markdown table. --formats: instead, the WASM
+resizer's CPU time and memory per format (JPEG, HEIC grid, PNG, WebP lossy and lossless) at 12 and
+48 MP, the figures behind RESIZER=auto's estimates and the cost table in docs/formats.md.`;
 
 const { values } = parseCli(USAGE, {
   options: {
     runs: { type: "string", default: "5" },
     short: { type: "string", default: "256" },
     quality: { type: "string", default: "80" },
+    formats: { type: "boolean", default: false },
   },
 });
 const runs = Math.max(1, Number(values.runs));
@@ -69,6 +78,95 @@ async function sharpPeakRss(input: Buffer, width: number, height: number): Promi
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+if (values.formats) {
+  await benchFormats();
+  process.exit(0);
+}
+
+/**
+ * The WASM resizer per format at 12 and 48 MP: CPU time of one resize (process CPU time, the
+ * decoders are synchronous), WASM linear memory at its peak and the JS-side reduced buffers.
+ * HEIC: an iPhone-like grid of one coded 512x512 photo-like tile repeated (every tile is decoded).
+ */
+async function benchFormats(): Promise<void> {
+  const file = (p: string) => readFileSync(new URL(`../../imaging/${p}`, import.meta.url));
+  const modules = {
+    jpeg: await compileWasm(file("jpeg/jpeg.wasm")),
+    hevc: await compileWasm(file("heif/hevc.wasm")),
+    webp: await compileWasm(file("webp/webp.wasm")),
+  };
+  const tile = primaryHevcItem(heicFixture(HEIC_FIXTURES.tile));
+  const sizes = [
+    { label: "12 MP", w: 4032, h: 3024 },
+    { label: "48 MP", w: 8064, h: 6048 },
+  ];
+  const out: string[] = [];
+  for (const size of sizes) {
+    const raw = () =>
+      sharp(photoLike(size.w, size.h, 1, 16), {
+        raw: { width: size.w, height: size.h, channels: 3 },
+      });
+    const cols = Math.ceil(size.w / 512);
+    const rows = Math.ceil(size.h / 512);
+    const inputs: [string, Promise<Buffer>][] = [
+      ["JPEG q90", raw().jpeg({ quality: 90 }).toBuffer()],
+      [
+        `HEIC grid ${cols}x${rows}`,
+        Promise.resolve(
+          writeHeif({
+            width: size.w,
+            height: size.h,
+            tiles: Array.from({ length: cols * rows }, () => tile),
+            columns: cols,
+            tileWidth: 512,
+            tileHeight: 512,
+          }),
+        ),
+      ],
+      ["PNG 8-bit RGB", raw().png({ compressionLevel: 6 }).toBuffer()],
+      ["WebP lossy q80", raw().webp({ quality: 80 }).toBuffer()],
+      ["WebP lossless", raw().webp({ lossless: true, effort: 0 }).toBuffer()],
+    ];
+    for (const [label, make] of inputs) {
+      const bytes = new Uint8Array(await make);
+      const format = sniffFormat(bytes)!;
+      const h = readHeader(bytes, format);
+      const input = { bytes, format, width: h.width, height: h.height, orientation: h.orientation };
+      // A fresh resizer per input, so that its memory is this input's alone.
+      const resizer = createWasmResizer(modules);
+      try {
+        await resizer.resize(input, { shortSide, quality }); // warm-up
+      } catch (e) {
+        // Refused cleanly (e.g. a lossless WebP whose ARGB image exceeds the WASM cap): say so.
+        out.push(
+          `| ${size.label} ${label} | ${(bytes.length / MiB).toFixed(1)} MB | refused: ${e instanceof Error ? e.message : e} | | | |`,
+        );
+        console.error(out.at(-1));
+        continue;
+      }
+      const cpu: number[] = [];
+      for (let i = 0; i < runs; i++) {
+        const c0 = process.cpuUsage();
+        await resizer.resize(input, { shortSide, quality });
+        const c = process.cpuUsage(c0);
+        cpu.push((c.user + c.system) / 1000);
+      }
+      const r = resizer.lastRun!;
+      const reducedMb = (r.decodedWidth * r.decodedHeight * 15) / MiB;
+      out.push(
+        `| ${size.label} ${label} | ${(bytes.length / MiB).toFixed(1)} MB | 1/${r.denom} → ${r.decodedWidth}x${r.decodedHeight} | ${median(cpu).toFixed(0)} | ${(median(cpu) / ((size.w * size.h) / 1e6)).toFixed(1)} | ${(resizer.peakMemoryBytes / MiB).toFixed(1)} MB + ${reducedMb.toFixed(1)} MB JS |`,
+      );
+      console.error(out.at(-1));
+    }
+  }
+  console.log(
+    `\nWASM resizer per format, short side ${shortSide}, q${quality}; median CPU time of ${runs} runs after one warm-up; Node ${process.versions.node}.\n`,
+  );
+  console.log("| input | file | decoded at | CPU ms | ms per MP | memory (WASM + reduced image) |");
+  console.log("| --- | ---: | --- | ---: | ---: | ---: |");
+  for (const r of out) console.log(r);
 }
 
 const cases = [

@@ -145,7 +145,7 @@ export function writeReport(
       peakRssMiB: Record<string, number>;
     };
     p(
-      `| load shed | ${s.connections} connections: ${num(s.requests)} requests, ${num(s.statuses["200"] ?? 0)} × 200 (${s.goodputRps} req/s, p99 ${s.p99Ms} ms), ${num(s.statuses["503"] ?? 0)} × 503 with Retry-After (${Math.round(s.shedShare * 100)} %); the gpu-node refused ${num(s.gpuNodeRefusals)} calls with ResourceExhausted, p99 ${s.gpuNodeRefusalP99Ms} ms each; peak RSS gpu-node ${s.peakRssMiB.gpuNode} MiB, workerd ${s.peakRssMiB.workerd} MiB |`,
+      `| load shed | ${s.connections} connections: ${num(s.requests)} requests, ${num(s.statuses["200"] ?? 0)} × 200 (${s.goodputRps} req/s, p99 ${s.p99Ms} ms), ${num(s.statuses["503"] ?? 0)} × 503 with Retry-After (${Math.round(s.shedShare * 100)} %, p50 ${s.edge503P50Ms} ms; ${num(s.edgeShedBeforeResize ?? 0)} answered by the edge before resizing); the gpu-node refused ${num(s.gpuNodeRefusals)} calls with ResourceExhausted, p99 ${s.gpuNodeRefusalP99Ms} ms each; peak RSS gpu-node ${s.peakRssMiB.gpuNode} MiB, workerd ${s.peakRssMiB.workerd} MiB |`,
     );
   }
   p(

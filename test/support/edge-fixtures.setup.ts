@@ -1,4 +1,6 @@
 /** Vitest globalSetup (runs in Node): encodes real images with sharp and provides them, base64, to the workerd tests as `inject("edgeFixtures")`. */
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import sharp, { type Sharp } from "sharp";
 import type { TestProject } from "vitest/node";
 import { bigJpeg, photoPixels } from "./images.ts";
@@ -47,6 +49,9 @@ async function fixture(buffer: Buffer): Promise<EdgeFixture> {
   };
 }
 
+const heicFile = (name: string) =>
+  readFileSync(resolve(import.meta.dirname, "../fixtures/heic", name));
+
 export async function makeEdgeFixtures(): Promise<Record<string, EdgeFixture>> {
   const gifFrames = [0, 1, 2].map((seed) => photoPixels(40, 30, seed));
   const animated = await sharp(Buffer.concat(gifFrames), {
@@ -88,6 +93,10 @@ export async function makeEdgeFixtures(): Promise<Record<string, EdgeFixture>> {
       .toBuffer(),
     // The same pixels turned the way orientation 6 displays them, stored upright.
     photoUpright: base(640, 480, 16).rotate(90).jpeg({ quality: 90 }).toBuffer(),
+    // An iPhone-like HEIC grid (irot, Display P3) and a 10-bit one (imir): test/fixtures/heic.
+    heicGrid: Promise.resolve(heicFile("grid-irot1-p3.heic")),
+    heic10Bit: Promise.resolve(heicFile("single-10bit-imir.heic")),
+    png16: base(90, 60, 17).toColourspace("rgb16").png().toBuffer(),
   };
   const out: Record<string, EdgeFixture> = {};
   for (const [name, buffer] of Object.entries(buffers)) out[name] = await fixture(await buffer);

@@ -1,6 +1,6 @@
 /** The fuzzer's seed corpus and settings: small real JPEGs from ../shared/corpus (when present) plus generated ones with every common layout; FUZZ_ITERATIONS / FUZZ_SEED raise or move the run. */
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import sharp from "sharp";
 import { CORPUS } from "./hostile.ts";
 import { photoPixels } from "./images.ts";
@@ -70,4 +70,24 @@ export async function fuzzSources(): Promise<{ name: string; bytes: Buffer }[]> 
     }
   }
   return out;
+}
+
+/** HEIC, PNG and WebP seeds for the in-Worker decoders' fuzz pass (RESIZER=wasm): small files of every layout they read. */
+export async function formatFuzzSources(): Promise<{ name: string; bytes: Buffer }[]> {
+  const raw = (w: number, h: number, seed: number) =>
+    sharp(photoPixels(w, h, seed), { raw: { width: w, height: h, channels: 3 } });
+  const heic = (f: string) => readFileSync(resolve(import.meta.dirname, "../fixtures/heic", f));
+  const generated: [string, Promise<Buffer>][] = [
+    ["heic-10bit-imir", Promise.resolve(heic("single-10bit-imir.heic"))],
+    ["heic-grid-irot-p3", Promise.resolve(heic("grid-irot1-p3.heic"))],
+    ["png-rgb", raw(160, 120, 91).png().toBuffer()],
+    [
+      "png-16bit-adam7",
+      raw(120, 90, 92).toColourspace("rgb16").png({ progressive: true }).toBuffer(),
+    ],
+    ["png-palette", raw(140, 100, 93).png({ palette: true }).toBuffer()],
+    ["webp-lossy", raw(200, 150, 94).webp({ quality: 80 }).toBuffer()],
+    ["webp-lossless", raw(120, 90, 95).webp({ lossless: true }).toBuffer()],
+  ];
+  return Promise.all(generated.map(async ([name, p]) => ({ name, bytes: await p })));
 }

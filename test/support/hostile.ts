@@ -3,6 +3,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { crc32 } from "node:zlib";
 import sharp from "sharp";
+import { hostileFormatFiles } from "./hostile-formats.ts";
 import { photo, photoPixels, pngHeaderClaiming, randomBytes } from "./images.ts";
 
 export const CORPUS = resolve(import.meta.dirname, "../../../shared/corpus");
@@ -19,7 +20,8 @@ export type HostileKind =
   | "extreme-dimensions"
   | "cmyk-16-bit"
   | "animated"
-  | "exif-garbage";
+  | "exif-garbage"
+  | "lying-header";
 
 /** What one server must do with a file: succeed, or refuse it with this status / code. */
 export interface EdgeExpectation {
@@ -42,6 +44,8 @@ export interface HostileFile {
   /** The Content-Type the client claims (the edge must not believe it). */
   readonly contentType: string;
   readonly edge: EdgeExpectation;
+  /** With RESIZER=wasm, where it differs from `edge` (the in-Worker decoders are stricter). */
+  readonly edgeWasm?: EdgeExpectation;
   readonly gpu: GpuExpectation;
   /** Why this answer is the right one, for the report. */
   readonly why: string;
@@ -226,11 +230,12 @@ function corpusFiles(): HostileFile[] {
       bytes: readFileSync(join(CORPUS, rel)),
       contentType: "application/octet-stream",
       // The Images binding decodes HEIC in production; its local stand-in under wrangler dev
-      // (sharp without HEVC) cannot, and says so with a 415. The gpu-node decodes it (libheif WASM).
-      edge: heif ? { status: 415, message: "HEIC cannot be decoded" } : accepted,
+      // (sharp without HEVC) cannot, and the WASM decoders (libde265) take it instead. The
+      // gpu-node decodes it (libheif WASM).
+      edge: accepted,
       gpu: ok,
       why: heif
-        ? "a real HEIF: embedded by the gpu-node; 415 only from the local Images stand-in"
+        ? "a real HEIF: embedded (locally through the WASM decoders, as production's binding would)"
         : "a real camera/phone file: must embed",
     };
   });
@@ -238,7 +243,7 @@ function corpusFiles(): HostileFile[] {
 
 /** Every generated hostile file (and the corpus when present), deterministic. */
 export async function hostileFiles(): Promise<HostileFile[]> {
-  const files: HostileFile[] = [...corpusFiles()];
+  const files: HostileFile[] = [...corpusFiles(), ...(await hostileFormatFiles())];
   const add = (f: Omit<HostileFile, "contentType"> & { contentType?: string }) =>
     files.push({ contentType: "image/jpeg", ...f });
 

@@ -145,11 +145,14 @@ function toHttpError(e: unknown): unknown {
 export function createJpegWasmResizer(
   module: WasmModule,
   limits: WasmJpegLimits = {},
+  /** An instance to share (the multi-format resizer encodes its output with the same one). */
+  shared?: JpegWasm,
 ): WasmJpegResizer {
   const libjpegBytes = limits.libjpegBytes ?? 64 * MiB;
   const decodedBytes = limits.decodedBytes ?? 24 * MiB;
   const maxScans = limits.maxScans ?? 500;
-  const codec = new JpegWasm(module, { recycleAboveBytes: limits.recycleAboveBytes ?? 32 * MiB });
+  const codec =
+    shared ?? new JpegWasm(module, { recycleAboveBytes: limits.recycleAboveBytes ?? 32 * MiB });
   let lastRun: WasmJpegRun | undefined;
   let peak = 0;
 

@@ -1,4 +1,5 @@
-/** The benchmark's clients, one per variant: the edge's HTTP API (variants 1 and 2) and a Triton-style KServe v2 gRPC client that preprocesses locally and sends FP32 tensors (variant 3). Each call returns its stage times in ms. */
+/** The benchmark's clients: the edge's HTTP API (variants 1 and 2), the seed benchmark's own base64 JSON client (a new connection per call) and a Triton-style KServe v2 gRPC client that preprocesses locally and sends FP32 tensors (variant 3). Each call returns its stage times in ms. */
+import { type IncomingHttpHeaders, request } from "node:http";
 import { create } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
@@ -54,18 +55,88 @@ export function edgeClient(baseUrl: string, apiKey: string): Call {
     if (parsed.data?.length !== images.length || typeof parsed.data[0]?.embedding !== "string") {
       throw new Error(`edge returned ${parsed.data?.length} embeddings for ${images.length}`);
     }
-    const t = parseServerTiming(res.headers.get("server-timing"));
-    return {
-      "edge-validate": t.validate ?? Number.NaN,
-      "edge-resize": t.resize ?? Number.NaN,
-      "edge-gpu-call": t.gpu ?? Number.NaN,
-      "gpu-decode": t["gpu-node-decode"] ?? Number.NaN,
-      "gpu-pack": t["gpu-node-preprocess"] ?? Number.NaN,
-      "gpu-queue": t["gpu-node-queue"] ?? Number.NaN,
-      "gpu-inference": t["gpu-node-inference"] ?? Number.NaN,
-      "gpu-total": t["gpu-node-total"] ?? Number.NaN,
-      "edge-total": t.total ?? Number.NaN,
-    };
+    return edgeStages(res.headers.get("server-timing"));
+  };
+}
+
+/** The edge's and the gpu-node's stages from the edge's Server-Timing header. */
+function edgeStages(serverTiming: string | null | undefined): Stages {
+  const t = parseServerTiming(serverTiming ?? null);
+  return {
+    "edge-validate": t.validate ?? Number.NaN,
+    "edge-resize": t.resize ?? Number.NaN,
+    "edge-gpu-call": t.gpu ?? Number.NaN,
+    "gpu-decode": t["gpu-node-decode"] ?? Number.NaN,
+    "gpu-pack": t["gpu-node-preprocess"] ?? Number.NaN,
+    "gpu-queue": t["gpu-node-queue"] ?? Number.NaN,
+    "gpu-inference": t["gpu-node-inference"] ?? Number.NaN,
+    "gpu-total": t["gpu-node-total"] ?? Number.NaN,
+    "edge-total": t.total ?? Number.NaN,
+  };
+}
+
+interface SeedResponse {
+  readonly embeddings?: readonly (readonly number[])[];
+  readonly count?: number;
+}
+
+/**
+ * The seed's own benchmark client, as Python `requests` without a session does it: each call a
+ * NEW TCP connection (no agent, `Connection: close`), `POST /embed/base64` with
+ * `{"images": [base64, ...]}` as JSON, the JSON answer parsed in full. The images' base64 is
+ * computed once per image (the seed's script encodes its test images before timing).
+ */
+export function seedClient(baseUrl: string, apiKey: string): Call {
+  const url = new URL("/embed/base64", baseUrl);
+  const base64 = new Map<Buffer, string>();
+  const encoded = (img: Buffer) => {
+    const known = base64.get(img);
+    if (known !== undefined) return known;
+    const text = img.toString("base64");
+    base64.set(img, text);
+    return text;
+  };
+  return async (images) => {
+    const body = Buffer.from(JSON.stringify({ images: images.map(encoded) }));
+    const { status, headers, text } = await new Promise<{
+      status: number;
+      headers: IncomingHttpHeaders;
+      text: string;
+    }>((resolve, reject) => {
+      const req = request(
+        url,
+        {
+          method: "POST",
+          agent: false,
+          headers: {
+            authorization: `Bearer ${apiKey}`,
+            "content-type": "application/json",
+            "content-length": body.length,
+          },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("end", () =>
+            resolve({
+              status: res.statusCode ?? 0,
+              headers: res.headers,
+              text: Buffer.concat(chunks).toString("utf8"),
+            }),
+          );
+          res.on("error", reject);
+        },
+      );
+      req.on("error", reject);
+      req.end(body);
+    });
+    if (status !== 200) throw new Error(`edge answered ${status}: ${text.slice(0, 300)}`);
+    const parsed = JSON.parse(text) as SeedResponse;
+    if (parsed.count !== images.length || parsed.embeddings?.[0]?.length !== 512) {
+      throw new Error(`edge returned ${parsed.count} embeddings for ${images.length}`);
+    }
+    const timing = headers["server-timing"];
+    return edgeStages(Array.isArray(timing) ? timing.join(", ") : timing);
   };
 }
 

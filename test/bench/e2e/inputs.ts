@@ -1,12 +1,18 @@
-/** The end-to-end benchmark's inputs: 224-px JPEGs like the seed's, generated 12 MP phone photos of 3–5 MB (cached), and the corpus's real phone photo when ../shared/corpus is present. */
+/** The end-to-end benchmark's inputs: the seed benchmark's own random-noise 224-px PNGs, 224-px JPEGs like the seed's, generated 12 MP phone photos of 3–5 MB (cached), and the corpus's real phone photo when ../shared/corpus is present. */
 import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import sharp from "sharp";
-import { benchPhotos, PHONE_HEIGHT, PHONE_WIDTH, phonePhoto } from "../../support/images.ts";
+import {
+  benchPhotos,
+  PHONE_HEIGHT,
+  PHONE_WIDTH,
+  phonePhoto,
+  randomBytes,
+} from "../../support/images.ts";
 import { ROOT } from "../../support/processes.ts";
 
-export type InputName = "seed-224" | "phone-12mp" | "phone-real";
+export type InputName = "seed-png" | "seed-224" | "phone-12mp" | "phone-real";
 
 export interface InputSet {
   readonly name: InputName;
@@ -20,6 +26,24 @@ const REAL_PHONE = resolve(ROOT, "../shared/corpus/photos/mobile_jolla.jpg");
 function set(name: InputName, description: string, images: readonly Buffer[]): InputSet {
   const meanBytes = images.reduce((s, b) => s + b.length, 0) / images.length;
   return { name, description, images, meanBytes };
+}
+
+/**
+ * What the seed's own benchmark sends: 224x224 RGB random noise as PNG (~150 KB each: noise does
+ * not compress), seeded so that every run sends the same bytes.
+ */
+export async function seedNoisePngs(count: number): Promise<InputSet> {
+  const side = 224;
+  const images = await Promise.all(
+    Array.from({ length: count }, (_, i) =>
+      sharp(randomBytes(side * side * 3, 9000 + i), {
+        raw: { width: side, height: side, channels: 3 },
+      })
+        .png()
+        .toBuffer(),
+    ),
+  );
+  return set("seed-png", "224x224 random-noise PNG (the seed benchmark's own images)", images);
 }
 
 /**

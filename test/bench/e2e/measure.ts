@@ -1,7 +1,7 @@
 /** Runs one row of the end-to-end benchmark: sequential calls of one batch size after a warm-up, with the bytes and connections each emulated hop saw, CPU per image on each side, other load, and the row's physical floor. */
 
 import { runLoad } from "../../support/load.ts";
-import { cpuSeconds, machineBusySeconds, treeCpuSeconds } from "../../support/proc.ts";
+import { cpuSeconds, descendants, machineBusySeconds, treeCpuSeconds } from "../../support/proc.ts";
 import { mean, median, percentile } from "../../support/stats.ts";
 import { type LinkSettings, type LinkStats, rttMs } from "../wan/link.ts";
 import type { WanProcess } from "../wan/process.ts";
@@ -9,13 +9,17 @@ import type { ProfileName } from "../wan/profiles.ts";
 import type { Call, Stages } from "./clients.ts";
 import type { InputName } from "./inputs.ts";
 
-export type VariantId = "edge" | "no-edge" | "triton";
+export type VariantId = "edge" | "node-edge" | "no-edge" | "triton";
 export type BackendName = "vit-tiny" | "vit-b32";
 
 export const VARIANTS: Readonly<Record<VariantId, { label: string; path: string }>> = {
   edge: {
     label: "(1) edge",
     path: "client → edge (wrangler's dev runtime: workerd, local Images binding) → WAN → gpu-node → ONNX Runtime",
+  },
+  "node-edge": {
+    label: "(1) Node edge",
+    path: "client → edge on Node (edge/node/server.ts, sharp resizer) → WAN → gpu-node → ONNX Runtime",
   },
   "no-edge": {
     label: "(2) no edge",
@@ -87,6 +91,12 @@ export interface Row {
     readonly gpuHost: number;
     readonly clientSide: number;
     readonly emulator: number;
+    /** Per tier, wherever it runs: the client (this process), the edge, the gpu-node (or double). */
+    readonly client: number;
+    readonly edge: number;
+    readonly gpuNode: number;
+    /** Of `edge`: what workerd used (the Worker itself; the rest is wrangler's Node process). */
+    readonly edgeWorkerd: number;
   };
   /** Cores' worth of CPU used by processes that are not ours during the measured calls. */
   readonly otherCores: number;
@@ -99,6 +109,7 @@ export interface Row {
 /** Stages that do necessary work on the images (queues, protocol and waiting are not). */
 const COMPUTE_STAGES: Readonly<Record<VariantId, readonly string[]>> = {
   edge: ["edge-validate", "edge-resize", "gpu-decode", "gpu-pack", "gpu-inference"],
+  "node-edge": ["edge-validate", "edge-resize", "gpu-decode", "gpu-pack", "gpu-inference"],
   "no-edge": ["edge-validate", "edge-resize", "gpu-decode", "gpu-pack", "gpu-inference"],
   triton: ["client-decode", "client-pack", "server-compute"],
 };
@@ -121,11 +132,37 @@ export interface RowSpec {
    */
   readonly gpuHostPids: readonly number[];
   readonly clientPids: readonly number[];
+  /** The edge's process tree (none for the Triton-style variant). */
+  readonly edgePids: readonly number[];
+  /** The gpu-node's (or the double's) process tree. */
+  readonly gpuNodePids: readonly number[];
   /**
    * Server compute the client cannot see in the response (variant 3: the double's statistics):
    * cumulative ms and executions, read between calls.
    */
   readonly serverCompute?: () => Promise<{ ms: number; executions: number }>;
+}
+
+/** CPU seconds of the workerd processes below `pids` (the Worker's runtime under wrangler). */
+function workerdCpu(pids: readonly number[]): number {
+  let total = 0;
+  for (const pid of pids) {
+    for (const d of descendants(pid)) {
+      if (d.name !== "workerd") continue;
+      try {
+        total += cpuSeconds(d.pid);
+      } catch {
+        // exited meanwhile
+      }
+    }
+  }
+  return total;
+}
+
+/** This process's CPU seconds at microsecond resolution (/proc counts 10 ms ticks). */
+function ownCpu(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
 }
 
 /** Each pid with its descendants, except this process, whose children are the servers. */
@@ -180,7 +217,17 @@ export async function startRow(spec: RowSpec): Promise<RowMeasurer> {
   }
 
   const calls: CallRecord[] = [];
-  const cpu = { gpu: 0, client: 0, emu: 0, other: 0, elapsedMs: 0 };
+  const cpu: CpuTotals = {
+    gpu: 0,
+    client: 0,
+    emu: 0,
+    other: 0,
+    self: 0,
+    edge: 0,
+    gpuNode: 0,
+    workerd: 0,
+    elapsedMs: 0,
+  };
   let last: Record<string, LinkStats> = {};
 
   const chunk = async (n: number, rewarm = false) => {
@@ -206,13 +253,27 @@ export async function startRow(spec: RowSpec): Promise<RowMeasurer> {
       lastCompute = compute;
       return { ms, stages: withCompute, hops };
     };
-    const start = { gpu: 0, client: 0, emu: 0, machine: 0, all: 0 };
+    const start = {
+      gpu: 0,
+      client: 0,
+      emu: 0,
+      machine: 0,
+      all: 0,
+      self: 0,
+      edge: 0,
+      gpuNode: 0,
+      workerd: 0,
+    };
     const read = () => ({
       gpu: cpuOf(spec.gpuHostPids),
       client: cpuOf(spec.clientPids),
       emu: treeCpuSeconds(spec.wan.pid),
       machine: machineBusySeconds(),
       all: treeCpuSeconds(process.pid),
+      self: ownCpu(),
+      edge: cpuOf(spec.edgePids),
+      gpuNode: cpuOf(spec.gpuNodePids),
+      workerd: workerdCpu(spec.edgePids),
     });
     const result = await runLoad<CallRecord>({
       concurrency: 1,
@@ -229,6 +290,10 @@ export async function startRow(spec: RowSpec): Promise<RowMeasurer> {
         cpu.gpu += now.gpu - start.gpu;
         cpu.client += now.client - start.client;
         cpu.emu += now.emu - start.emu;
+        cpu.self += now.self - start.self;
+        cpu.edge += now.edge - start.edge;
+        cpu.gpuNode += now.gpuNode - start.gpuNode;
+        cpu.workerd += now.workerd - start.workerd;
         cpu.other += Math.max(0, now.machine - start.machine - (now.all - start.all));
       },
       call: record,
@@ -247,10 +312,23 @@ export async function measureRow(spec: RowSpec): Promise<Row> {
   return row.finish();
 }
 
+/** CPU seconds over a row's measured windows, by process group; `self` is this process (the client). */
+interface CpuTotals {
+  gpu: number;
+  client: number;
+  emu: number;
+  other: number;
+  self: number;
+  edge: number;
+  gpuNode: number;
+  workerd: number;
+  elapsedMs: number;
+}
+
 function summarise(
   spec: RowSpec,
   calls: readonly CallRecord[],
-  cpu: { gpu: number; client: number; emu: number; other: number; elapsedMs: number },
+  cpu: CpuTotals,
   last: Record<string, LinkStats>,
 ): Row {
   const { batch } = spec;
@@ -320,6 +398,10 @@ function summarise(
       gpuHost: (cpu.gpu * 1000) / counted,
       clientSide: (cpu.client * 1000) / counted,
       emulator: (cpu.emu * 1000) / counted,
+      client: (cpu.self * 1000) / counted,
+      edge: (cpu.edge * 1000) / counted,
+      gpuNode: (cpu.gpuNode * 1000) / counted,
+      edgeWorkerd: (cpu.workerd * 1000) / counted,
     },
     // The window also holds the counter reads between calls: a slight underestimate.
     otherCores: cpu.other / (cpu.elapsedMs / 1000),

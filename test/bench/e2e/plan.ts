@@ -35,12 +35,35 @@ const ALL: readonly VariantId[] = ["edge", "no-edge", "triton"];
 const SEED_TABLE: Runs = { warmupCalls: 3, calls: 30 };
 const BATCHES = [4, 8, 16, 32] as const;
 
+/** The seed's own workload (vit-tiny, as on a GPU) through both edges: the Worker and the Node edge. */
+function seedWorkload(
+  profile: ProfileName,
+  single: Runs,
+  batches: readonly number[],
+  batchRuns: Runs,
+): Scenario {
+  return {
+    backend: "vit-tiny",
+    profile,
+    input: "seed-png",
+    variants: ["edge", "node-edge"],
+    single,
+    batches,
+    batchRuns,
+  };
+}
+
 export const FULL: Plan = {
   mode: "full",
   seedImages: 32,
   phonePhotos: 3,
   scenarios: [
-    // The targets' scenario: vit-tiny (compute negligible, as on a GPU), the seed's link.
+    // The seed's own benchmark (random-noise PNGs as base64 JSON, a new connection per call)
+    // over its link and on loopback: the issue's targets.
+    ...(["seed", "loopback"] as const).map((profile) =>
+      seedWorkload(profile, SEED_TABLE, BATCHES, { warmupCalls: 1, calls: 5 }),
+    ),
+    // The earlier targets' scenario: vit-tiny (compute negligible, as on a GPU), the seed's link.
     {
       backend: "vit-tiny",
       profile: "seed",
@@ -132,6 +155,9 @@ export const QUICK: Plan = {
   seedImages: 32,
   phonePhotos: 2,
   scenarios: [
+    ...(["seed", "loopback"] as const).map((profile) =>
+      seedWorkload(profile, { warmupCalls: 2, calls: 10 }, [32], { warmupCalls: 1, calls: 2 }),
+    ),
     {
       backend: "vit-tiny",
       profile: "seed",

@@ -1,10 +1,11 @@
-/** The end-to-end benchmark's servers as child processes: the edge (wrangler's dev runtime) and the KServe v2 test double with the FP32 model files it needs. */
+/** The end-to-end benchmark's servers as child processes: the edge (wrangler's dev runtime, and on Node) and the KServe v2 test double with the FP32 model files it needs. */
 import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { float32ModelFile } from "../../support/kserve-double.ts";
 import {
   type Announced,
   type KServeDoubleProcess,
+  ROOT,
   spawnKServeDouble,
   startAnnounced,
 } from "../../support/processes.ts";
@@ -45,6 +46,21 @@ export async function startEdgeDev(
     isReady: (l) => typeof l.url === "string",
     what: "edge",
     startTimeoutMs,
+    keepLogs: false,
+  });
+  return { ...edge, url: edge.ready.url as string };
+}
+
+/**
+ * The edge on Node (`edge/node/server.ts`, the sharp resizer) on a free loopback port, settings
+ * from its environment as an operator would give them.
+ */
+export async function startNodeEdge(vars: Record<string, string>): Promise<EdgeDev> {
+  const edge = await startAnnounced(resolve(ROOT, "edge/node/server.ts"), {
+    env: { ...process.env, ...vars, EDGE_HOST: "127.0.0.1", EDGE_PORT: "0" },
+    isReady: (l) => l.msg === "listening" && typeof l.url === "string",
+    what: "Node edge",
+    startTimeoutMs: 30_000,
     keepLogs: false,
   });
   return { ...edge, url: edge.ready.url as string };

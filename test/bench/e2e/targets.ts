@@ -17,6 +17,34 @@ export const TARGETS = {
   phoneReduction: 100,
 } as const;
 
+/** The seed's published A100 figures (PyTorch FastAPI, base64, 14 ms RTT). */
+export const SEED_PUBLISHED = { singleP50Ms: 55.8, batch32ImagesPerSecond: 64.3 } as const;
+
+/** Issue 15's targets on the seed's own workload, over the seed's link. */
+export const SEED_WORKLOAD_TARGETS = {
+  /** ≥ 1.8x faster than the seed's single-image p50. */
+  singleP50Ms: 31,
+  /** ≥ 3x the seed's batch-32 throughput. */
+  batch32ImagesPerSecond: 193,
+} as const;
+
+const BEFORE_CUTS = "the code before issue 15's cuts, median of 4 runs, 2026-12-06";
+const FULL_RUN = "e2e-full-2026-11-28T03-50-19-725Z";
+
+/**
+ * Tail ratios (p95/p50, p99/p50) of earlier runs, per row key (backend/variant/profile/input/
+ * batch): a row's tails "do not grow" while its ratios stay at or below these.
+ */
+export const PREVIOUS_TAILS: Readonly<Record<string, { p95: number; p99: number; run: string }>> = {
+  "vit-tiny/edge/seed/seed-224/1": { p95: 3.19, p99: 5.57, run: FULL_RUN },
+  "vit-tiny/no-edge/seed/seed-224/1": { p95: 2.49, p99: 2.52, run: FULL_RUN },
+  "vit-tiny/triton/seed/seed-224/1": { p95: 1.76, p99: 1.98, run: FULL_RUN },
+  "vit-tiny/edge/seed/seed-png/1": { p95: 1.24, p99: 2.83, run: BEFORE_CUTS },
+  "vit-tiny/node-edge/seed/seed-png/1": { p95: 1.55, p99: 1.72, run: BEFORE_CUTS },
+  "vit-tiny/edge/loopback/seed-png/1": { p95: 2.56, p99: 3.06, run: BEFORE_CUTS },
+  "vit-tiny/node-edge/loopback/seed-png/1": { p95: 1.71, p99: 2.61, run: BEFORE_CUTS },
+};
+
 const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : "–");
 const kib = (bytes: number) => `${f(bytes / 1024, 1)} KiB`;
 
@@ -103,21 +131,147 @@ export function slowStartRtts(bytes: number): number {
 export interface TargetContext {
   /** p50 of GET /healthz on the edge (wrangler's dev runtime), straight (no emulator): its no-op cost. */
   readonly edgeNoopP50Ms: number;
+  /** The same no-op, a new connection per request, through the Worker (wrangler's dev runtime). */
+  readonly workerNoopNewConnectionP50Ms: number;
+  /** The same no-op, a new connection per request, through the Node edge. */
+  readonly nodeNoopNewConnectionP50Ms: number;
 }
 
-export function evaluateTargets(rows: readonly Row[], ctx: TargetContext): TargetResult[] {
+/**
+ * What wrangler's local dev proxy adds to each request on a new connection: the Worker's no-op
+ * minus the Node edge's (both answer GET /healthz from the same Hono app). A deployed Worker has
+ * no such proxy.
+ */
+export function devProxyMs(ctx: TargetContext): number {
+  return Math.max(0, ctx.workerNoopNewConnectionP50Ms - ctx.nodeNoopNewConnectionP50Ms);
+}
+
+export const rowKey = (r: Row) => `${r.backend}/${r.variant}/${r.profile}/${r.input}/${r.batch}`;
+
+/** p95 and p99 as multiples of p50. */
+export function tailRatios(r: Row): { p95: number; p99: number } {
+  return { p95: r.latencyMs.p95 / r.latencyMs.p50, p99: r.latencyMs.p99 / r.latencyMs.p50 };
+}
+
+/**
+ * The edge's time per image outside the gpu-node call (validate, resize, JSON, HTTP on both
+ * sides of it, the client's own work), from the call's p50 and the edge's own timing of the
+ * gpu-node call; the Worker's without wrangler's dev proxy.
+ */
+export function edgeOwnMsPerImage(r: Row, ctx: TargetContext): number {
+  const proxy = r.variant === "edge" ? devProxyMs(ctx) : 0;
+  return (r.latencyMs.p50 - stage(r, "edge-gpu-call") - proxy) / r.batch;
+}
+
+/** Issue 15's targets on the seed's own workload (random-noise PNGs, base64 JSON, new connections). */
+export function evaluateSeedWorkload(rows: readonly Row[], ctx: TargetContext): TargetResult[] {
   const out: TargetResult[] = [];
-  const e1 = find(rows, "edge", "seed-224", 1);
-  const t1 = find(rows, "triton", "seed-224", 1);
-  const e32 = find(rows, "edge", "seed-224", 32);
-  const t32 = find(rows, "triton", "seed-224", 32);
-  const notRun = (id: string, target: string): TargetResult => ({
+  const at = (variant: VariantId, profile: string, batch: number) =>
+    rows.find(
+      (r) =>
+        r.variant === variant &&
+        r.profile === profile &&
+        r.backend === "vit-tiny" &&
+        r.input === "seed-png" &&
+        r.batch === batch,
+    );
+  const proxy = devProxyMs(ctx);
+  const edges = [
+    ["node-edge", "Node edge", 0],
+    ["edge", "Worker", proxy],
+  ] as const;
+  const load = (r: Row) => `other load ${f(r.otherCores, 2)} cores`;
+  for (const [variant, name, minus] of edges) {
+    const t = `seed workload, seed link: ${name} single-image p50 ≤ ${SEED_WORKLOAD_TARGETS.singleP50Ms} ms (≥ 1.8x the seed's ${SEED_PUBLISHED.singleP50Ms} ms)`;
+    const r = at(variant, "seed", 1);
+    if (!r) {
+      out.push(notRunResult(`seed-single-${variant}`, t));
+      continue;
+    }
+    const p50 = r.latencyMs.p50 - minus;
+    out.push({
+      id: `seed-single-${variant}`,
+      target: t,
+      result: `${minus > 0 ? `p50 ${f(r.latencyMs.p50)} ms − dev proxy ${f(minus)} ms = ` : "p50 "}${f(p50)} ms (${f(SEED_PUBLISHED.singleP50Ms / p50, 2)}x the seed)`,
+      verdict: p50 <= SEED_WORKLOAD_TARGETS.singleP50Ms ? "PASS" : "MISS",
+      why: `${edgeAccount(r, ctx)} CPU per image: client ${f(r.cpuMsPerImage.client, 2)}, edge ${f(r.cpuMsPerImage.edge, 2)}, gpu-node ${f(r.cpuMsPerImage.gpuNode, 2)} ms; ${load(r)}.`,
+    });
+  }
+  for (const [variant, name, minus] of edges) {
+    const t = `seed workload, seed link: ${name} batch 32 ≥ ${SEED_WORKLOAD_TARGETS.batch32ImagesPerSecond} img/s (≥ 3x the seed's ${SEED_PUBLISHED.batch32ImagesPerSecond})`;
+    const r = at(variant, "seed", 32);
+    if (!r) {
+      out.push(notRunResult(`seed-batch32-${variant}`, t));
+      continue;
+    }
+    const meanMs = (r.batch * 1000) / r.imagesPerSecond;
+    const ips = (r.batch * 1000) / (meanMs - minus);
+    out.push({
+      id: `seed-batch32-${variant}`,
+      target: t,
+      result:
+        (minus > 0
+          ? `${f(r.imagesPerSecond)} img/s measured; without the dev proxy's ${f(minus)} ms a call, ${f(ips)} img/s`
+          : `${f(ips)} img/s`) +
+        ` (${f(ips / SEED_PUBLISHED.batch32ImagesPerSecond, 2)}x the seed)`,
+      verdict: ips >= SEED_WORKLOAD_TARGETS.batch32ImagesPerSecond ? "PASS" : "MISS",
+      why: `${edgeAccount(r, ctx)} CPU per image: client ${f(r.cpuMsPerImage.client, 2)}, edge ${f(r.cpuMsPerImage.edge, 2)}, gpu-node ${f(r.cpuMsPerImage.gpuNode, 2)} ms; ${load(r)}.`,
+    });
+  }
+  for (const batch of [1, 32]) {
+    const t = `seed workload, loopback, batch ${batch}: the Worker's own time per image ≤ the Node edge's`;
+    const w = at("edge", "loopback", batch);
+    const n = at("node-edge", "loopback", batch);
+    if (!w || !n) {
+      out.push(notRunResult(`loopback-own-${batch}`, t));
+      continue;
+    }
+    const wo = edgeOwnMsPerImage(w, ctx);
+    const no = edgeOwnMsPerImage(n, ctx);
+    out.push({
+      id: `loopback-own-${batch}`,
+      target: t,
+      result: `Worker ${f(wo, 2)} ms/img (dev proxy ${f(proxy)} ms a call taken out) vs Node edge ${f(no, 2)} ms/img (${f(wo / no, 2)}x); edge CPU ${f(w.cpuMsPerImage.edge, 2)} (workerd ${f(w.cpuMsPerImage.edgeWorkerd, 2)}) vs ${f(n.cpuMsPerImage.edge, 2)} ms/img`,
+      verdict: wo <= no ? "PASS" : "MISS",
+      why:
+        `Own time = (p50 − the edge's gpu-node call) ÷ batch, the Worker's less wrangler's dev proxy. ` +
+        `Worker: p50 ${f(w.latencyMs.p50)} ms, gpu-node call ${f(stage(w, "edge-gpu-call"))}, resize ${f(stage(w, "edge-resize"))}, ${load(w)}. ` +
+        `Node edge: p50 ${f(n.latencyMs.p50)} ms, gpu-node call ${f(stage(n, "edge-gpu-call"))}, resize ${f(stage(n, "edge-resize"))}, ${load(n)}. ` +
+        `Edge CPU includes, for the Worker, wrangler's Node process (its dev proxy and the local Images binding's sharp) and workerd.`,
+    });
+  }
+  const tails = rows.filter((r) => r.batch === 1 && r.calls >= 20 && PREVIOUS_TAILS[rowKey(r)]);
+  for (const r of tails) {
+    const prev = PREVIOUS_TAILS[rowKey(r)]!;
+    const now = tailRatios(r);
+    out.push({
+      id: `tails-${rowKey(r)}`,
+      target: `tails do not grow: ${rowKey(r)} p95/p50 ≤ ${f(prev.p95, 2)} and p99/p50 ≤ ${f(prev.p99, 2)} (run ${prev.run})`,
+      result: `p50 ${f(r.latencyMs.p50)}, p95 ${f(r.latencyMs.p95)} (${f(now.p95, 2)}x), p99 ${f(r.latencyMs.p99)} ms (${f(now.p99, 2)}x)`,
+      verdict: now.p95 <= prev.p95 && now.p99 <= prev.p99 ? "PASS" : "MISS",
+      why: `${r.calls} calls (p99 is the slowest); ${load(r)}: tails on this shared machine follow its other load.`,
+    });
+  }
+  return out;
+}
+
+function notRunResult(id: string, target: string): TargetResult {
+  return {
     id,
     target,
     result: "–",
     verdict: "NOT RUN",
     why: "the rows this target needs were not measured in this run",
-  });
+  };
+}
+
+export function evaluateTargets(rows: readonly Row[], ctx: TargetContext): TargetResult[] {
+  const out: TargetResult[] = evaluateSeedWorkload(rows, ctx);
+  const e1 = find(rows, "edge", "seed-224", 1);
+  const t1 = find(rows, "triton", "seed-224", 1);
+  const e32 = find(rows, "edge", "seed-224", 32);
+  const t32 = find(rows, "triton", "seed-224", 32);
+  const notRun = notRunResult;
 
   const target1 = `(1) single-image p50 within ${TARGETS.p50OverFloorMs} ms of its floor (vit-tiny, seed link)`;
   if (e1) {

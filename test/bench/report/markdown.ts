@@ -2,6 +2,15 @@
 
 import { fmt, markdownTable } from "../../support/report.ts";
 import { type Row, VARIANTS, type VariantId } from "../e2e/measure.ts";
+import {
+  devProxyMs,
+  edgeOwnMsPerImage,
+  PREVIOUS_TAILS,
+  rowKey,
+  SEED_PUBLISHED,
+  SEED_WORKLOAD_TARGETS,
+  tailRatios,
+} from "../e2e/targets.ts";
 import { WAN_NOT_MODELLED } from "../wan/link.ts";
 import type { Report } from "./index.ts";
 
@@ -19,6 +28,132 @@ const SEED_REFERENCE = {
     ["seed: Triton ONNX, FP32 (A100; 19.3 MB per batch)", "32.3"],
   ],
 } as const;
+
+/** CPU ms per image of each tier, wherever it runs. */
+function tiers(r: Row): string {
+  const c = r.cpuMsPerImage;
+  return `${fmt(c.client, 2)} / ${r.variant === "triton" ? "–" : fmt(c.edge, 2)} / ${fmt(c.gpuNode, 2)}`;
+}
+
+/** x.xx× */
+const times = (x: number) => (Number.isFinite(x) ? `${x.toFixed(2)}×` : "–");
+
+/**
+ * The seed's own benchmark through both edges: per link and batch size, p50 with its tails (and
+ * their ratio to p50), img/s, CPU per image per tier; the seed's published figures beside them.
+ */
+function seedWorkload(report: Report): string[] {
+  const rows = report.rows.filter((r) => r.input === "seed-png");
+  if (!rows.length) return [];
+  const ctx = report.context;
+  const proxy = devProxyMs(ctx);
+  const out: string[] = [];
+  out.push(`## The seed's own workload\n`);
+  out.push(
+    `What the seed's benchmark sends, as it sends it: 224×224 random-noise PNGs (~148 KiB each) ` +
+      `as base64 JSON to \`POST /embed/base64\`, a NEW connection per call (Python \`requests\` ` +
+      `without a session), the JSON answer (512 floats per image) parsed in full; 30 single calls ` +
+      `after warm-up, then batches of 4, 8, 16 and 32. The edge sits beside the client (loopback); ` +
+      `the gpu-node (vit-tiny, standing in for a GPU) behind the link. Worker = the project's ` +
+      `Worker in wrangler's dev runtime (local Images binding); Node edge = \`edge/node/server.ts\` ` +
+      `(sharp). Seed's published A100 figures: single p50 ${SEED_PUBLISHED.singleP50Ms} ms, batch ` +
+      `32 ${SEED_PUBLISHED.batch32ImagesPerSecond} img/s; targets: p50 ≤ ` +
+      `${SEED_WORKLOAD_TARGETS.singleP50Ms} ms, batch 32 ≥ ${SEED_WORKLOAD_TARGETS.batch32ImagesPerSecond} img/s.\n`,
+  );
+  out.push(
+    `wrangler's dev proxy, measured apart: a no-op \`GET /healthz\` on a new connection takes ` +
+      `${fmt(ctx.workerNoopNewConnectionP50Ms, 2)} ms p50 through the Worker and ` +
+      `${fmt(ctx.nodeNoopNewConnectionP50Ms, 2)} ms through the Node edge (same Hono app): ` +
+      `${fmt(proxy, 2)} ms per call is the dev runtime's, which a deployed Worker does not have. ` +
+      `"less proxy" columns take it out of the Worker's rows.\n`,
+  );
+  for (const profile of [...new Set(rows.map((r) => r.profile))]) {
+    const pr = rows
+      .filter((r) => r.profile === profile)
+      .sort((a, b) => a.batch - b.batch || a.variant.localeCompare(b.variant));
+    out.push(`### ${profile} link (${report.profiles[profile].summary})\n`);
+    // The seed's published A100 figures in this table's columns (label, batch, p50, p95, p99, img/s).
+    const ref = (batch: string, p50: string, p95: string, p99: string, ips: string) => {
+      const cells = Array<string>(14).fill("");
+      cells[0] = "seed: PyTorch FastAPI (A100, published)";
+      cells[1] = batch;
+      cells[3] = p50;
+      cells[5] = p95;
+      cells[6] = p99;
+      cells[7] = ips;
+      return cells;
+    };
+    const seedRef =
+      profile === "seed"
+        ? [
+            ref("1", String(SEED_PUBLISHED.singleP50Ms), "68.9 (1.23×)", "72.3 (1.30×)", ""),
+            ref("32", "", "", "", String(SEED_PUBLISHED.batch32ImagesPerSecond)),
+          ]
+        : [];
+    out.push(
+      markdownTable(
+        [
+          "edge",
+          "batch",
+          "calls",
+          "p50 ms",
+          "p50 less proxy",
+          "p95 ms (÷p50)",
+          "p99 ms (÷p50)",
+          "img/s",
+          "img/s less proxy",
+          "own ms/img",
+          "CPU ms/img: client / edge / gpu-node",
+          "edge CPU: workerd / wrangler's Node",
+          "WAN KiB/img",
+          "other load",
+        ],
+        [
+          ...pr.map((r) => {
+            const minus = r.variant === "edge" ? proxy : 0;
+            const t = tailRatios(r);
+            const meanMs = (r.batch * 1000) / r.imagesPerSecond;
+            return [
+              r.variant === "edge" ? "Worker (wrangler dev)" : "Node edge",
+              String(r.batch),
+              String(r.calls),
+              fmt(r.latencyMs.p50),
+              minus ? fmt(r.latencyMs.p50 - minus) : "",
+              `${fmt(r.latencyMs.p95)} (${times(t.p95)})`,
+              `${fmt(r.latencyMs.p99)} (${times(t.p99)})`,
+              fmt(r.imagesPerSecond),
+              minus ? fmt((r.batch * 1000) / (meanMs - minus)) : "",
+              fmt(edgeOwnMsPerImage(r, ctx), 2),
+              tiers(r),
+              r.variant === "edge"
+                ? `${fmt(r.cpuMsPerImage.edgeWorkerd, 2)} / ${fmt(r.cpuMsPerImage.edge - r.cpuMsPerImage.edgeWorkerd, 2)}`
+                : "",
+              kib(r.wanBytesPerImage),
+              fmt(r.otherCores, 2),
+            ];
+          }),
+          ...seedRef,
+        ],
+      ),
+    );
+  }
+  out.push(
+    `"own ms/img" = (p50 − the edge's gpu-node call, from its Server-Timing) ÷ batch, the Worker's ` +
+      `less the dev proxy: the edge's validate, resize and JSON plus HTTP and the client's share. ` +
+      `CPU per image per tier: client = this process (its own counter, µs); edge = the edge's ` +
+      `process tree (for the Worker: wrangler's Node process with its proxy and the local Images ` +
+      `binding's sharp, and workerd, shown apart: workerd runs the Worker itself, wrangler's Node ` +
+      `process is the dev runtime's proxy and local Images binding); gpu-node = its process tree; ` +
+      `/proc counts 10 ms ticks.\n`,
+  );
+  const prev = Object.entries(PREVIOUS_TAILS).filter(([k]) => rows.some((r) => rowKey(r) === k));
+  if (prev.length) {
+    out.push(
+      `Earlier tail ratios (p95, p99 ÷ p50): ${prev.map(([k, v]) => `${k} ${times(v.p95)}, ${times(v.p99)} (${v.run})`).join("; ")}.\n`,
+    );
+  }
+  return out;
+}
 
 function groupKey(r: Row): string {
   return `${r.backend}|${r.profile}`;
@@ -78,6 +213,8 @@ export function toMarkdown(report: Report, chartFile: string): string {
     ),
   );
   for (const t of report.targets) out.push(`- **${t.verdict}** ${t.target}: ${t.why}\n`);
+
+  out.push(...seedWorkload(report));
 
   out.push(`## Setup\n`);
   out.push(`Variants:\n`);
@@ -161,7 +298,7 @@ export function toMarkdown(report: Report, chartFile: string): string {
         );
         const refs =
           profile === "seed" && input === "seed-224"
-            ? SEED_REFERENCE.single.map((r) => [...r, "", "", "", "", "", "", ""])
+            ? SEED_REFERENCE.single.map((r) => [...r, "", "", "", "", "", "", "", ""])
             : [];
         out.push(
           markdownTable(
@@ -176,6 +313,7 @@ export function toMarkdown(report: Report, chartFile: string): string {
               "WAN KiB/img",
               "GPU-host CPU ms/img",
               "client-side CPU ms/img",
+              "CPU ms/img: client / edge / gpu-node",
               "other load",
             ],
             [
@@ -190,6 +328,7 @@ export function toMarkdown(report: Report, chartFile: string): string {
                 kib(r.wanBytesPerImage),
                 fmt(r.cpuMsPerImage.gpuHost),
                 fmt(r.cpuMsPerImage.clientSide),
+                tiers(r),
                 fmt(r.otherCores, 2),
               ]),
               ...refs,
