@@ -18,6 +18,7 @@ export default defineConfig({
             "edge/**/*.node.test.ts",
             "imaging/**/*.node.test.ts",
             "docs/**/*.test.ts",
+            "ingest/**/*.test.ts",
           ],
           exclude: ["test/bench/**"],
           testTimeout: 60_000,
