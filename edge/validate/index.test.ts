@@ -1,24 +1,10 @@
 import { describe, expect, inject, it } from "vitest";
+import type { EdgeFixture } from "../../test/support/edge-fixtures.setup.ts";
 import { HttpError } from "../errors.ts";
 import { type ImageFormat, readHeader, sniffFormat, validateImage } from "./index.ts";
 
 // Real encoded images come from test/support/edge-fixtures.setup.ts (sharp, in Node); everything
 // hostile is crafted here byte by byte.
-interface EdgeFixture {
-  base64: string;
-  format: string;
-  width: number;
-  height: number;
-  orientation: number;
-  pages: number;
-  hasAlpha: boolean;
-}
-declare module "vitest" {
-  interface ProvidedContext {
-    edgeFixtures: Record<string, EdgeFixture>;
-  }
-}
-
 const LIMITS = { maxBytes: 20 * 1024 * 1024, maxPixels: 100_000_000 };
 const LABEL = "image 0";
 
