@@ -70,27 +70,38 @@ const DOCKERFILE_KEYWORDS = new Set(
     " ",
   ),
 );
-/** Instructions of a Dockerfile: comments dropped, `\` continuations joined, keywords checked. */
-function dockerfile(path: string): Instruction[] {
-  const out: Instruction[] = [];
+/**
+ * A file's logical lines: `\` continuations joined (a space in place of each break), blank lines
+ * dropped, and comment lines dropped where `comment` says so (it sees the line and whether a
+ * continuation is pending).
+ */
+function logicalLines(path: string, comment: (raw: string, pending: boolean) => boolean): string[] {
+  const out: string[] = [];
   let pending = "";
   for (const raw of read(path).split("\n")) {
-    if (raw.trimStart().startsWith("#")) continue;
+    if (comment(raw, pending !== "")) continue;
     const line = pending + raw;
     if (line.endsWith("\\")) {
       pending = `${line.slice(0, -1)} `;
       continue;
     }
     pending = "";
-    if (line.trim() === "") continue;
+    if (line.trim() !== "") out.push(line);
+  }
+  if (pending !== "") throw new Error(`${path}: ends inside a continuation`);
+  return out;
+}
+
+/** Instructions of a Dockerfile: comments dropped, `\` continuations joined, keywords checked. */
+function dockerfile(path: string): Instruction[] {
+  // Docker drops comment lines even inside a continuation.
+  return logicalLines(path, (raw) => raw.trimStart().startsWith("#")).map((line) => {
     const m = /^([A-Za-z]+)\s+(.*)$/.exec(line.trim());
     if (!m || !DOCKERFILE_KEYWORDS.has(m[1]!.toUpperCase())) {
       throw new Error(`${path}: not an instruction: ${line}`);
     }
-    out.push({ keyword: m[1]!.toUpperCase(), args: m[2]!.trim() });
-  }
-  if (pending !== "") throw new Error(`${path}: ends inside a continuation`);
-  return out;
+    return { keyword: m[1]!.toUpperCase(), args: m[2]!.trim() };
+  });
 }
 
 type Unit = Record<string, Record<string, string[]>>;
@@ -98,16 +109,8 @@ type Unit = Record<string, Record<string, string[]>>;
 function systemdUnit(path: string): Unit {
   const unit: Unit = {};
   let section: Record<string, string[]> | undefined;
-  let pending = "";
-  for (const raw of read(path).split("\n")) {
-    if (pending === "" && /^\s*[#;]/.test(raw)) continue;
-    const line = pending + raw;
-    if (line.endsWith("\\")) {
-      pending = `${line.slice(0, -1)} `;
-      continue;
-    }
-    pending = "";
-    if (line.trim() === "") continue;
+  // systemd takes a comment only at the start of a logical line.
+  for (const line of logicalLines(path, (raw, pending) => !pending && /^\s*[#;]/.test(raw))) {
     const header = /^\[([A-Za-z]+)\]$/.exec(line.trim());
     if (header) {
       section = unit[header[1]!] = {};
@@ -118,7 +121,6 @@ function systemdUnit(path: string): Unit {
     section[kv[1]!] ??= [];
     section[kv[1]!]!.push(kv[2]!.trim().replace(/\s+/g, " "));
   }
-  if (pending !== "") throw new Error(`${path}: ends inside a continuation`);
   return unit;
 }
 const one = (unit: Unit, section: string, key: string): string => {
