@@ -67,6 +67,10 @@ const edgeBefore = (urls: string[], deadlineMs: number) =>
     QUIET,
   );
 
+/** Polls `${baseUrl}/readyz` every 20 ms until it answers `status`: the ms that took. */
+const readyzAnswers = (baseUrl: string, status: number, timeoutMs: number) =>
+  until(async () => (await statusOf(`${baseUrl}/readyz`)) === status, { timeoutMs, everyMs: 20 });
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Every 200 is its own image's embedding; every failure is one of `allowed`, answered in time. */
@@ -131,28 +135,16 @@ describe("backend faults behind the edge (gpu-node --backend triton, KServe doub
     await until(() => load.ok() >= 15, { timeoutMs: 15_000 });
     double.child.kill("SIGKILL");
     await double.exited;
-    const downMs = await until(async () => (await statusOf(`${gpu.url}/readyz`)) === 503, {
-      timeoutMs: 2000,
-      everyMs: 20,
-    });
-    const edgeDownMs = await until(async () => (await statusOf(`${edge.url}/readyz`)) === 503, {
-      timeoutMs: 3000,
-      everyMs: 20,
-    });
+    const downMs = await readyzAnswers(gpu.url, 503, 2000);
+    const edgeDownMs = await readyzAnswers(edge.url, 503, 3000);
     // Down for a while, and at least until a client has felt it (asserted below).
     await Promise.all([
       sleep(300),
       until(() => load.outcomes.some((o) => o.status === 503), { timeoutMs: 30_000 }),
     ]);
     double = await spawnKServeDouble({ name: MODEL, path: files.uint8 }, { port: double.port });
-    const backMs = await until(async () => (await statusOf(`${gpu.url}/readyz`)) === 200, {
-      timeoutMs: 2000,
-      everyMs: 20,
-    });
-    const edgeBackMs = await until(async () => (await statusOf(`${edge.url}/readyz`)) === 200, {
-      timeoutMs: 2000,
-      everyMs: 20,
-    });
+    const backMs = await readyzAnswers(gpu.url, 200, 2000);
+    const edgeBackMs = await readyzAnswers(edge.url, 200, 2000);
     const okBefore = load.ok();
     await until(() => load.ok() >= okBefore + 10, { timeoutMs: 10_000 });
     const outcomes = await load.stop();
@@ -191,14 +183,8 @@ describe("backend faults behind the edge (gpu-node --backend triton, KServe doub
     const drainedMs = performance.now() - stoppedAt;
     const stalledForMs = performance.now() - stalledAt;
     double.child.kill("SIGCONT");
-    const backMs = await until(async () => (await statusOf(`${gpu.url}/readyz`)) === 200, {
-      timeoutMs: 2000,
-      everyMs: 20,
-    });
-    const edgeBackMs = await until(async () => (await statusOf(`${edge.url}/readyz`)) === 200, {
-      timeoutMs: 2000,
-      everyMs: 20,
-    });
+    const backMs = await readyzAnswers(gpu.url, 200, 2000);
+    const edgeBackMs = await readyzAnswers(edge.url, 200, 2000);
     const v = expectClean(outcomes, references, [503, 504], DEADLINE_MS + 700);
     const timedOut = outcomes.filter((o) => o.status === 504);
     expect(timedOut.length).toBeGreaterThan(0);
@@ -381,10 +367,7 @@ describe("gpu-node faults behind the edge (two gpu-node processes, vit-tiny)", (
     expect(await statusOf(`${edge.url}/healthz`)).toBe(200);
     const port = a.port;
     a = await spawnGpuNode(args, { env, port });
-    const readyMs = await until(async () => (await statusOf(`${edge.url}/readyz`)) === 200, {
-      timeoutMs: 2000,
-      everyMs: 20,
-    });
+    const readyMs = await readyzAnswers(edge.url, 200, 2000);
     const load = startEdgeLoad({ url: edge.url, apiKey: KEY, images, workers: 2 });
     await until(() => load.ok() >= 6, { timeoutMs: 10_000 });
     const v = expectClean(await load.stop(), references, [], DEADLINE_MS);
