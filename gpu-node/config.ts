@@ -8,6 +8,8 @@ const BACKENDS: readonly BackendKind[] = ["onnxruntime", "triton", "noop"];
 export type OrtProvider = "auto" | "cpu" | "webgpu" | "cuda";
 const ORT_PROVIDERS: readonly OrtProvider[] = ["auto", "cpu", "webgpu", "cuda"];
 export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
+export type JpegDecoder = "auto" | "native" | "wasm";
+const JPEG_DECODERS: readonly JpegDecoder[] = ["auto", "native", "wasm"];
 const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error", "silent"];
 
 const MiB = 1024 * 1024;
@@ -25,6 +27,8 @@ export interface Config {
   readonly threads: number;
   /** Where ONNX Runtime runs the model; auto = cuda, else a hardware WebGPU adapter, else cpu. */
   readonly ortProvider: OrtProvider;
+  /** Which libjpeg-turbo build decodes plain JPEGs: auto = native where it loads, else WASM. */
+  readonly jpegDecoder: JpegDecoder;
   /** A GPU batch slower than this counts as a lost device: not ready, session recreated. */
   readonly ortRunTimeoutMs: number;
   /**
@@ -143,6 +147,12 @@ export const SETTINGS = {
     flag: "ort-provider",
     env: "GPU_NODE_ORT_PROVIDER",
     help: `Where the onnxruntime backend runs the model: ${ORT_PROVIDERS.join(" | ")}. auto takes cuda when ONNX Runtime's CUDA provider loads, else webgpu when a hardware GPU adapter answers (never a software one such as lavapipe), else cpu. A provider named here that cannot load stops the start, saying what is missing`,
+    fallback: () => "auto",
+  },
+  jpegDecoder: {
+    flag: "jpeg-decoder",
+    env: "GPU_NODE_JPEG_DECODER",
+    help: `Which libjpeg-turbo build decodes the plain JPEGs the edge sends: ${JPEG_DECODERS.join(" | ")}. native is the prebuilt Node-API addon with libjpeg-turbo's SIMD (Linux x86-64, glibc; about a third of the WASM build's CPU); wasm the portable build. auto takes native where it loads. Either is checked against sharp at start and left off (sharp for every image) if its bytes differ; native named here where it cannot load stops the start`,
     fallback: () => "auto",
   },
   ortRunTimeoutMs: {
@@ -410,6 +420,7 @@ export function parseConfig(
     threads: int("threads", 1, 1024),
     processes: int("processes", 1, 1024),
     ortProvider: oneOf("ortProvider", ORT_PROVIDERS),
+    jpegDecoder: oneOf("jpegDecoder", JPEG_DECODERS),
     ortRunTimeoutMs: int("ortRunTimeoutMs", 100, 3_600_000),
     maxBatchSize: raw("maxBatchSize").trim() === "auto" ? "auto" : int("maxBatchSize", 1, 4096),
     maxBatchWaitMs:

@@ -9,7 +9,7 @@ import { createModelBatcher } from "./batching/model-batcher.ts";
 import { type Config, summary } from "./config.ts";
 import { createLogger } from "./logger.ts";
 import { createMetrics, tritonStatsOf } from "./observability/metrics.ts";
-import { decodeForClip, exact224FastPath } from "./preprocess/decode.ts";
+import { chooseJpegDecoder, decodeForClip, jpegFastPath } from "./preprocess/decode.ts";
 import { releasePixels } from "./preprocess/jpeg-fast-path.ts";
 import { type GpuNode, type GpuNodeOverrides, serveNode } from "./rpc/server.ts";
 import { loadTlsFiles } from "./rpc/tls.ts";
@@ -30,6 +30,8 @@ export async function startGpuNode(
     );
   // Before the model loads: a bad certificate or key stops the start at once, naming the file.
   if (config.tlsCert !== "") loadTlsFiles(config.tlsCert, config.tlsKey);
+  // Likewise GPU_NODE_JPEG_DECODER=native where the native build cannot load.
+  if (!overrides.decode) chooseJpegDecoder(config.jpegDecoder);
   if (config.processes > 1) {
     const { startCluster } = await import("./cluster/primary.ts");
     return startCluster(config, overrides);
@@ -51,10 +53,10 @@ export async function startGpuNode(
     serveMetrics: config.metrics,
     release: () => backend.close(),
   });
-  // Whether plain 224x224 JPEGs skip sharp (jpeg-fast-path.ts); off if it ever disagreed with it.
-  const exact224 = overrides.decode ? undefined : await exact224FastPath();
+  // Which build decodes plain JPEGs without sharp (jpeg-fast-path.ts); off if none agreed with it.
+  const fastPath = overrides.decode ? undefined : await jpegFastPath();
   log.info(
-    { url: node.url, metricsUrl: node.metricsUrl, ...summary(config), exact224FastPath: exact224 },
+    { url: node.url, metricsUrl: node.metricsUrl, ...summary(config), jpegFastPath: fastPath },
     "listening",
   );
   return node;

@@ -137,7 +137,7 @@ export async function startCluster(
             worker: slot.index,
             pid: worker.process.pid,
             port: m.port,
-            exact224FastPath: m.exact224FastPath,
+            jpegFastPath: m.jpegFastPath,
           },
           "worker listening",
         );

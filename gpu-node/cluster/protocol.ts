@@ -3,6 +3,7 @@ import type { MetricObjectWithValues, MetricValue } from "prom-client";
 import type { ModelDescription } from "../backends/backend.ts";
 import type { Config } from "../config.ts";
 import type { MetricsSnapshot } from "../observability/metrics.ts";
+import type { FastPath } from "../preprocess/decode.ts";
 
 export type PromMetrics = MetricObjectWithValues<MetricValue<string>>[];
 
@@ -29,7 +30,7 @@ export type FromWorker =
       readonly port: number;
       readonly model: ModelDescription;
       /** Whether its decoder takes the exact-224 fast path (preprocess/decode.ts). */
-      readonly exact224FastPath: boolean;
+      readonly jpegFastPath: FastPath;
     }
   | { readonly t: "failed"; readonly message: string }
   | { readonly t: "load"; readonly inFlight: number }

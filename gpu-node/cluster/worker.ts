@@ -10,7 +10,7 @@ import { createBackend } from "../backends/create.ts";
 import { createModelBatcher } from "../batching/model-batcher.ts";
 import { createLogger, type Logger } from "../logger.ts";
 import { createMetrics, type NodeMetrics, tritonStatsOf } from "../observability/metrics.ts";
-import { decodeForClip, exact224FastPath } from "../preprocess/decode.ts";
+import { chooseJpegDecoder, decodeForClip, jpegFastPath } from "../preprocess/decode.ts";
 import { releasePixels } from "../preprocess/jpeg-fast-path.ts";
 import { type GpuNode, type NodeParts, serveNode } from "../rpc/server.ts";
 import { createRemoteBatcher } from "./channel.ts";
@@ -41,6 +41,7 @@ async function start(m: Extract<ToWorker, { t: "start" }>): Promise<void> {
   const { config } = m;
   const wlog = createLogger(config.logLevel).child({ worker: m.index, pid: process.pid });
   log = wlog;
+  chooseJpegDecoder(config.jpegDecoder);
   let parts: NodeParts;
   if (m.central) {
     const model = m.model!;
@@ -91,7 +92,7 @@ async function start(m: Extract<ToWorker, { t: "start" }>): Promise<void> {
     t: "listening",
     port: served.port,
     model: parts.model,
-    exact224FastPath: await exact224FastPath(),
+    jpegFastPath: await jpegFastPath(),
   });
   let reported = 0;
   setInterval(() => {

@@ -12,7 +12,12 @@ import {
   decodePlainJpeg224,
   decodePlainJpegResized,
   isPlainJpeg224,
+  type JpegDecoderChoice,
+  type JpegDecoderName,
+  jpegEngines,
   plainJpegSize,
+  releasePixels,
+  useJpegEngine,
 } from "./jpeg-fast-path.ts";
 
 export { closeHeicDecoder } from "./heic-decoder.ts";
@@ -86,11 +91,9 @@ const FAST_SHRINK_ON_LOAD = false;
 export async function decodeForClip(data: Uint8Array, limits: DecodeLimits): Promise<ClipImage> {
   checkByteSize(data, limits.maxBytes);
   checkContainer(data);
-  if (
-    limits.maxPixels >= INPUT_SIZE * INPUT_SIZE &&
-    isPlainJpeg224(data) &&
-    (await exact224FastPath())
-  ) {
+  // Chosen (and checked) before the first image: no image meets a build still under test.
+  const fast = await jpegFastPath();
+  if (limits.maxPixels >= INPUT_SIZE * INPUT_SIZE && isPlainJpeg224(data) && fast !== "off") {
     const pixels = await decodePlainJpeg224(data);
     if (pixels) return { pixels, width: INPUT_SIZE, height: INPUT_SIZE, format: "jpeg" };
   }
@@ -111,15 +114,30 @@ export async function decodeFull(data: Uint8Array, limits: DecodeLimits): Promis
   return { pixels, width, height, format: header.format };
 }
 
-let fastPathAgrees: Promise<boolean> | undefined;
+let fastPath: Promise<FastPath> | undefined;
+let fastPathChoice: JpegDecoderChoice = "auto";
+
+/** The libjpeg-turbo build the plain-JPEG fast paths use, or "off" (sharp for every image). */
+export type FastPath = JpegDecoderName | "off";
 
 /**
- * Whether the exact-224 fast path is on: once per process, it must give exactly the bytes of the
- * full path for a few generated 224x224 JPEGs (4:2:0, 4:4:4, progressive, grey), or it stays off
- * (say, a sharp build whose libjpeg decodes differently). The server logs the answer at start.
+ * Sets GPU_NODE_JPEG_DECODER for this process (or thread) before its first image; the choice is
+ * checked by jpegFastPath. Throws when `native` is asked for where it cannot load.
  */
-export function exact224FastPath(): Promise<boolean> {
-  fastPathAgrees ??= (async () => {
+export function chooseJpegDecoder(choice: JpegDecoderChoice): void {
+  jpegEngines(choice);
+  fastPathChoice = choice;
+  fastPath = undefined;
+}
+
+/**
+ * Which build the fast paths use: once per process, the first one that `chooseJpegDecoder` allows
+ * and that gives exactly the bytes of the full path for a few generated 224x224 JPEGs (4:2:0,
+ * 4:4:4, progressive, grey). None: "off" (say, a sharp build whose libjpeg decodes differently).
+ * The server logs the answer at start.
+ */
+export function jpegFastPath(): Promise<FastPath> {
+  fastPath ??= (async (): Promise<FastPath> => {
     const size = INPUT_SIZE;
     const rgb = Buffer.alloc(size * size * 3);
     let seed = 12345;
@@ -137,14 +155,21 @@ export function exact224FastPath(): Promise<boolean> {
       sharp(rgb, { raw }).greyscale().jpeg({ quality: 85 }).toBuffer(),
     ]);
     const limits = { maxPixels: size * size, maxBytes: 1024 * 1024 };
-    for (const jpeg of jpegs) {
-      const fast = isPlainJpeg224(jpeg) ? await decodePlainJpeg224(jpeg) : undefined;
-      const full = await decodeFull(jpeg, limits);
-      if (!fast?.equals(full.pixels)) return false;
+    const full = await Promise.all(jpegs.map((jpeg) => decodeFull(jpeg, limits)));
+    for (const name of jpegEngines(fastPathChoice)) {
+      useJpegEngine(name);
+      let agrees = true;
+      for (const [i, jpeg] of jpegs.entries()) {
+        const fast = isPlainJpeg224(jpeg) ? await decodePlainJpeg224(jpeg) : undefined;
+        if (!fast?.equals(full[i]!.pixels)) agrees = false;
+        if (fast) releasePixels(fast);
+      }
+      if (agrees) return name;
     }
-    return true;
-  })().catch(() => false);
-  return fastPathAgrees;
+    useJpegEngine("wasm");
+    return "off";
+  })().catch(() => "off" as const);
+  return fastPath;
 }
 
 function checkByteSize(data: Uint8Array, maxBytes: number): void {

@@ -3,9 +3,10 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Code, ConnectError } from "@connectrpc/connect";
 import sharp from "sharp";
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { centreCropOffset, clipResizeSize } from "../../imaging/clip.ts";
 import { compileJpegWasm, JpegWasm } from "../../imaging/jpeg/codec.ts";
+import { loadClipNative } from "../../imaging/native/clip-native.ts";
 import { resizeBicubicWindow } from "../../imaging/resample/pillow-bicubic.ts";
 import { embedderClient, maxAbsDiff, toFloats } from "../../test/support/gpu-node-client.ts";
 import { photo, photoPixels } from "../../test/support/images.ts";
@@ -13,14 +14,32 @@ import type { Backend } from "../backends/backend.ts";
 import { createNoopBackend } from "../backends/noop.ts";
 import { testConfig } from "../config.ts";
 import { startGpuNode } from "../node.ts";
-import { decodeForClip, decodeFull, exact224FastPath, ImageError } from "./decode.ts";
-import { decodePlainJpeg224, isPlainJpeg224 } from "./jpeg-fast-path.ts";
+import {
+  chooseJpegDecoder,
+  decodeForClip,
+  decodeFull,
+  ImageError,
+  jpegFastPath,
+} from "./decode.ts";
+import { decodePlainJpeg224, isPlainJpeg224, type JpegDecoderName } from "./jpeg-fast-path.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const CORPUS = join(ROOT, "../shared/corpus/photos");
 const LIMITS = { maxPixels: 40_000_000, maxBytes: 25_000_000 };
 const raw = { width: 224, height: 224, channels: 3 } as const;
 const px = (seed: number) => photoPixels(224, 224, seed);
+const NATIVE_PLATFORM = process.platform === "linux" && process.arch === "x64";
+/** Both builds where the native one runs (CI's Linux x86-64), so each is held to the same bytes. */
+const ENGINES: JpegDecoderName[] = loadClipNative().addon ? ["native", "wasm"] : ["wasm"];
+
+/** Runs a describe block's tests with `engine` decoding (decode.ts checks it against sharp first). */
+function withEngine(engine: JpegDecoderName): void {
+  beforeAll(async () => {
+    chooseJpegDecoder(engine);
+    expect(await jpegFastPath()).toBe(engine);
+  });
+  afterAll(() => chooseJpegDecoder("auto"));
+}
 
 /** The edge's own encoder (libjpeg-turbo in WASM): what RESIZE_MODE=crop-224 sends with RESIZER=wasm. */
 async function wasmEncoded(seed: number, quality: number): Promise<Buffer> {
@@ -110,66 +129,89 @@ async function pillowPortOf(jpeg: Buffer): Promise<Uint8Array> {
 const jpegOf = (w: number, h: number, seed: number) =>
   sharp(photoPixels(w, h, seed), { raw: { ...raw, width: w, height: h } });
 
-describe("short-side fast path (plain JPEGs with a short side of 224..447)", () => {
-  it.each(["landscape_341x256", "portrait_256x341", "near_300x225", "grey_320x240"])(
-    "gives Pillow's own bytes for the parity fixture %s",
-    async (name) => {
-      const jpeg = readFileSync(join(ROOT, `test/fixtures/parity/images/${name}.jpg`));
-      const pillow = readFileSync(join(ROOT, `test/fixtures/parity/reference/${name}.rgb`));
-      const out = await decodeForClip(jpeg, LIMITS);
-      expect(Buffer.compare(out.pixels, pillow)).toBe(0);
+describe.each(ENGINES)(
+  "short-side fast path (plain JPEGs with a short side of 224..447), %s build",
+  (engine) => {
+    withEngine(engine);
+
+    it.each(["landscape_341x256", "portrait_256x341", "near_300x225", "grey_320x240"])(
+      "gives Pillow's own bytes for the parity fixture %s",
+      async (name) => {
+        const jpeg = readFileSync(join(ROOT, `test/fixtures/parity/images/${name}.jpg`));
+        const pillow = readFileSync(join(ROOT, `test/fixtures/parity/reference/${name}.rgb`));
+        const out = await decodeForClip(jpeg, LIMITS);
+        expect(Buffer.compare(out.pixels, pillow)).toBe(0);
+      },
+    );
+
+    it("equals libjpeg-turbo + the TypeScript Pillow port for every size it takes", async () => {
+      for (const [w, h] of [
+        [341, 256],
+        [256, 341],
+        [224, 225],
+        [447, 300],
+        [300, 447],
+        [1200, 230],
+        [224, 5000],
+        [400, 400],
+      ] as const) {
+        const jpeg = await jpegOf(w, h, w + h)
+          .jpeg({ quality: 85 })
+          .toBuffer();
+        const out = await decodeForClip(jpeg, LIMITS);
+        expect(Buffer.compare(out.pixels, await pillowPortOf(jpeg)), `${w}x${h}`).toBe(0);
+        expect(out).toMatchObject({ width: w, height: h, format: "jpeg" });
+      }
+    });
+
+    it.each([
+      ["a short side of 448 (sharp decodes it DCT-scaled)", () => jpegOf(600, 448, 5).jpeg()],
+      ["an ICC profile", () => jpegOf(341, 256, 6).jpeg().withIccProfile("p3")],
+      ["EXIF orientation 6", () => jpegOf(341, 256, 7).jpeg().withMetadata({ orientation: 6 })],
+    ])("leaves %s to sharp", async (_, make) => {
+      const jpeg = await make().toBuffer();
+      const a = await decodeForClip(jpeg, LIMITS);
+      const b = await decodeFull(jpeg, LIMITS);
+      expect(Buffer.compare(a.pixels, b.pixels)).toBe(0);
+    });
+
+    it("refuses a truncated 256-px JPEG exactly as the full path does", async () => {
+      const jpeg = (await jpegOf(341, 256, 8).jpeg().toBuffer()).subarray(0, 4000);
+      const fail = (p: Promise<unknown>) =>
+        p.then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+      const a = await fail(decodeForClip(jpeg, LIMITS));
+      const b = await fail(decodeFull(jpeg, LIMITS));
+      expect(a).toBeInstanceOf(ImageError);
+      expect((a as ImageError).message).toBe((b as ImageError).message);
+    });
+  },
+);
+
+describe("the JPEG decoder choice", () => {
+  it.runIf(NATIVE_PLATFORM)(
+    "loads the native build on Linux x86-64 and takes it by default",
+    async () => {
+      expect(loadClipNative().why).toBeUndefined();
+      chooseJpegDecoder("auto");
+      expect(await jpegFastPath()).toBe("native");
     },
   );
 
-  it("equals libjpeg-turbo + the TypeScript Pillow port for every size it takes", async () => {
-    for (const [w, h] of [
-      [341, 256],
-      [256, 341],
-      [224, 225],
-      [447, 300],
-      [300, 447],
-      [1200, 230],
-      [224, 5000],
-      [400, 400],
-    ] as const) {
-      const jpeg = await jpegOf(w, h, w + h)
-        .jpeg({ quality: 85 })
-        .toBuffer();
-      const out = await decodeForClip(jpeg, LIMITS);
-      expect(Buffer.compare(out.pixels, await pillowPortOf(jpeg)), `${w}x${h}`).toBe(0);
-      expect(out).toMatchObject({ width: w, height: h, format: "jpeg" });
+  it("takes the WASM build when asked to", async () => {
+    chooseJpegDecoder("wasm");
+    try {
+      expect(await jpegFastPath()).toBe("wasm");
+    } finally {
+      chooseJpegDecoder("auto");
     }
-  });
-
-  it.each([
-    ["a short side of 448 (sharp decodes it DCT-scaled)", () => jpegOf(600, 448, 5).jpeg()],
-    ["an ICC profile", () => jpegOf(341, 256, 6).jpeg().withIccProfile("p3")],
-    ["EXIF orientation 6", () => jpegOf(341, 256, 7).jpeg().withMetadata({ orientation: 6 })],
-  ])("leaves %s to sharp", async (_, make) => {
-    const jpeg = await make().toBuffer();
-    const a = await decodeForClip(jpeg, LIMITS);
-    const b = await decodeFull(jpeg, LIMITS);
-    expect(Buffer.compare(a.pixels, b.pixels)).toBe(0);
-  });
-
-  it("refuses a truncated 256-px JPEG exactly as the full path does", async () => {
-    const jpeg = (await jpegOf(341, 256, 8).jpeg().toBuffer()).subarray(0, 4000);
-    const fail = (p: Promise<unknown>) =>
-      p.then(
-        () => undefined,
-        (e: unknown) => e,
-      );
-    const a = await fail(decodeForClip(jpeg, LIMITS));
-    const b = await fail(decodeFull(jpeg, LIMITS));
-    expect(a).toBeInstanceOf(ImageError);
-    expect((a as ImageError).message).toBe((b as ImageError).message);
   });
 });
 
-describe("exact-224 fast path", () => {
-  it("is on: it agreed with the full path at start", async () => {
-    expect(await exact224FastPath()).toBe(true);
-  });
+describe.each(ENGINES)("exact-224 fast path, %s build", (engine) => {
+  withEngine(engine);
 
   it.each(TAKEN)(
     "decodes a 224x224 JPEG (%s) to exactly the full path's bytes",
@@ -237,7 +279,9 @@ describe("exact-224 fast path", () => {
     expect(viaService).toBeInstanceOf(ImageError);
     expect((viaService as ImageError).message).toBe((full as ImageError).message);
   });
+});
 
+describe("exact-224 fast path in the service", () => {
   it("costs a fraction of the full path (prints µs/image)", async () => {
     const jpegs = await Promise.all(
       Array.from({ length: 16 }, (_, i) =>

@@ -2,14 +2,17 @@
  * The fast paths for plain JPEGs (8-bit grey or YCbCr/RGB, no ICC profile, no EXIF: what the edge
  * sends): receive an encoded image, hand on its 224x224 RGB tensor, or undefined to leave it to
  * sharp (decode.ts), which also words the client's error for anything broken. Both decode with
- * libjpeg-turbo in WASM (the edge's build, imaging/jpeg/) with the settings libvips and Pillow
- * use (ISLOW IDCT, fancy upsampling); sharp's per-call overhead dominates at these sizes.
+ * libjpeg-turbo and the settings libvips and Pillow use (ISLOW IDCT, fancy upsampling): natively
+ * with its SIMD (imaging/native/, Linux x86-64) or in WASM (the edge's build, imaging/jpeg/),
+ * chosen once per process (GPU_NODE_JPEG_DECODER; decode.ts checks the choice against sharp).
+ * sharp's per-call overhead dominates at these sizes.
  *
  * - exact 224x224 (RESIZE_MODE=crop-224): decode only; the same bytes as sharp's full path for
  *   that file (decode.ts checks it once per process before using it), at ~40% of its CPU.
  * - short side 224..447 (the edge's 256-px JPEGs): decode at full size, then Pillow's BICUBIC
- *   resize and crop (imaging/resample/bicubic-wasm.ts): bit for bit open_clip's own
- *   preprocessing (Pillow) of the file, at ~60% of sharp's CPU. Larger photos stay with sharp, which decodes them DCT-scaled.
+ *   resize and crop (imaging/resample/, native or WASM as the decode): bit for bit open_clip's own
+ *   preprocessing (Pillow) of the file. Larger photos stay with sharp, which decodes them
+ *   DCT-scaled.
  */
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
@@ -17,15 +20,16 @@ import { IMAGE_BYTES, INPUT_SIZE } from "../../imaging/clip.ts";
 import { compileJpegWasm, JpegWasm } from "../../imaging/jpeg/codec.ts";
 import { readIccProfile } from "../../imaging/jpeg/markers.ts";
 import { isSof, jpegSegments } from "../../imaging/jpeg/segments.ts";
+import { type ClipNative, loadClipNative } from "../../imaging/native/clip-native.ts";
+import { BicubicNative } from "../../imaging/resample/bicubic-native.ts";
 import { BicubicWasm, compileBicubicWasm } from "../../imaging/resample/bicubic-wasm.ts";
-import type { ResizeWindow } from "../../imaging/resample/pillow-bicubic.ts";
+import type { ResizeWindow, RgbImage } from "../../imaging/resample/pillow-bicubic.ts";
 
 const WASM_FILE = resolve(import.meta.dirname, "../../imaging/jpeg/jpeg.wasm");
 const RESAMPLE_WASM_FILE = resolve(
   import.meta.dirname,
   "../../imaging/resample/wasm/resample.wasm",
 );
-let resampler: BicubicWasm | undefined;
 const LIMITS = { libjpegBytes: 8 * 1024 * 1024, outputBytes: IMAGE_BYTES } as const;
 /** Largest plain JPEG decoded at full size in WASM (short side < 448 keeps it small anyway). */
 const MAX_RESIZE_PIXELS = 4_000_000;
@@ -94,8 +98,6 @@ export function isPlainJpeg224(data: Uint8Array): boolean {
   return f !== undefined && f.width === INPUT_SIZE && f.height === INPUT_SIZE;
 }
 
-let codec: Promise<JpegWasm> | undefined;
-
 // Decoded images are recycled: a fresh 150,528-byte buffer per image made V8 run a full GC every
 // ~100 ms under load (external memory), 12-20% of a process's CPU on exact-224 images.
 const free: Buffer[] = [];
@@ -112,9 +114,127 @@ export function releasePixels(pixels: Uint8Array): void {
   if (free.length < MAX_FREE) free.push(pixels as Buffer);
 }
 
-function instance(): Promise<JpegWasm> {
-  codec ??= compileJpegWasm(readFileSync(WASM_FILE)).then((module) => new JpegWasm(module));
-  return codec;
+/** Which libjpeg-turbo build decodes: `auto` takes the native one where it loads. */
+export type JpegDecoderChoice = "auto" | "native" | "wasm";
+export type JpegDecoderName = "native" | "wasm";
+
+/** One build of the decoder and its resizer; `decode` hands `use` a view valid only inside it. */
+interface Engine {
+  readonly name: JpegDecoderName;
+  decode<T>(
+    data: Uint8Array,
+    limits: { readonly libjpegBytes: number; readonly outputBytes: number },
+    use: (px: RgbImage) => T | undefined,
+  ): Promise<T | undefined>;
+  /** The 224x224 pixels straight into `out`; false when the image is not 224x224 RGB. */
+  decode224(data: Uint8Array, out: Buffer): Promise<boolean>;
+  resize(image: RgbImage, window: ResizeWindow, out: Uint8Array): void;
+}
+
+function wasmEngine(): Engine {
+  let codec: Promise<JpegWasm> | undefined;
+  let resampler: BicubicWasm | undefined;
+  const instance = () => {
+    codec ??= compileJpegWasm(readFileSync(WASM_FILE)).then((module) => new JpegWasm(module));
+    return codec;
+  };
+  const decode: Engine["decode"] = async (data, limits, use) =>
+    (await instance()).decode(
+      data,
+      () => 1,
+      limits,
+      (px) =>
+        px.channels === 3 ? use({ data: px.data, width: px.width, height: px.height }) : undefined,
+    );
+  return {
+    name: "wasm",
+    decode,
+    async decode224(data, out) {
+      const done = await decode(data, LIMITS, (px) => {
+        if (px.width !== INPUT_SIZE || px.height !== INPUT_SIZE) return undefined;
+        out.set(px.data); // a view into WASM memory, valid only inside this callback
+        return true;
+      });
+      return done === true;
+    },
+    resize(image, window, out) {
+      resampler ??= new BicubicWasm(compileBicubicWasm(readFileSync(RESAMPLE_WASM_FILE)));
+      resampler.resize(image, window, out);
+    },
+  };
+}
+
+function nativeEngine(addon: ClipNative): Engine {
+  const resampler = new BicubicNative(addon);
+  // Grown to the largest image decoded for a resize (at most RESIZE_LIMITS.outputBytes).
+  let scratch = Buffer.alloc(0);
+  return {
+    name: "native",
+    async decode(data, limits, use) {
+      const frame = plainFrame(data);
+      const need = frame ? frame.width * frame.height * 3 : limits.outputBytes;
+      if (need > limits.outputBytes) return undefined;
+      if (scratch.byteLength < need) scratch = Buffer.alloc(need);
+      const { width, height } = addon.decode(data, scratch.subarray(0, need), limits.libjpegBytes);
+      return use({ data: scratch.subarray(0, width * height * 3), width, height });
+    },
+    async decode224(data, out) {
+      // Decoded straight into the pooled buffer: anything but 224x224 RGB does not fit and throws.
+      const { width, height } = addon.decode(
+        data,
+        out.subarray(0, IMAGE_BYTES),
+        LIMITS.libjpegBytes,
+      );
+      return width === INPUT_SIZE && height === INPUT_SIZE;
+    },
+    resize(image, window, out) {
+      resampler.resize(image, window, out);
+    },
+  };
+}
+
+let wasm: Engine | undefined;
+let native: Engine | undefined;
+let active: Engine | undefined;
+
+/**
+ * The builds `choice` allows, best first, for decode.ts to check against sharp in turn: `native`
+ * alone throws (naming why) where the native build cannot load; `auto` falls back to WASM.
+ */
+export function jpegEngines(choice: JpegDecoderChoice): JpegDecoderName[] {
+  if (choice === "wasm") return ["wasm"];
+  const { addon, why } = loadClipNative();
+  if (addon) native ??= nativeEngine(addon);
+  if (choice === "native") {
+    if (!addon) throw new Error(`GPU_NODE_JPEG_DECODER=native: ${why}`);
+    return ["native"];
+  }
+  return addon ? ["native", "wasm"] : ["wasm"];
+}
+
+/** Makes `name` the build the fast paths use from now on in this thread. */
+export function useJpegEngine(name: JpegDecoderName): void {
+  if (name === "native") {
+    const { addon, why } = loadClipNative();
+    if (!addon) throw new Error(`the native JPEG decoder: ${why}`);
+    native ??= nativeEngine(addon);
+    active = native;
+  } else {
+    wasm ??= wasmEngine();
+    active = wasm;
+  }
+}
+
+/** The build in use; WASM until decode.ts has chosen. */
+function engine(): Engine {
+  if (active) return active;
+  wasm ??= wasmEngine();
+  return wasm;
+}
+
+/** The name of the build the fast paths use now. */
+export function jpegEngineName(): JpegDecoderName {
+  return engine().name;
 }
 
 /**
@@ -133,22 +253,15 @@ export async function decodePlainJpegResized(
   const pixels = f.width * f.height;
   if (short < INPUT_SIZE || short >= 2 * INPUT_SIZE) return undefined;
   if (pixels > maxPixels || pixels > MAX_RESIZE_PIXELS) return undefined;
-  const jpeg = await instance();
+  const e = engine();
   try {
-    return await jpeg.decode(
-      data,
-      () => 1,
-      RESIZE_LIMITS,
-      (px) => {
-        if (px.width !== f.width || px.height !== f.height || px.channels !== 3) return undefined;
-        const out = free.pop() ?? Buffer.allocUnsafe(IMAGE_BYTES);
-        // px.data is a view into the decoder's WASM memory: resized before the callback returns.
-        resampler ??= new BicubicWasm(compileBicubicWasm(readFileSync(RESAMPLE_WASM_FILE)));
-        resampler.resize(px, windowFor(px.width, px.height), out);
-        pooled.add(out);
-        return { pixels: out, width: px.width, height: px.height };
-      },
-    );
+    return await e.decode(data, RESIZE_LIMITS, (px) => {
+      if (px.width !== f.width || px.height !== f.height) return undefined;
+      const out = free.pop() ?? Buffer.allocUnsafe(IMAGE_BYTES);
+      e.resize(px, windowFor(px.width, px.height), out);
+      pooled.add(out);
+      return { pixels: out, width: px.width, height: px.height };
+    });
   } catch {
     return undefined;
   }
@@ -157,27 +270,20 @@ export async function decodePlainJpegResized(
 /**
  * The 224x224 RGB pixels of a JPEG that `isPlainJpeg224` accepted, or undefined when
  * libjpeg-turbo refuses it (corrupt, truncated, a variant it does not decode): the caller then
- * takes the full path. Runs synchronously once the module is compiled (~0.5 ms here).
+ * takes the full path. Synchronous once the build is loaded (~0.2 ms native, ~0.5 ms WASM here).
  */
 export async function decodePlainJpeg224(data: Uint8Array): Promise<Buffer | undefined> {
-  const jpeg = await instance();
+  const pixels = free.pop() ?? Buffer.allocUnsafe(IMAGE_BYTES);
+  let ok = false;
   try {
-    return await jpeg.decode(
-      data,
-      () => 1,
-      LIMITS,
-      (px) => {
-        if (px.width !== INPUT_SIZE || px.height !== INPUT_SIZE || px.channels !== 3) {
-          return undefined;
-        }
-        // px.data is a view into WASM memory, valid only inside this callback.
-        const pixels = free.pop() ?? Buffer.allocUnsafe(IMAGE_BYTES);
-        pixels.set(px.data);
-        pooled.add(pixels);
-        return pixels;
-      },
-    );
+    ok = await engine().decode224(data, pixels);
   } catch {
+    ok = false;
+  }
+  if (!ok) {
+    if (free.length < MAX_FREE) free.push(pixels);
     return undefined;
   }
+  pooled.add(pixels);
+  return pixels;
 }

@@ -48,6 +48,15 @@ interface Exports {
   ): void;
 }
 
+/** The taps of both passes and the input rows the window needs (both passes resize). */
+export function bicubicPasses(image: RgbImage, window: ResizeWindow) {
+  const rows = bicubicTaps(image.height, window.outHeight, window.top, window.height);
+  const cols = bicubicTaps(image.width, window.outWidth, window.left, window.width);
+  const firstRow = rows.start[0]!;
+  const lastRow = rows.start[window.height - 1]! + rows.length[window.height - 1]!;
+  return { rows, cols, firstRow, lastRow, rowBytes: window.width * 3 };
+}
+
 const wasmApi = () => (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
 
 /** Compiles resample.wasm's bytes (Node; workerd gets the module from its import instead). */
@@ -75,11 +84,7 @@ export class BicubicWasm {
       return resizeBicubicWindow(image, window, out);
     }
     const ex = this.#ex;
-    const rows = bicubicTaps(image.height, window.outHeight, window.top, window.height);
-    const cols = bicubicTaps(image.width, window.outWidth, window.left, window.width);
-    const firstRow = rows.start[0]!;
-    const lastRow = rows.start[window.height - 1]! + rows.length[window.height - 1]!;
-    const rowBytes = window.width * 3;
+    const { rows, cols, firstRow, lastRow, rowBytes } = bicubicPasses(image, window);
     const sizes = [
       image.data.byteLength, // source
       (lastRow - firstRow) * rowBytes, // horizontal pass

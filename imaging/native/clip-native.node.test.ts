@@ -1,0 +1,159 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import sharp from "sharp";
+import { describe, expect, it } from "vitest";
+import { hostileFiles, truncationPoints } from "../../test/support/hostile.ts";
+import { photoPixels } from "../../test/support/images.ts";
+import { compileJpegWasm, JpegWasm, JpegWasmError } from "../jpeg/codec.ts";
+import { BicubicNative } from "../resample/bicubic-native.ts";
+import { BicubicWasm, compileBicubicWasm } from "../resample/bicubic-wasm.ts";
+import { loadClipNative, nativeFailure } from "./clip-native.ts";
+
+const ROOT = join(import.meta.dirname, "../..");
+const { addon, why } = loadClipNative();
+const MEM = 64 * 1024 * 1024;
+const wasm = async () =>
+  new JpegWasm(await compileJpegWasm(readFileSync(join(ROOT, "imaging/jpeg/jpeg.wasm"))));
+
+type Outcome =
+  | { ok: true; width: number; height: number; rgb: Buffer }
+  | { ok: false; kind: string };
+
+function viaNative(jpeg: Uint8Array, outBytes = 64 * 1024 * 1024): Outcome {
+  const out = Buffer.alloc(outBytes);
+  try {
+    const { width, height } = addon!.decode(jpeg, out, MEM);
+    return { ok: true, width, height, rgb: out.subarray(0, width * height * 3) };
+  } catch (err) {
+    const kind = nativeFailure(err);
+    if (!kind) throw err;
+    return { ok: false, kind };
+  }
+}
+
+async function viaWasm(codec: JpegWasm, jpeg: Uint8Array): Promise<Outcome> {
+  try {
+    return await codec.decode(
+      jpeg,
+      () => 1,
+      { libjpegBytes: MEM, outputBytes: 64 * 1024 * 1024 },
+      (px): Outcome =>
+        px.channels === 3
+          ? { ok: true, width: px.width, height: px.height, rgb: Buffer.from(px.data) }
+          : { ok: false, kind: "unsupported" },
+    );
+  } catch (err) {
+    if (err instanceof JpegWasmError) return { ok: false, kind: err.kind };
+    throw err;
+  }
+}
+
+describe.runIf(process.platform === "linux" && process.arch === "x64")("native addon", () => {
+  it("loads here", () => {
+    expect(why).toBeUndefined();
+  });
+
+  it("decodes every hostile file and every truncation of a photo as the WASM build does", async () => {
+    const codec = await wasm();
+    const photo = await sharp(photoPixels(341, 256, 3), {
+      raw: { width: 341, height: 256, channels: 3 },
+    })
+      .jpeg({ quality: 85, progressive: true })
+      .toBuffer();
+    const inputs: [string, Uint8Array][] = [
+      ...(await hostileFiles()).map((f): [string, Uint8Array] => [f.name, f.bytes]),
+      ...truncationPoints(photo.length).map((n): [string, Uint8Array] => [
+        `truncated at ${n}`,
+        photo.subarray(0, n),
+      ]),
+    ];
+    let decoded = 0;
+    let refused = 0;
+    for (const [name, bytes] of inputs) {
+      const a = viaNative(bytes);
+      const b = await viaWasm(codec, bytes);
+      if (b.ok && a.ok) {
+        expect([a.width, a.height], name).toEqual([b.width, b.height]);
+        expect(Buffer.compare(a.rgb, b.rgb), name).toBe(0);
+        decoded++;
+      } else {
+        // CMYK is decoded by the WASM codec (to CMYK) and refused here: the fast path takes RGB only.
+        if (b.ok) expect(a, name).toEqual({ ok: false, kind: "unsupported" });
+        else expect(a, name).toEqual(b);
+        refused++;
+      }
+    }
+    expect(decoded).toBeGreaterThan(0);
+    expect(refused).toBeGreaterThan(10);
+  });
+
+  it("refuses an image that does not fit the output buffer before decoding it", async () => {
+    const jpeg = await sharp(photoPixels(224, 224, 1), {
+      raw: { width: 224, height: 224, channels: 3 },
+    })
+      .jpeg()
+      .toBuffer();
+    expect(viaNative(jpeg, 224 * 224 * 3 - 1)).toEqual({ ok: false, kind: "too_large" });
+    // A header that declares 65500x65500 (12 GB of RGB) over a tiny body.
+    const lying = Buffer.from(jpeg);
+    const sof = lying.indexOf(Buffer.from([0xff, 0xc0]));
+    lying.writeUInt16BE(65500, sof + 5);
+    lying.writeUInt16BE(65500, sof + 7);
+    expect(viaNative(lying, 1024 * 1024)).toEqual({ ok: false, kind: "too_large" });
+  });
+
+  it("keeps libjpeg's own buffers under memLimit (a big progressive file)", async () => {
+    const big = await sharp({
+      create: { width: 4000, height: 3000, channels: 3, background: "#808080" },
+    })
+      .jpeg({ progressive: true })
+      .toBuffer();
+    const out = Buffer.alloc(4000 * 3000 * 3);
+    expect(() => addon!.decode(big, out, 1024 * 1024)).toThrow(
+      expect.objectContaining({ code: "too_large" }),
+    );
+    expect(addon!.decode(big, out, 256 * 1024 * 1024)).toEqual({ width: 4000, height: 3000 });
+  });
+
+  it("throws a TypeError for arguments of the wrong kind, never crashes", () => {
+    const bad = addon as unknown as Record<string, (...a: unknown[]) => unknown>;
+    expect(() => bad.decode!("jpeg", Buffer.alloc(4), 1)).toThrow(TypeError);
+    expect(() => bad.decode!(Buffer.alloc(4), new Float32Array(4), 1)).toThrow(TypeError);
+    expect(() => bad.decode!(Buffer.alloc(4))).toThrow(TypeError);
+    expect(() => bad.horizontal!(Buffer.alloc(4), 1, 0, 1)).toThrow(TypeError);
+    expect(() => bad.vertical!(new Int32Array(4), 3, 0, 1, 0, 0, 0, 0, 0, 0)).toThrow(TypeError);
+  });
+
+  it("resizes to the WASM build's bytes, and refuses arrays too small for the window", () => {
+    const bicubicWasm = new BicubicWasm(
+      compileBicubicWasm(readFileSync(join(ROOT, "imaging/resample/wasm/resample.wasm"))),
+    );
+    const native = new BicubicNative(addon!);
+    for (const [w, h] of [
+      [341, 256],
+      [256, 341],
+      [447, 230],
+      [1200, 900],
+    ] as const) {
+      const image = { data: photoPixels(w, h, w), width: w, height: h };
+      const outW = Math.round((w * 224) / Math.min(w, h));
+      const outH = Math.round((h * 224) / Math.min(w, h));
+      const window = {
+        outWidth: outW,
+        outHeight: outH,
+        left: (outW - 224) >> 1,
+        top: (outH - 224) >> 1,
+        width: 224,
+        height: 224,
+      };
+      const a = native.resize(image, window, new Uint8Array(224 * 224 * 3));
+      const b = bicubicWasm.resize(image, window, new Uint8Array(224 * 224 * 3));
+      expect(Buffer.compare(a, b), `${w}x${h}`).toBe(0);
+    }
+    const image = { data: new Uint8Array(100), width: 341, height: 256 };
+    const window = { outWidth: 298, outHeight: 224, left: 37, top: 0, width: 224, height: 224 };
+    expect(() => native.resize(image, window, new Uint8Array(224 * 224 * 3))).toThrow(RangeError);
+    const ok = { data: photoPixels(341, 256, 1), width: 341, height: 256 };
+    expect(() => native.resize(ok, window, new Uint8Array(10))).toThrow(RangeError);
+  });
+});

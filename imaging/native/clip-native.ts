@@ -1,0 +1,73 @@
+/**
+ * Loads the native preprocessing addon (clip_native.c, built by build.sh) where its prebuilt binary
+ * runs: Linux x86-64 with glibc. Anywhere else, or when it fails to load, callers keep to the WASM
+ * builds of the same code, which give the same bytes.
+ */
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { resolve } from "node:path";
+
+/** libjpeg's failure classes, as the WASM codec names them. */
+export type NativeJpegFailure = "corrupt" | "unsupported" | "too_large";
+
+export interface ClipNative {
+  /** Packed RGB of `jpeg` into `out` (ISLOW IDCT, fancy upsampling); throws with a `code`. */
+  decode(jpeg: Uint8Array, out: Uint8Array, memLimit: number): { width: number; height: number };
+  horizontal(
+    src: Uint8Array,
+    srcWidth: number,
+    firstRow: number,
+    lastRow: number,
+    outWidth: number,
+    start: Int32Array,
+    len: Int32Array,
+    weights: Int32Array,
+    stride: number,
+    out: Uint8Array,
+  ): void;
+  vertical(
+    src: Uint8Array,
+    rowBytes: number,
+    firstRow: number,
+    outHeight: number,
+    start: Int32Array,
+    len: Int32Array,
+    weights: Int32Array,
+    stride: number,
+    acc: Int32Array,
+    out: Uint8Array,
+  ): void;
+}
+
+const BINARY = resolve(import.meta.dirname, "clip-native.linux-x64.node");
+
+let loaded: { addon?: ClipNative; why?: string } | undefined;
+
+/** glibc, not musl: the binary links against glibc's symbol versions. */
+function isGlibc(): boolean {
+  const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } };
+  return typeof report?.header?.glibcVersionRuntime === "string";
+}
+
+/** The addon, or why it is not available here (once per thread; a failure is not retried). */
+export function loadClipNative(): { addon?: ClipNative; why?: string } {
+  loaded ??= (() => {
+    if (process.platform !== "linux" || process.arch !== "x64") {
+      return { why: `no native build for ${process.platform}-${process.arch}` };
+    }
+    if (!isGlibc()) return { why: "the native build needs glibc (this is not a glibc system)" };
+    if (!existsSync(BINARY)) return { why: `${BINARY} is missing` };
+    try {
+      return { addon: createRequire(import.meta.url)(BINARY) as ClipNative };
+    } catch (err) {
+      return { why: `could not load ${BINARY}: ${err instanceof Error ? err.message : err}` };
+    }
+  })();
+  return loaded;
+}
+
+/** The failure class of an error the addon threw, or undefined for anything else. */
+export function nativeFailure(err: unknown): NativeJpegFailure | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === "corrupt" || code === "unsupported" || code === "too_large" ? code : undefined;
+}

@@ -1,0 +1,244 @@
+/*
+ * The gpu-node's CPU-heavy preprocessing in native code, as a Node-API addon (see clip-native.ts):
+ * the plain-JPEG decode and Pillow's BICUBIC multiply-adds. build.sh builds it into
+ * clip-native.linux-x64.node with libjpeg-turbo linked in statically, its x86 SIMD included.
+ *
+ * Same bytes as the WASM builds, by construction:
+ * - decode: the settings of ../jpeg/jpeg_wasm.c (ISLOW IDCT, fancy upsampling, RGB out, the same
+ *   tolerated warnings) on the same libjpeg-turbo release; its SIMD routines for these settings
+ *   are bit-exact with its C ones (checked against sharp once per process, clip-native.ts).
+ * - resize: ../resample/wasm/resample.c itself, included below: integer arithmetic only.
+ *
+ * Why by hand: on the GPU host the WASM decode was most of a process's CPU per image, and WASM
+ * has no SIMD build of libjpeg-turbo; sharp adds ~1 ms of pipeline per call; the libjpeg-turbo
+ * bindings on npm decode with the fast, inexact IDCT (not the reference's bytes).
+ *
+ * Exports, all synchronous (0.1-0.3 ms an image: a thread-pool hop would cost more than it saves):
+ *   decode(jpeg: Uint8Array, out: Uint8Array, memLimit: number) -> { width, height }
+ *     packed RGB into `out`; throws an Error whose `code` is "corrupt", "unsupported" or
+ *     "too_large" (it would not fit `out`, or libjpeg's buffers would pass memLimit bytes).
+ *   horizontal(src, srcWidth, firstRow, lastRow, outWidth, start, len, weights, stride, out)
+ *   vertical(src, rowBytes, firstRow, outHeight, start, len, weights, stride, acc, out)
+ *     resample.c's two passes on typed arrays (no copies); bicubic-native.ts checks the bounds.
+ */
+#include <setjmp.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <node_api.h>
+
+#include "../resample/wasm/resample.c"
+
+#include "jerror.h"
+#include "jpeglib.h"
+
+enum { KIND_CORRUPT = 0, KIND_UNSUPPORTED = 1, KIND_TOO_LARGE = 2 };
+static const char *const KIND_NAMES[] = {"corrupt", "unsupported", "too_large"};
+
+static int kind_of(int code) {
+  switch (code) {
+  case JERR_BAD_PRECISION:
+  case JERR_SOF_UNSUPPORTED:
+  case JERR_NOT_COMPILED:
+  case JERR_ARITH_NOTIMPL:
+  case JERR_CONVERSION_NOTIMPL:
+    return KIND_UNSUPPORTED;
+  case JERR_NO_BACKING_STORE:
+  case JERR_OUT_OF_MEMORY:
+  case JERR_IMAGE_TOO_BIG:
+  case JERR_WIDTH_OVERFLOW:
+    return KIND_TOO_LARGE;
+  default:
+    return KIND_CORRUPT;
+  }
+}
+
+struct failure {
+  struct jpeg_error_mgr mgr;
+  jmp_buf jump;
+  int kind;
+  char message[JMSG_LENGTH_MAX];
+};
+
+static void fail(j_common_ptr cinfo) {
+  struct failure *f = (struct failure *)cinfo->err;
+  (*cinfo->err->format_message)(cinfo, f->message);
+  f->kind = kind_of(cinfo->err->msg_code);
+  longjmp(f->jump, 1);
+}
+
+static void emit(j_common_ptr cinfo, int msg_level) {
+  if (msg_level >= 0) return; /* trace messages */
+  /* The same tolerated warnings as jpeg_wasm.c: anything else means damaged or truncated data,
+     which libjpeg would otherwise paint grey. */
+  int code = cinfo->err->msg_code;
+  if (code == JWRN_EXTRANEOUS_DATA || code == JWRN_JFIF_MAJOR || code == JWRN_ADOBE_XFORM ||
+      code == JWRN_BOGUS_ICC)
+    return;
+  fail(cinfo);
+}
+
+static void quiet(j_common_ptr cinfo) { (void)cinfo; }
+
+static napi_value throw_failure(napi_env env, int kind, const char *message) {
+  napi_value msg, code, err;
+  napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg);
+  napi_create_string_utf8(env, KIND_NAMES[kind], NAPI_AUTO_LENGTH, &code);
+  napi_create_error(env, code, msg, &err);
+  napi_throw(env, err);
+  return NULL;
+}
+
+static int bytes_of(napi_env env, napi_value value, uint8_t **data, size_t *length) {
+  bool is_typed;
+  if (napi_is_typedarray(env, value, &is_typed) != napi_ok || !is_typed) return 0;
+  napi_typedarray_type type;
+  void *base;
+  size_t count;
+  if (napi_get_typedarray_info(env, value, &type, &count, &base, NULL, NULL) != napi_ok) return 0;
+  if (type != napi_uint8_array) return 0;
+  *data = (uint8_t *)base;
+  *length = count;
+  return 1;
+}
+
+/* Kept off decode's frame: setjmp/longjmp leave locals modified after setjmp indeterminate. */
+struct job {
+  struct jpeg_decompress_struct dinfo;
+  struct failure err;
+};
+
+static napi_value decode(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3) {
+    napi_throw_type_error(env, NULL, "decode(jpeg, out, memLimit)");
+    return NULL;
+  }
+  uint8_t *in, *out;
+  size_t in_len, out_len;
+  double mem_limit;
+  if (!bytes_of(env, argv[0], &in, &in_len) || !bytes_of(env, argv[1], &out, &out_len) ||
+      napi_get_value_double(env, argv[2], &mem_limit) != napi_ok) {
+    napi_throw_type_error(env, NULL, "decode(jpeg: Uint8Array, out: Uint8Array, memLimit: number)");
+    return NULL;
+  }
+  /* On the heap: worker threads may each load this addon, and locals changed between setjmp
+     and longjmp would be indeterminate afterwards. */
+  struct job *volatile j = calloc(1, sizeof(struct job));
+  if (!j) return throw_failure(env, KIND_TOO_LARGE, "out of memory");
+  j->dinfo.err = jpeg_std_error(&j->err.mgr);
+  j->err.mgr.error_exit = fail;
+  j->err.mgr.emit_message = emit;
+  j->err.mgr.output_message = quiet;
+  jpeg_create_decompress(&j->dinfo);
+  if (setjmp(j->err.jump)) {
+    jpeg_destroy_decompress(&j->dinfo);
+    napi_value thrown = throw_failure(env, j->err.kind, j->err.message);
+    free(j);
+    return thrown;
+  }
+  jpeg_mem_src(&j->dinfo, in, (unsigned long)in_len);
+  jpeg_read_header(&j->dinfo, TRUE);
+  j->dinfo.dct_method = JDCT_ISLOW;
+  j->dinfo.do_fancy_upsampling = TRUE;
+  j->dinfo.mem->max_memory_to_use = (long)mem_limit;
+  if (j->dinfo.jpeg_color_space == JCS_CMYK || j->dinfo.jpeg_color_space == JCS_YCCK) {
+    snprintf(j->err.message, sizeof(j->err.message), "CMYK JPEGs are not decoded here");
+    j->err.kind = KIND_UNSUPPORTED;
+    longjmp(j->err.jump, 1);
+  }
+  j->dinfo.out_color_space = JCS_RGB;
+  jpeg_calc_output_dimensions(&j->dinfo);
+  size_t row = (size_t)j->dinfo.output_width * 3;
+  if (row * (size_t)j->dinfo.output_height > out_len) {
+    snprintf(j->err.message, sizeof(j->err.message), "a %ux%u image does not fit %zu bytes",
+             j->dinfo.output_width, j->dinfo.output_height, out_len);
+    j->err.kind = KIND_TOO_LARGE;
+    longjmp(j->err.jump, 1);
+  }
+  jpeg_start_decompress(&j->dinfo);
+  while (j->dinfo.output_scanline < j->dinfo.output_height) {
+    JSAMPROW rows[8];
+    JDIMENSION n = 0;
+    for (; n < 8 && j->dinfo.output_scanline + n < j->dinfo.output_height; n++)
+      rows[n] = out + row * (j->dinfo.output_scanline + n);
+    jpeg_read_scanlines(&j->dinfo, rows, n);
+  }
+  jpeg_finish_decompress(&j->dinfo);
+  napi_value result, width, height;
+  napi_create_object(env, &result);
+  napi_create_uint32(env, j->dinfo.output_width, &width);
+  napi_create_uint32(env, j->dinfo.output_height, &height);
+  napi_set_named_property(env, result, "width", width);
+  napi_set_named_property(env, result, "height", height);
+  jpeg_destroy_decompress(&j->dinfo);
+  free(j);
+  return result;
+}
+
+static int int_of(napi_env env, napi_value v, int32_t *out) {
+  return napi_get_value_int32(env, v, out) == napi_ok;
+}
+
+static int typed_of(napi_env env, napi_value value, napi_typedarray_type want, void **data) {
+  bool is_typed;
+  if (napi_is_typedarray(env, value, &is_typed) != napi_ok || !is_typed) return 0;
+  napi_typedarray_type type;
+  size_t count;
+  if (napi_get_typedarray_info(env, value, &type, &count, data, NULL, NULL) != napi_ok) return 0;
+  return type == want;
+}
+
+/* horizontal(src, srcWidth, firstRow, lastRow, outWidth, start, len, weights, stride, out) */
+static napi_value horizontal(napi_env env, napi_callback_info info) {
+  size_t argc = 10;
+  napi_value a[10];
+  void *src, *start, *len, *weights, *out;
+  int32_t src_width, first_row, last_row, out_width, stride;
+  if (napi_get_cb_info(env, info, &argc, a, NULL, NULL) != napi_ok || argc < 10 ||
+      !typed_of(env, a[0], napi_uint8_array, &src) || !int_of(env, a[1], &src_width) ||
+      !int_of(env, a[2], &first_row) || !int_of(env, a[3], &last_row) ||
+      !int_of(env, a[4], &out_width) || !typed_of(env, a[5], napi_int32_array, &start) ||
+      !typed_of(env, a[6], napi_int32_array, &len) ||
+      !typed_of(env, a[7], napi_int32_array, &weights) || !int_of(env, a[8], &stride) ||
+      !typed_of(env, a[9], napi_uint8_array, &out)) {
+    napi_throw_type_error(env, NULL, "horizontal: bad arguments");
+    return NULL;
+  }
+  rs_horizontal(src, src_width, first_row, last_row, out_width, start, len, weights, stride, out);
+  return NULL;
+}
+
+/* vertical(src, rowBytes, firstRow, outHeight, start, len, weights, stride, acc, out) */
+static napi_value vertical(napi_env env, napi_callback_info info) {
+  size_t argc = 10;
+  napi_value a[10];
+  void *src, *start, *len, *weights, *acc, *out;
+  int32_t row_bytes, first_row, out_height, stride;
+  if (napi_get_cb_info(env, info, &argc, a, NULL, NULL) != napi_ok || argc < 10 ||
+      !typed_of(env, a[0], napi_uint8_array, &src) || !int_of(env, a[1], &row_bytes) ||
+      !int_of(env, a[2], &first_row) || !int_of(env, a[3], &out_height) ||
+      !typed_of(env, a[4], napi_int32_array, &start) ||
+      !typed_of(env, a[5], napi_int32_array, &len) ||
+      !typed_of(env, a[6], napi_int32_array, &weights) || !int_of(env, a[7], &stride) ||
+      !typed_of(env, a[8], napi_int32_array, &acc) || !typed_of(env, a[9], napi_uint8_array, &out)) {
+    napi_throw_type_error(env, NULL, "vertical: bad arguments");
+    return NULL;
+  }
+  rs_vertical(src, row_bytes, first_row, out_height, start, len, weights, stride, acc, out);
+  return NULL;
+}
+
+NAPI_MODULE_INIT() {
+  napi_property_descriptor props[] = {
+      {"decode", NULL, decode, NULL, NULL, NULL, napi_default, NULL},
+      {"horizontal", NULL, horizontal, NULL, NULL, NULL, napi_default, NULL},
+      {"vertical", NULL, vertical, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
+  return exports;
+}
