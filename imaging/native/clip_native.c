@@ -30,6 +30,8 @@
 
 #include <node_api.h>
 
+/* AVX2 where the CPU has it (glibc's ifunc picks at load), SSE2 elsewhere. */
+#define RS_CLONES __attribute__((target_clones("avx2", "default")))
 #include "../resample/wasm/resample.c"
 
 #include "jerror.h"
