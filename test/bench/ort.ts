@@ -40,6 +40,8 @@ throughput per batch size, and cosine against the CPU provider.
   --batches 1,8,32,64,128,256
   --seconds N                       measured time per batch size (default 2)
   --no-check                        skip the comparison with the CPU provider
+  --gap-ms N                        idle pause between bare runs (default 0), as calls through a
+                                    gpu-node leave the GPU idle between runs
   --no-tunables                     start the --via-node gpu-node without its GLIBC_TUNABLES
   --via-node                        also batch-1 latency through a gpu-node (exact-224 JPEGs)
   --help`;
@@ -73,6 +75,7 @@ async function main(): Promise<void> {
       batches: { type: "string", default: "1,8,32,64,128,256" },
       seconds: { type: "string", default: "2" },
       "no-check": { type: "boolean", default: false },
+      "gap-ms": { type: "string", default: "0" },
       "no-tunables": { type: "boolean", default: false },
       "via-node": { type: "boolean", default: false },
     },
@@ -80,6 +83,7 @@ async function main(): Promise<void> {
   const provider = values.provider as OrtProvider;
   if (!["auto", "cpu", "webgpu", "cuda"].includes(provider)) throw new Error(USAGE);
   const batches = values.batches.split(",").map(Number);
+  const gapMs = Number(values["gap-ms"]);
   const seconds = Number(values.seconds);
   const model = await ensureModel(values.model, join(ROOT, ".cache"));
   const threads = cpus().length;
@@ -117,6 +121,7 @@ async function main(): Promise<void> {
     const w0 = performance.now();
     let images = 0;
     while (performance.now() < until || times.length < 3) {
+      if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
       const s = performance.now();
       await backend.infer(batch(b));
       times.push(performance.now() - s);
@@ -239,6 +244,7 @@ async function main(): Promise<void> {
   process.stdout.write(
     `## ONNX Runtime ${description.provider} (${description.device}), ${model.name}\n\n` +
       `${host}; ${new Date().toISOString().slice(0, 10)}; session start ${fmt(startMs, 0)} ms` +
+      `${gapMs > 0 ? `; ${gapMs} ms idle before each bare run` : ""}` +
       `${worstCosine === undefined ? "" : `; worst cosine vs the CPU provider ${worstCosine.toFixed(6)}`}\n\n` +
       `${table}\n\nbest: ${fmt(best.imagesPerSecond, 0)} img/s at batch ${best.batch}\n` +
       (viaNode
