@@ -23,6 +23,7 @@
 
 #include "jpeglib.h"
 #include "jerror.h"
+#include "jpeg_policy.h"
 
 #define EXPORT __attribute__((used, visibility("default")))
 
@@ -30,26 +31,6 @@
    the memory budget. code: libjpeg's message code (negative: ours). Never returns. */
 __attribute__((import_module("env"), import_name("jw_throw"))) void jw_throw(int kind, int code,
                                                                               const char *msg);
-
-enum { KIND_CORRUPT = 0, KIND_UNSUPPORTED = 1, KIND_TOO_LARGE = 2 };
-
-static int kind_of(int code) {
-  switch (code) {
-  case JERR_BAD_PRECISION:      /* 12-bit (and 16-bit) samples */
-  case JERR_SOF_UNSUPPORTED:    /* lossless, hierarchical */
-  case JERR_NOT_COMPILED:
-  case JERR_ARITH_NOTIMPL:
-  case JERR_CONVERSION_NOTIMPL: /* a colour space libjpeg cannot turn into RGB */
-    return KIND_UNSUPPORTED;
-  case JERR_NO_BACKING_STORE:   /* whole-image coefficient buffer over mem_limit */
-  case JERR_OUT_OF_MEMORY:
-  case JERR_IMAGE_TOO_BIG:
-  case JERR_WIDTH_OVERFLOW:
-    return KIND_TOO_LARGE;
-  default:
-    return KIND_CORRUPT;
-  }
-}
 
 /* The info block the JS side reads (int32 each). */
 enum {
@@ -83,10 +64,7 @@ static void fail(j_common_ptr cinfo) {
 
 static void emit(j_common_ptr cinfo, int msg_level) {
   if (msg_level >= 0) return; /* trace messages */
-  /* Garbage between markers is common in camera files and harmless; anything else means the
-     entropy-coded data is damaged or cut short, and libjpeg would go on painting grey. */
-  if (cinfo->err->msg_code == JWRN_EXTRANEOUS_DATA || cinfo->err->msg_code == JWRN_JFIF_MAJOR ||
-      cinfo->err->msg_code == JWRN_ADOBE_XFORM || cinfo->err->msg_code == JWRN_BOGUS_ICC) {
+  if (tolerated_warning(cinfo->err->msg_code)) {
     info[I_WARNINGS]++;
     return;
   }

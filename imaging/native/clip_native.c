@@ -37,26 +37,9 @@
 #include "jerror.h"
 #include "jpeglib.h"
 
-enum { KIND_CORRUPT = 0, KIND_UNSUPPORTED = 1, KIND_TOO_LARGE = 2 };
-static const char *const KIND_NAMES[] = {"corrupt", "unsupported", "too_large"};
+#include "../jpeg/jpeg_policy.h"
 
-static int kind_of(int code) {
-  switch (code) {
-  case JERR_BAD_PRECISION:
-  case JERR_SOF_UNSUPPORTED:
-  case JERR_NOT_COMPILED:
-  case JERR_ARITH_NOTIMPL:
-  case JERR_CONVERSION_NOTIMPL:
-    return KIND_UNSUPPORTED;
-  case JERR_NO_BACKING_STORE:
-  case JERR_OUT_OF_MEMORY:
-  case JERR_IMAGE_TOO_BIG:
-  case JERR_WIDTH_OVERFLOW:
-    return KIND_TOO_LARGE;
-  default:
-    return KIND_CORRUPT;
-  }
-}
+static const char *const KIND_NAMES[] = {"corrupt", "unsupported", "too_large"};
 
 struct failure {
   struct jpeg_error_mgr mgr;
@@ -74,12 +57,7 @@ static void fail(j_common_ptr cinfo) {
 
 static void emit(j_common_ptr cinfo, int msg_level) {
   if (msg_level >= 0) return; /* trace messages */
-  /* The same tolerated warnings as jpeg_wasm.c: anything else means damaged or truncated data,
-     which libjpeg would otherwise paint grey. */
-  int code = cinfo->err->msg_code;
-  if (code == JWRN_EXTRANEOUS_DATA || code == JWRN_JFIF_MAJOR || code == JWRN_ADOBE_XFORM ||
-      code == JWRN_BOGUS_ICC)
-    return;
+  if (tolerated_warning(cinfo->err->msg_code)) return;
   fail(cinfo);
 }
 
