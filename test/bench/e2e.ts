@@ -177,11 +177,14 @@ async function versions() {
 }
 
 const USAGE = `usage: npm run bench -- [--quick] [--only BACKEND/PROFILE/INPUT] [--cache-dir DIR]
+                       [--worker-resizer images|wasm|auto]
 
 The seed's own workload (random-noise PNGs as base64 JSON, a new connection per call) through
 the Worker and the Node edge, then the end-to-end comparison over an emulated WAN (this project,
 no edge, Triton-style), ~5-7 min on 2 cores; --quick is the smoke run (< 1 min). Writes .cache/bench/<run>/report.json, report.md
-and chart.svg; progress on stderr, the report on stdout.`;
+and chart.svg; progress on stderr, the report on stdout. --worker-resizer sets both Workers' RESIZER
+(default: wrangler.toml's, the Images binding, whose local stand-in under wrangler dev runs sharp in
+wrangler's own process; auto is what a Workers Paid deployment would choose).`;
 
 async function main(): Promise<void> {
   const { values } = parseCli(USAGE, {
@@ -190,8 +193,13 @@ async function main(): Promise<void> {
       /** Only scenarios whose "backend/profile/input" contains this (for debugging a row). */
       only: { type: "string" },
       "cache-dir": { type: "string", default: resolve(ROOT, ".cache") },
+      "worker-resizer": { type: "string" },
     },
   });
+  const workerResizer = values["worker-resizer"];
+  if (workerResizer !== undefined && !["images", "wasm", "auto"].includes(workerResizer)) {
+    throw new Error(`--worker-resizer must be images, wasm or auto, got "${workerResizer}"`);
+  }
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.once(signal, () => {
       progress(`${signal}: stopping`);
@@ -220,6 +228,7 @@ async function main(): Promise<void> {
     loadavgAtStart: loadavg(),
     mode: plan.mode,
     date: started.toISOString(),
+    workerResizer: workerResizer ?? "images (wrangler.toml)",
   };
   progress(
     `${plan.mode} run on ${env.cpus} CPUs, load ${env.loadavgAtStart.map((l) => l.toFixed(2))}`,
@@ -266,6 +275,7 @@ async function main(): Promise<void> {
       GPU_NODE_URLS: gpuUrl,
       GPU_NODE_TOKEN: token,
       API_KEY_HASHES: apiKeyHash,
+      ...(workerResizer ? { RESIZER: workerResizer } : {}),
     });
     const backendOrder = [...new Set(plan.scenarios.map((s) => s.backend))];
     const started = await Promise.allSettled([

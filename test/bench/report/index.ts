@@ -33,6 +33,8 @@ export interface Report {
     readonly mode: string;
     readonly date: string;
     readonly wallS: number;
+    /** RESIZER of the two Workers under wrangler dev. */
+    readonly workerResizer: string;
   };
   readonly plan: Plan;
   readonly profiles: Readonly<Record<ProfileName, LinkProfile>>;

@@ -192,8 +192,8 @@ export function toMarkdown(report: Report, chartFile: string): string {
     `Run \`${report.run}\` (${env.mode}), ${env.date}. Node ${env.node}, wrangler ${env.wrangler}, ` +
       `sharp ${env.sharp}, onnxruntime-node ${env.onnxruntimeNode}, connect-node ${env.connectNode}; ` +
       `${env.cpus} CPUs (${env.cpuModel}); load average ${load(env.loadavgAtStart)} at start, ` +
-      `${load(env.loadavgAtEnd)} at end; wall ${env.wallS.toFixed(0)} s. Command: ` +
-      `\`npm run bench${env.mode === "quick" ? " -- --quick" : ""}\`.\n`,
+      `${load(env.loadavgAtEnd)} at end; wall ${env.wallS.toFixed(0)} s; the Workers' RESIZER: ` +
+      `${env.workerResizer}. Command: \`npm run bench${env.mode === "quick" ? " -- --quick" : ""}\`.\n`,
   );
   const noisy = rows.filter((r) => r.otherCores > 0.2);
   out.push(
