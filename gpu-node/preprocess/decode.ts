@@ -6,13 +6,13 @@ import {
   type RgbImage,
   resizeBicubicWindow,
 } from "../../imaging/resample/pillow-bicubic.ts";
+import type { JpegDecoder } from "../config.ts";
 import { decodeHeic } from "./heic-decoder.ts";
 import { ImageError } from "./image-errors.ts";
 import {
   decodePlainJpeg224,
   decodePlainJpegResized,
   isPlainJpeg224,
-  type JpegDecoderChoice,
   type JpegDecoderName,
   jpegEngines,
   plainJpegSize,
@@ -115,7 +115,7 @@ export async function decodeFull(data: Uint8Array, limits: DecodeLimits): Promis
 }
 
 let fastPath: Promise<FastPath> | undefined;
-let fastPathChoice: JpegDecoderChoice = "auto";
+let fastPathChoice: JpegDecoder = "auto";
 
 /** The libjpeg-turbo build the plain-JPEG fast paths use, or "off" (sharp for every image). */
 export type FastPath = JpegDecoderName | "off";
@@ -124,7 +124,7 @@ export type FastPath = JpegDecoderName | "off";
  * Sets GPU_NODE_JPEG_DECODER for this process (or thread) before its first image; the choice is
  * checked by jpegFastPath. Throws when `native` is asked for where it cannot load.
  */
-export function chooseJpegDecoder(choice: JpegDecoderChoice): void {
+export function chooseJpegDecoder(choice: JpegDecoder): void {
   jpegEngines(choice);
   fastPathChoice = choice;
   fastPath = undefined;

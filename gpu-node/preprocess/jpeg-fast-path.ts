@@ -24,6 +24,7 @@ import { type ClipNative, loadClipNative } from "../../imaging/native/clip-nativ
 import { BicubicNative } from "../../imaging/resample/bicubic-native.ts";
 import { BicubicWasm, compileBicubicWasm } from "../../imaging/resample/bicubic-wasm.ts";
 import type { ResizeWindow, RgbImage } from "../../imaging/resample/pillow-bicubic.ts";
+import type { JpegDecoder } from "../config.ts";
 
 const WASM_FILE = resolve(import.meta.dirname, "../../imaging/jpeg/jpeg.wasm");
 const RESAMPLE_WASM_FILE = resolve(
@@ -114,8 +115,7 @@ export function releasePixels(pixels: Uint8Array): void {
   if (free.length < MAX_FREE) free.push(pixels as Buffer);
 }
 
-/** Which libjpeg-turbo build decodes: `auto` takes the native one where it loads. */
-export type JpegDecoderChoice = "auto" | "native" | "wasm";
+/** A libjpeg-turbo build (the setting, `JpegDecoder`, may also say `auto`). */
 export type JpegDecoderName = "native" | "wasm";
 
 /** One build of the decoder and its resizer; `decode` hands `use` a view valid only inside it. */
@@ -201,7 +201,7 @@ let active: Engine | undefined;
  * The builds `choice` allows, best first, for decode.ts to check against sharp in turn: `native`
  * alone throws (naming why) where the native build cannot load; `auto` falls back to WASM.
  */
-export function jpegEngines(choice: JpegDecoderChoice): JpegDecoderName[] {
+export function jpegEngines(choice: JpegDecoder): JpegDecoderName[] {
   if (choice === "wasm") return ["wasm"];
   const { addon, why } = loadClipNative();
   if (addon) native ??= nativeEngine(addon);
