@@ -26,6 +26,8 @@ export interface EdgeConfig {
   readonly maxImageBytes: number;
   readonly maxImagePixels: number;
   readonly maxImagesPerRequest: number;
+  /** Images per gpu-node call: a request's images go in calls of at most this many. */
+  readonly gpuCallMaxImages: number;
   readonly resizer: ResizerKind;
   /** RESIZER=auto: the estimated Worker CPU a WASM decode may take before the binding gets it. */
   readonly wasmCpuBudgetMs: number;
@@ -67,6 +69,10 @@ export const EDGE_SETTINGS = {
   MAX_IMAGE_BYTES: [String(20 * MiB), "one image (the Images binding's input limit)"],
   MAX_IMAGE_PIXELS: ["100000000", "width x height from the header, before any decode"],
   MAX_IMAGES_PER_REQUEST: ["32", "images in one request"],
+  GPU_CALL_MAX_IMAGES: [
+    "8",
+    "a request's images go to the gpu-node in calls of at most this many, each sent as soon as its images are resized, so that later images resize while the first cross the link (1 to 1024; MAX_IMAGES_PER_REQUEST or more: one call)",
+  ],
   RESIZER: [
     "images",
     '"images" (Images binding; under wrangler dev the WASM decoders take what its local stand-in cannot read), "wasm" (in-Worker: JPEG, HEIC, PNG, WebP) or "auto" (WASM within WASM_CPU_BUDGET_MS, the binding for the rest)',
@@ -181,6 +187,7 @@ export function parseEdgeConfig(vars: EdgeVars): EdgeConfig {
     maxImageBytes: int("MAX_IMAGE_BYTES", 1024, 100 * MiB),
     maxImagePixels: int("MAX_IMAGE_PIXELS", 1, 1_000_000_000),
     maxImagesPerRequest: int("MAX_IMAGES_PER_REQUEST", 1, 1024),
+    gpuCallMaxImages: int("GPU_CALL_MAX_IMAGES", 1, 1024),
     resizer,
     wasmCpuBudgetMs: int("WASM_CPU_BUDGET_MS", 1, 300_000),
     targetShortSide: int("TARGET_SHORT_SIDE", 224, 512),

@@ -1,4 +1,4 @@
-// A request's images reach the gpu-node in calls of at most IMAGES_PER_GPU_CALL, each sent once
+// A request's images reach the gpu-node in calls of at most GPU_CALL_MAX_IMAGES, each sent once
 // its own images are resized: ids are positions in the request, the answer keeps upload order,
 // every image is still validated, resized and stripped, and any one failure fails the request.
 import { create } from "@bufbuild/protobuf";
@@ -6,7 +6,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, inject, it } from "vitest";
 import { EmbedResponseSchema } from "../proto/gen/embedder/v1/embedder_pb.js";
 import type { EdgeFixture } from "../test/support/edge-fixtures.setup.ts";
-import { gpuCallRanges, IMAGES_PER_GPU_CALL } from "./pipeline.ts";
+import { gpuCallRanges } from "./pipeline.ts";
 import { createStandIn, fingerprint, type StandIn } from "./testing/gpu-stand-in.ts";
 import { segmentMarkers } from "./testing/jpeg-markers.ts";
 import { testApp } from "./testing/test-app.ts";
@@ -75,19 +75,22 @@ interface Body {
 }
 
 describe("gpu-node calls of a request", () => {
-  it("splits n images into near-equal calls of at most IMAGES_PER_GPU_CALL, in order", () => {
-    for (let n = 1; n <= 70; n++) {
-      const ranges = gpuCallRanges(n);
-      expect(ranges.length).toBe(Math.ceil(n / IMAGES_PER_GPU_CALL));
-      expect(ranges[0]![0]).toBe(0);
-      expect(ranges.at(-1)![1]).toBe(n);
-      ranges.forEach(([first, end], k) => {
-        expect(end - first).toBeGreaterThan(0);
-        expect(end - first).toBeLessThanOrEqual(IMAGES_PER_GPU_CALL);
-        if (k > 0) expect(first).toBe(ranges[k - 1]![1]);
-      });
-    }
-  });
+  it.each([1, 3, 8, 32])(
+    "splits n images into near-equal calls of at most %i, in order",
+    (perCall) => {
+      for (let n = 1; n <= 70; n++) {
+        const ranges = gpuCallRanges(n, perCall);
+        expect(ranges.length).toBe(Math.ceil(n / perCall));
+        expect(ranges[0]![0]).toBe(0);
+        expect(ranges.at(-1)![1]).toBe(n);
+        ranges.forEach(([first, end], k) => {
+          expect(end - first).toBeGreaterThan(0);
+          expect(end - first).toBeLessThanOrEqual(perCall);
+          if (k > 0) expect(first).toBe(ranges[k - 1]![1]);
+        });
+      }
+    },
+  );
 
   it("sends 17 images in 3 calls with their positions as ids and answers in upload order", async () => {
     const { standIn, calls, byId } = recording();
@@ -102,7 +105,7 @@ describe("gpu-node calls of a request", () => {
         .sort((a, b) => a - b),
     ).toEqual(NAMES.map((_, i) => i));
     for (const ids of calls) {
-      expect(ids.length).toBeLessThanOrEqual(IMAGES_PER_GPU_CALL);
+      expect(ids.length).toBeLessThanOrEqual(8); // GPU_CALL_MAX_IMAGES' default
       expect(ids.map(Number)).toEqual(ids.map((_, k) => Number(ids[0]) + k));
     }
     const body = (await res.json()) as Body;
@@ -115,6 +118,14 @@ describe("gpu-node calls of a request", () => {
       const meta = segmentMarkers(sent).filter((m) => (m >= 0xe1 && m <= 0xef) || m === 0xfe);
       expect(meta).toEqual([]);
     });
+  });
+
+  it("takes GPU_CALL_MAX_IMAGES from the settings: 17 images at 4 a call make 5 calls", async () => {
+    const { standIn, calls } = recording();
+    const { request } = await testApp({ standIns: [standIn], vars: { GPU_CALL_MAX_IMAGES: "4" } });
+    const res = await request("/v1/embeddings", { method: "POST", body: form(NAMES) });
+    expect(res.status).toBe(200);
+    expect(calls.map((ids) => ids.length).sort()).toEqual([3, 3, 3, 4, 4]);
   });
 
   it("an image that cannot be decoded fails the request with its own position", async () => {

@@ -1,4 +1,4 @@
-/** The ingest pipeline for one request: validate every upload, resize each to a small clean JPEG, gpu-node calls of up to IMAGES_PER_GPU_CALL images as they are resized, per-stage times recorded. */
+/** The ingest pipeline for one request: validate every upload, resize each to a small clean JPEG, gpu-node calls of up to GPU_CALL_MAX_IMAGES images as they are resized, per-stage times recorded. */
 import type { Admission } from "./admission.ts";
 import type { EdgeConfig } from "./config.ts";
 import { HttpError, imageLabel } from "./errors.ts";
@@ -135,17 +135,14 @@ export async function runPipeline(
 }
 
 /**
- * Images per gpu-node call. A request's images go in calls of about this many, each sent as soon
- * as its images are resized, so that the later images resize while the first cross the link and
- * are decoded (on a multi-process gpu-node, by other processes: each call may take its own
- * connection). One call for all of them ran resize, transfer, decode and inference one after
- * the other: at batch 32 of the seed's workload their sum was the call's time.
+ * `n` images in ⌈n / perCall⌉ calls of near-equal size (GPU_CALL_MAX_IMAGES): [first, end) each.
+ * Each call is sent as soon as its images are resized, so that the later images resize while the
+ * first cross the link and are decoded (on a multi-process gpu-node, by other processes: each call
+ * may take its own connection). One call for all of them ran resize, transfer, decode and
+ * inference one after the other: at batch 32 of the seed's workload their sum was the call's time.
  */
-export const IMAGES_PER_GPU_CALL = 8;
-
-/** `n` images in ⌈n / IMAGES_PER_GPU_CALL⌉ calls of near-equal size: [first, end) each. */
-export function gpuCallRanges(n: number): [number, number][] {
-  const calls = Math.max(1, Math.ceil(n / IMAGES_PER_GPU_CALL));
+export function gpuCallRanges(n: number, perCall: number): [number, number][] {
+  const calls = Math.max(1, Math.ceil(n / perCall));
   return Array.from({ length: calls }, (_, k) => [
     Math.floor((k * n) / calls),
     Math.floor(((k + 1) * n) / calls),
@@ -153,7 +150,7 @@ export function gpuCallRanges(n: number): [number, number][] {
 }
 
 /**
- * Resizes every image and embeds them in calls of IMAGES_PER_GPU_CALL, each call starting once
+ * Resizes every image and embeds them in calls of GPU_CALL_MAX_IMAGES, each call starting once
  * its own images are resized. The first failure (a resize's 422, a call's error) aborts the
  * calls still running and is what the client hears. Server-Timing's `resize` spans until the
  * last image is resized and `gpu` from the first call's start to the last answer: they overlap.
@@ -170,7 +167,7 @@ async function resizeAndEmbed(
   try {
     const resizing = resizeAll(valid, deps, label);
     const all = time("resize", () => Promise.all(resizing));
-    const ranges = gpuCallRanges(valid.length);
+    const ranges = gpuCallRanges(valid.length, deps.config.gpuCallMaxImages);
     const embedRange = async ([first, end]: [number, number]) => {
       const mine = await Promise.all(resizing.slice(first, end));
       return gpu.embed(
