@@ -175,17 +175,18 @@ function nativeEngine(addon: ClipNative): Engine {
       const need = frame ? frame.width * frame.height * 3 : limits.outputBytes;
       if (need > limits.outputBytes) return undefined;
       if (scratch.byteLength < need) scratch = Buffer.alloc(need);
-      const { width, height } = addon.decode(data, scratch.subarray(0, need), limits.libjpegBytes);
-      return use({ data: scratch.subarray(0, width * height * 3), width, height });
+      const r = addon.decode(data, scratch.subarray(0, need), limits.libjpegBytes);
+      if (r.failure) return undefined;
+      return use({
+        data: scratch.subarray(0, r.width * r.height * 3),
+        width: r.width,
+        height: r.height,
+      });
     },
     async decode224(data, out) {
-      // Decoded straight into the pooled buffer: anything but 224x224 RGB does not fit and throws.
-      const { width, height } = addon.decode(
-        data,
-        out.subarray(0, IMAGE_BYTES),
-        LIMITS.libjpegBytes,
-      );
-      return width === INPUT_SIZE && height === INPUT_SIZE;
+      // Decoded straight into the pooled buffer: anything but 224x224 RGB does not fit.
+      const r = addon.decode(data, out.subarray(0, IMAGE_BYTES), LIMITS.libjpegBytes);
+      return !r.failure && r.width === INPUT_SIZE && r.height === INPUT_SIZE;
     },
     resize(image, window, out) {
       resampler.resize(image, window, out);

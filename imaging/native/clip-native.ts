@@ -10,9 +10,14 @@ import { resolve } from "node:path";
 /** libjpeg's failure classes, as the WASM codec names them. */
 export type NativeJpegFailure = "corrupt" | "unsupported" | "too_large";
 
+/** What `decode` answers: the image's size, or why it was not decoded (libjpeg's message). */
+export type NativeDecoded =
+  | { readonly width: number; readonly height: number; readonly failure?: undefined }
+  | { readonly failure: NativeJpegFailure; readonly message: string };
+
 export interface ClipNative {
-  /** Packed RGB of `jpeg` into `out` (ISLOW IDCT, fancy upsampling); throws with a `code`. */
-  decode(jpeg: Uint8Array, out: Uint8Array, memLimit: number): { width: number; height: number };
+  /** Packed RGB of `jpeg` into `out` (ISLOW IDCT, fancy upsampling), or the failure. */
+  decode(jpeg: Uint8Array, out: Uint8Array, memLimit: number): NativeDecoded;
   horizontal(
     src: Uint8Array,
     srcWidth: number,
@@ -64,10 +69,4 @@ export function loadClipNative(): { addon?: ClipNative; why?: string } {
     }
   })();
   return loaded;
-}
-
-/** The failure class of an error the addon threw, or undefined for anything else. */
-export function nativeFailure(err: unknown): NativeJpegFailure | undefined {
-  const code = (err as { code?: unknown } | null)?.code;
-  return code === "corrupt" || code === "unsupported" || code === "too_large" ? code : undefined;
 }
