@@ -1,14 +1,23 @@
+// Both fast builds of the bicubic loops against the TypeScript Pillow port: resample.wasm, and the
+// native addon's (SSSE3/AVX2 where the CPU has them) where it loads.
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
+import { loadClipNative } from "../native/clip-native.ts";
+import { BicubicNative } from "./bicubic-native.ts";
 import { BicubicWasm, compileBicubicWasm } from "./bicubic-wasm.ts";
+import { type ResizeWindow, type RgbImage, resizeBicubicWindow } from "./pillow-bicubic.ts";
 
+type Resizer = { resize(image: RgbImage, window: ResizeWindow, out: Uint8Array): Uint8Array };
 const wasm = new BicubicWasm(
   compileBicubicWasm(readFileSync(new URL("./wasm/resample.wasm", import.meta.url))),
 );
+const { addon } = loadClipNative();
+const resizers: [string, Resizer][] = [
+  ["BicubicWasm", wasm],
+  ...(addon ? [["BicubicNative", new BicubicNative(addon)] as [string, Resizer]] : []),
+];
 
-import { resizeBicubicWindow } from "./pillow-bicubic.ts";
-
-describe("BicubicWasm", () => {
+describe.each(resizers)("%s", (_name, resizer) => {
   it("gives the TypeScript Pillow port's bytes for random images, sizes and windows", () => {
     let state = 7;
     const rand = (n: number) => {
@@ -33,7 +42,7 @@ describe("BicubicWasm", () => {
       };
       const image = { data, width, height };
       const expected = resizeBicubicWindow(image, window);
-      const got = wasm.resize(image, window, new Uint8Array(w * h * 3));
+      const got = resizer.resize(image, window, new Uint8Array(w * h * 3));
       expect(Buffer.compare(got, expected), `${width}x${height} → ${JSON.stringify(window)}`).toBe(
         0,
       );
