@@ -12,13 +12,8 @@ set -euo pipefail
 export NODE_PATH="${NODE_PATH:-/usr/share/nodejs}"
 
 here="$(cd "$(dirname "$0")" && pwd)"
-work="${WORK_DIR:-$(mktemp -d)}"
-src="${LIBJPEG_SRC:-}"
-
-if [[ -z "$src" ]]; then
-  (cd "$work" && apt-get source libjpeg-turbo=1:2.1.5-2)
-  src="$work/libjpeg-turbo-2.1.5"
-fi
+# shellcheck source=libjpeg-source.sh
+. "$here/libjpeg-source.sh"
 
 build="$work/build"
 mkdir -p "$build"

@@ -13,15 +13,10 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-work="${WORK_DIR:-$(mktemp -d)}"
-src="${LIBJPEG_SRC:-}"
 headers="$root/node_modules/node-api-headers/include"
 [[ -f "$headers/node_api.h" ]] || { echo "no $headers: npm ci first" >&2; exit 1; }
-
-if [[ -z "$src" ]]; then
-  (cd "$work" && apt-get source libjpeg-turbo=1:2.1.5-2)
-  src="$work/libjpeg-turbo-2.1.5"
-fi
+# shellcheck source=../jpeg/libjpeg-source.sh
+. "$here/../jpeg/libjpeg-source.sh"
 
 build="$work/build-native"
 mkdir -p "$build"
