@@ -44,4 +44,5 @@ newest="$(objdump -T "$out" | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1)"
 [[ "$(printf '%s\nGLIBC_2.17\n' "$newest" | sort -V | tail -1)" == GLIBC_2.17 ]] ||
   { echo "$out needs $newest (> GLIBC_2.17)" >&2; exit 1; }
 cp "$src/LICENSE.md" "$here/LICENSE.libjpeg-turbo.txt"
+cp "$src/README.ijg" "$here/README.ijg"
 ls -l "$out"
