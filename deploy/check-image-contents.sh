@@ -109,6 +109,15 @@ stop() {
 step "gpu-node --backend noop --processes 2"
 start noop --backend noop --processes 2
 probe
+# The image's plain-JPEG fast path is the committed native build (imaging/native/), not WASM.
+if [ "$(uname -m)" = x86_64 ]; then
+  grep -q '"jpegFastPath":"native"' "$WORK/gpu-node-noop.log" || {
+    cat "$WORK/gpu-node-noop.log"
+    echo "the native JPEG decoder did not load from the image's files"
+    exit 1
+  }
+  echo "  jpegFastPath native: ok"
+fi
 stop
 
 step "gpu-node --backend onnxruntime --model vit-tiny (CPU provider)"
