@@ -117,6 +117,27 @@ function conversionFor(
   return iccToSrgb(profile, jpegColour(colorSpace));
 }
 
+/**
+ * The last stage of every in-Worker resize: EXIF orientation, the optional 224x224 centre crop
+ * (crop-224), then the metadata-free JPEG. `toError` words an encoder failure for the client.
+ */
+export async function orientCropEncode(
+  stored: Rgb,
+  orientation: number,
+  crop: ReturnType<typeof clipCrop>,
+  codec: JpegWasm,
+  quality: number,
+  toError: (e: unknown) => unknown,
+): Promise<{ out: Rgb; jpeg: Uint8Array }> {
+  const oriented = orient(stored, orientation);
+  const out = crop ? cropRgb(oriented, crop.left, crop.top, crop.size, crop.size) : oriented;
+  try {
+    return { out, jpeg: await codec.encode(out.data, out.width, out.height, quality) };
+  } catch (e) {
+    throw toError(e);
+  }
+}
+
 function toHttpError(e: unknown): unknown {
   if (!(e instanceof JpegWasmError)) return e;
   switch (e.kind) {
@@ -232,14 +253,14 @@ export function createJpegWasmResizer(
       throw toHttpError(e);
     }
     const t2 = now();
-    const oriented = orient(stored, orientation);
-    const out = crop ? cropRgb(oriented, crop.left, crop.top, crop.size, crop.size) : oriented;
-    let jpeg: Uint8Array;
-    try {
-      jpeg = await codec.encode(out.data, out.width, out.height, options.quality);
-    } catch (e) {
-      throw toHttpError(e);
-    }
+    const { out, jpeg } = await orientCropEncode(
+      stored,
+      orientation,
+      crop,
+      codec,
+      options.quality,
+      toHttpError,
+    );
     const t3 = now();
     const runPeak = codec.peakMemoryBytes;
     peak = Math.max(peak, runPeak);

@@ -24,7 +24,6 @@ import { type IccStatus, iccToSrgb } from "../../../imaging/icc.ts";
 import { JpegWasm, JpegWasmError, type WasmModule } from "../../../imaging/jpeg/codec.ts";
 import { decodePngReduced } from "../../../imaging/png/decode.ts";
 import { resizeRgb } from "../../../imaging/resample/pillow-bicubic.ts";
-import { cropRgb, orient } from "../../../imaging/resample/pixels.ts";
 import { WebpWasm } from "../../../imaging/webp/codec.ts";
 import { HttpError } from "../../errors.ts";
 import type { ImageFormat } from "../../validate/index.ts";
@@ -32,6 +31,7 @@ import type { ResizedImage, ResizeOptions } from "../resizer.ts";
 import { targetSize } from "../resizer.ts";
 import {
   createJpegWasmResizer,
+  orientCropEncode,
   type WasmJpegLimits,
   type WasmJpegResizer,
   type WasmJpegRun,
@@ -229,14 +229,14 @@ export function createWasmResizer(modules: WasmModules, limits: WasmLimits = {})
       reduced.extentHeight ?? input.height / reduced.k,
     );
     const t2 = now();
-    const turned = orient(stored, orientation);
-    const out = crop ? cropRgb(turned, crop.left, crop.top, crop.size, crop.size) : turned;
-    let bytes: Uint8Array;
-    try {
-      bytes = await jpegCodec.encode(out.data, out.width, out.height, options.quality);
-    } catch (e) {
-      throw toHttpError(input.format, e);
-    }
+    const { out, jpeg: bytes } = await orientCropEncode(
+      stored,
+      orientation,
+      crop,
+      jpegCodec,
+      options.quality,
+      (e) => toHttpError(input.format, e),
+    );
     const t3 = now();
     // Both instances live side by side: the decoder and the encoder.
     const memory = reduced.wasmMemoryBytes + jpegCodec.peakMemoryBytes;
