@@ -53,6 +53,19 @@ interface Variant {
   readonly quality: number;
 }
 
+/** One row's cosines and JPEG sizes, against the target: median ≥ 0.995, worst ≥ 0.97, median ≤ 25 KB. */
+function summary(cosines: number[], sizes: number[], worst: { name: string; cosine: number }) {
+  return {
+    photos: cosines.length,
+    medianCosine: +median(cosines).toFixed(5),
+    worstCosine: +worst.cosine.toFixed(5),
+    worstPhoto: worst.name,
+    medianBytes: median(sizes),
+    maxBytes: Math.max(...sizes),
+    meetsTarget: median(cosines) >= 0.995 && worst.cosine >= 0.97 && median(sizes) <= 25_000,
+  };
+}
+
 async function loadResizers(): Promise<Resizer[]> {
   // The WASM resizer's module is compiled from the committed .wasm, as wrangler would bundle it.
   const module = await compileJpegWasm(readFileSync(join(ROOT, "imaging/jpeg/jpeg.wasm")));
@@ -167,16 +180,7 @@ async function main(): Promise<void> {
       sizes.push(out.bytes.length);
       if (c < worst.cosine) worst = { name: p.name, cosine: c };
     }
-    rows.push({
-      ...v,
-      photos: cosines.length,
-      medianCosine: +median(cosines).toFixed(5),
-      worstCosine: +worst.cosine.toFixed(5),
-      worstPhoto: worst.name,
-      medianBytes: median(sizes),
-      maxBytes: Math.max(...sizes),
-      meetsTarget: median(cosines) >= 0.995 && worst.cosine >= 0.97 && median(sizes) <= 25_000,
-    });
+    rows.push({ ...v, ...summary(cosines, sizes, worst) });
   }
   await phoneFormats(embed);
   await embedder.close();
@@ -319,16 +323,10 @@ async function phoneFormats(embed: Embed): Promise<void> {
       const row = {
         format,
         resizer: resizer.name,
-        photos: cos.length,
-        medianCosine: +median(cos).toFixed(5),
-        worstCosine: +worst.cosine.toFixed(5),
-        worstPhoto: worst.name,
+        ...summary(cos, sizes, worst),
         twinMedian: +median(twinCos).toFixed(5),
         twinWorst: +twinWorst.cosine.toFixed(5),
         twinWorstPhoto: twinWorst.name,
-        medianBytes: median(sizes),
-        maxBytes: Math.max(...sizes),
-        meetsTarget: median(cos) >= 0.995 && worst.cosine >= 0.97 && median(sizes) <= 25_000,
       };
       rows.push(row);
       console.log(
