@@ -6,14 +6,12 @@
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { resolve } from "node:path";
-
-/** libjpeg's failure classes, as the WASM codec names them. */
-export type NativeJpegFailure = "corrupt" | "unsupported" | "too_large";
+import type { JpegFailure } from "../jpeg/codec.ts";
 
 /** What `decode` answers: the image's size, or why it was not decoded (libjpeg's message). */
 export type NativeDecoded =
   | { readonly width: number; readonly height: number; readonly failure?: undefined }
-  | { readonly failure: NativeJpegFailure; readonly message: string };
+  | { readonly failure: JpegFailure; readonly message: string };
 
 export interface ClipNative {
   /** Packed RGB of `jpeg` into `out` (ISLOW IDCT, fancy upsampling), or the failure. */
