@@ -1,15 +1,12 @@
 /** PNG bytes in; IHDR's size, alpha (colour type or tRNS), APNG frame count and eXIf orientation out, with the chunks walked to IEND for truncation. */
 import { be32, fail, fourcc, fourccAt } from "../../imaging/bytes.ts";
 import { exifOrientation } from "../../imaging/exif.ts";
+import { IDAT, IEND, IHDR, MAX_PNG_CHUNKS } from "../../imaging/png/decode.ts";
 import type { Parsed } from "./header.ts";
 
-const IHDR = fourcc("IHDR");
-const IDAT = fourcc("IDAT");
-const IEND = fourcc("IEND");
 const ACTL = fourcc("acTL");
 const TRNS = fourcc("tRNS");
 const EXIF_PNG = fourcc("eXIf");
-const MAX_PNG_CHUNKS = 1 << 20;
 
 export function parsePng(b: Uint8Array): Parsed {
   if (b.length < 33) fail("file ends before the IHDR chunk");

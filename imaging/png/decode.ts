@@ -34,12 +34,13 @@ export interface PngLimits {
   readonly factor: (width: number, height: number) => number;
 }
 
-const IHDR = fourcc("IHDR");
+export const IHDR = fourcc("IHDR");
 const PLTE = fourcc("PLTE");
 const ICCP = fourcc("iCCP");
-const IDAT = fourcc("IDAT");
-const IEND = fourcc("IEND");
-const MAX_CHUNKS = 1 << 20;
+export const IDAT = fourcc("IDAT");
+export const IEND = fourcc("IEND");
+/** Chunks walked at most, here and by the edge's header check (edge/validate/png.ts). */
+export const MAX_PNG_CHUNKS = 1 << 20;
 const MAX_ICC_BYTES = 4 << 20;
 
 // Adam7: x start, y start, x step, y step per pass.
@@ -93,7 +94,7 @@ function readChunks(b: Uint8Array): Header {
   if (b[26] !== 0 || b[27] !== 0 || b[28]! > 1)
     corrupt("unknown compression, filter or interlace method");
   let p = 33;
-  for (let n = 0; n < MAX_CHUNKS && p + 12 <= b.length; n++) {
+  for (let n = 0; n < MAX_PNG_CHUNKS && p + 12 <= b.length; n++) {
     const length = be32(b, p);
     const type = fourccAt(b, p + 4);
     const data = p + 8;
