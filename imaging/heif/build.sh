@@ -12,13 +12,9 @@ set -euo pipefail
 export NODE_PATH="${NODE_PATH:-/usr/share/nodejs}"
 
 here="$(cd "$(dirname "$0")" && pwd)"
-work="${WORK_DIR:-$(mktemp -d)}"
-src="${LIBDE265_SRC:-}"
-
-if [[ -z "$src" ]]; then
-  (cd "$work" && apt-get source libde265=1.0.11-1+deb12u2)
-  src="$work/libde265-1.0.11"
-fi
+# shellcheck source=../debian-source.sh
+. "$here/../debian-source.sh"
+debian_source LIBDE265_SRC libde265=1.0.11-1+deb12u2 libde265-1.0.11
 
 build="$work/build-de265"
 mkdir -p "$build"

@@ -12,8 +12,10 @@ set -euo pipefail
 export NODE_PATH="${NODE_PATH:-/usr/share/nodejs}"
 
 here="$(cd "$(dirname "$0")" && pwd)"
-# shellcheck source=libjpeg-source.sh
-. "$here/libjpeg-source.sh"
+# shellcheck source=../debian-source.sh
+. "$here/../debian-source.sh"
+# The same pin as ../native/build.sh: both builds must give the same bytes.
+debian_source LIBJPEG_SRC libjpeg-turbo=1:2.1.5-2 libjpeg-turbo-2.1.5
 
 build="$work/build"
 mkdir -p "$build"

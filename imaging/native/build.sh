@@ -15,8 +15,10 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 headers="$root/node_modules/node-api-headers/include"
 [[ -f "$headers/node_api.h" ]] || { echo "no $headers: npm ci first" >&2; exit 1; }
-# shellcheck source=../jpeg/libjpeg-source.sh
-. "$here/../jpeg/libjpeg-source.sh"
+# shellcheck source=../debian-source.sh
+. "$here/../debian-source.sh"
+# The same pin as ../jpeg/build.sh: both builds must give the same bytes.
+debian_source LIBJPEG_SRC libjpeg-turbo=1:2.1.5-2 libjpeg-turbo-2.1.5
 
 build="$work/build-native"
 mkdir -p "$build"

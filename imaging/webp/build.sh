@@ -12,13 +12,9 @@ set -euo pipefail
 export NODE_PATH="${NODE_PATH:-/usr/share/nodejs}"
 
 here="$(cd "$(dirname "$0")" && pwd)"
-work="${WORK_DIR:-$(mktemp -d)}"
-src="${LIBWEBP_SRC:-}"
-
-if [[ -z "$src" ]]; then
-  (cd "$work" && apt-get source libwebp=1.2.4-0.2+deb12u1)
-  src="$work/libwebp-1.2.4"
-fi
+# shellcheck source=../debian-source.sh
+. "$here/../debian-source.sh"
+debian_source LIBWEBP_SRC libwebp=1.2.4-0.2+deb12u1 libwebp-1.2.4
 
 shopt -s nullglob
 files=("$here/webp_wasm.c" "$src"/src/dec/*.c "$src"/src/utils/*.c)
