@@ -121,9 +121,10 @@ export type JpegDecoderName = "native" | "wasm";
 /** One build of the decoder and its resizer; `decode` hands `use` a view valid only inside it. */
 interface Engine {
   readonly name: JpegDecoderName;
-  decode<T>(
+  /** A plain JPEG whose frame (`size`) the caller has read, within RESIZE_LIMITS. */
+  decodeResizable<T>(
     data: Uint8Array,
-    limits: { readonly libjpegBytes: number; readonly outputBytes: number },
+    size: { readonly width: number; readonly height: number },
     use: (px: RgbImage) => T | undefined,
   ): Promise<T | undefined>;
   /** The 224x224 pixels straight into `out`; false when the image is not 224x224 RGB. */
@@ -138,7 +139,11 @@ function wasmEngine(): Engine {
     codec ??= compileJpegWasm(readFileSync(WASM_FILE)).then((module) => new JpegWasm(module));
     return codec;
   };
-  const decode: Engine["decode"] = async (data, limits, use) =>
+  const decode = async <T>(
+    data: Uint8Array,
+    limits: { readonly libjpegBytes: number; readonly outputBytes: number },
+    use: (px: RgbImage) => T | undefined,
+  ) =>
     (await instance()).decode(
       data,
       () => 1,
@@ -148,7 +153,7 @@ function wasmEngine(): Engine {
     );
   return {
     name: "wasm",
-    decode,
+    decodeResizable: (data, _size, use) => decode(data, RESIZE_LIMITS, use),
     async decode224(data, out) {
       const done = await decode(data, LIMITS, (px) => {
         if (px.width !== INPUT_SIZE || px.height !== INPUT_SIZE) return undefined;
@@ -170,12 +175,11 @@ function nativeEngine(addon: ClipNative): Engine {
   let scratch = Buffer.alloc(0);
   return {
     name: "native",
-    async decode(data, limits, use) {
-      const frame = plainFrame(data);
-      const need = frame ? frame.width * frame.height * 3 : limits.outputBytes;
-      if (need > limits.outputBytes) return undefined;
+    async decodeResizable(data, size, use) {
+      const need = size.width * size.height * 3;
+      if (need > RESIZE_LIMITS.outputBytes) return undefined;
       if (scratch.byteLength < need) scratch = Buffer.alloc(need);
-      const r = addon.decode(data, scratch.subarray(0, need), limits.libjpegBytes);
+      const r = addon.decode(data, scratch.subarray(0, need), RESIZE_LIMITS.libjpegBytes);
       if (r.failure) return undefined;
       return use({
         data: scratch.subarray(0, r.width * r.height * 3),
@@ -256,7 +260,7 @@ export async function decodePlainJpegResized(
   if (pixels > maxPixels || pixels > MAX_RESIZE_PIXELS) return undefined;
   const e = engine();
   try {
-    return await e.decode(data, RESIZE_LIMITS, (px) => {
+    return await e.decodeResizable(data, f, (px) => {
       if (px.width !== f.width || px.height !== f.height) return undefined;
       const out = free.pop() ?? Buffer.allocUnsafe(IMAGE_BYTES);
       e.resize(px, windowFor(px.width, px.height), out);
