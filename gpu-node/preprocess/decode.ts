@@ -168,7 +168,11 @@ export function jpegFastPath(): Promise<FastPath> {
     }
     useJpegEngine("wasm");
     return "off";
-  })().catch(() => "off" as const);
+  })().catch(() => {
+    // A check that failed part-way may have left an unchecked build in use: back to WASM.
+    useJpegEngine("wasm");
+    return "off" as const;
+  });
   return fastPath;
 }
 
