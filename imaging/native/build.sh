@@ -11,6 +11,10 @@
 # glibc 2.17 symbols or older only (checked below), so any x86-64 Linux GPU host of the last decade
 # loads it.
 set -euo pipefail
+if [[ "${1:-}" == "--help" || "${1:-}" == "-h" ]]; then
+  sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'
+  exit 0
+fi
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 headers="$root/node_modules/node-api-headers/include"
