@@ -316,3 +316,54 @@ describe("PNG and WebP through the WASM resizer, against sharp", () => {
     expect(await outputDiff(ours.bytes, ref.bytes)).toBeLessThan(3);
   });
 });
+
+describe("one resize at a time, in arrival order", () => {
+  const png = (w: number, h: number, seed: number) =>
+    sharp(photoLike(w, h, seed), { raw: { width: w, height: h, channels: 3 } })
+      .png()
+      .toBuffer();
+
+  it("finishes images in the order they came, and a failed one holds up none after it", async () => {
+    const big = inputOf(await png(1600, 1200, 1));
+    const small = inputOf(await png(300, 200, 2));
+    // Its zlib stream cut short: refused (422) once inflating reaches the cut.
+    const whole = await png(900, 600, 3);
+    const idat = whole.indexOf("IDAT", 0, "latin1");
+    const broken = { ...inputOf(whole), bytes: new Uint8Array(whole.subarray(0, idat + 4000)) };
+    const resizer = createWasmResizer(modules);
+    const finished: string[] = [];
+    const runs = [big, small, broken, small].map((input, i) =>
+      resizer.resize(input, opts).then(
+        () => finished.push(`${i} ok`),
+        (e: unknown) => finished.push(`${i} ${(e as { status?: number }).status}`),
+      ),
+    );
+    await Promise.all(runs);
+    // Side by side, the small ones (1, 3) finished first while the big one inflated.
+    expect(finished).toEqual(["0 ok", "1 ok", "2 422", "3 ok"]);
+  });
+
+  it("lets the event loop turn between two resizes (a gpu-node call's I/O goes on meanwhile)", async () => {
+    const jpeg = inputOf(
+      await sharp(photoLike(640, 480, 4), { raw: { width: 640, height: 480, channels: 3 } })
+        .jpeg()
+        .toBuffer(),
+    );
+    const resizer = createWasmResizer(modules);
+    await resizer.resize(jpeg, opts); // instantiates jpeg.wasm
+    let turns = 0;
+    let ticking = true;
+    const tick = () => {
+      turns++;
+      if (ticking) setImmediate(tick);
+    };
+    setImmediate(tick);
+    const seen: number[] = [];
+    // A JPEG resize has no I/O of its own: without the turn, all four finish in one.
+    await Promise.all(
+      [1, 2, 3, 4].map(() => resizer.resize(jpeg, opts).then(() => seen.push(turns))),
+    );
+    ticking = false;
+    for (let i = 1; i < seen.length; i++) expect(seen[i]).toBeGreaterThan(seen[i - 1]!);
+  });
+});

@@ -234,7 +234,10 @@ export async function decodePngReduced(b: Uint8Array, limits: PngLimits): Promis
   const k = Math.max(1, Math.floor(limits.factor(w, ht)));
   const rw = Math.ceil(w / k);
   const rh = Math.ceil(ht / k);
-  const sums = new Uint32Array(rw * rh * 3);
+  const data = new Uint8Array(rw * rh * 3);
+  // k = 1 (the image is already small): every pixel is its own cell, written straight into
+  // `data`; no sums to allocate (4 bytes a sample) or average afterwards.
+  const sums = k === 1 ? undefined : new Uint32Array(rw * rh * 3);
   const rgb = new Uint8Array(Math.max(...shapes.map((s) => s[0]!)) * 3);
 
   // Palette and tRNS lookups: every sample becomes 8-bit RGB.
@@ -315,7 +318,27 @@ export async function decodePngReduced(b: Uint8Array, limits: PngLimits): Promis
     const y = y0 + rowInPass * dy;
     const base = Math.floor(y / k) * rw * 3;
     const cells = cellsOf[pass]!;
-    if (direct) {
+    if (!sums) {
+      if (direct && !greyish && bpp === 3 && pixels === w) data.set(line, base);
+      else if (direct) {
+        const g = greyish ? 0 : 1;
+        const b = greyish ? 0 : 2;
+        for (let i = 0, p = 0; i < pixels; i++, p += bpp) {
+          const cell = base + cells[i]!;
+          data[cell] = line[p]!;
+          data[cell + 1] = line[p + g]!;
+          data[cell + 2] = line[p + b]!;
+        }
+      } else {
+        toRgb(line, pixels);
+        for (let i = 0, o = 0; i < pixels; i++, o += 3) {
+          const cell = base + cells[i]!;
+          data[cell] = rgb[o]!;
+          data[cell + 1] = rgb[o + 1]!;
+          data[cell + 2] = rgb[o + 2]!;
+        }
+      }
+    } else if (direct) {
       const g = greyish ? 0 : 1;
       const b = greyish ? 0 : 2;
       for (let i = 0, p = 0; i < pixels; i++, p += bpp) {
@@ -363,8 +386,7 @@ export async function decodePngReduced(b: Uint8Array, limits: PngLimits): Promis
   });
   if (pass < shapes.length) corrupt("image data ends before the last row (truncated)");
 
-  const data = new Uint8Array(rw * rh * 3);
-  for (let cy = 0; cy < rh; cy++) {
+  for (let cy = 0; sums && cy < rh; cy++) {
     const ch = Math.min(k, ht - cy * k);
     for (let cx = 0; cx < rw; cx++) {
       const n = ch * Math.min(k, w - cx * k);
