@@ -2,6 +2,7 @@
 // written straight into the output) and at k = 3 (summed into cells, the last ones partial), for
 // every colour type the seed and phones send. The edge's resize tests compare the JPEG it makes
 // (wasm-formats.node.test.ts); these compare the decoded samples themselves.
+import { crc32 } from "node:zlib";
 import sharp from "sharp";
 import { describe, expect, it } from "vitest";
 import { photoLike } from "../../test/support/images.ts";
@@ -50,6 +51,35 @@ const variants: [string, () => Promise<Buffer>, number][] = [
   // 16-bit: the nearest 8-bit level here, libvips' truncation there.
   ["16-bit RGB", () => src().toColourspace("rgb16").png().toBuffer(), 1],
 ];
+
+function chunk(type: string, data: Buffer): Buffer {
+  const head = Buffer.alloc(8);
+  head.writeUInt32BE(data.length);
+  head.write(type, 4, "latin1");
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])));
+  return Buffer.concat([head, data, crc]);
+}
+
+/** `png` with its zlib stream re-cut into IDAT chunks of `size` bytes. */
+function withIdatsOf(png: Buffer, size: number): Buffer {
+  const before: Buffer[] = [];
+  const stream: Buffer[] = [];
+  for (let p = 8; p < png.length; ) {
+    const length = png.readUInt32BE(p);
+    const type = png.toString("latin1", p + 4, p + 8);
+    const whole = png.subarray(p, p + 12 + length);
+    if (type === "IDAT") stream.push(png.subarray(p + 8, p + 8 + length));
+    else if (type !== "IEND") before.push(whole);
+    p += 12 + length;
+  }
+  const z = Buffer.concat(stream);
+  const idats: Buffer[] = [];
+  for (let at = 0; at < z.length; at += Math.min(size, z.length)) {
+    idats.push(chunk("IDAT", z.subarray(at, at + size)));
+  }
+  return Buffer.concat([png.subarray(0, 8), ...before, ...idats, chunk("IEND", Buffer.alloc(0))]);
+}
 
 /** libpng's samples as 8-bit RGB, alpha dropped (as Pillow's convert("RGB")). */
 async function reference(png: Buffer): Promise<Uint8Array> {
@@ -127,13 +157,22 @@ describe("PNG decode against libpng's samples", () => {
     expect(largestDifference(reduced.data, boxReduce(ref, 3))).toBeLessThanOrEqual(tolerance);
   });
 
-  it("the seed's own image: 224x224 RGB noise, every byte", async () => {
+  it("the seed's own image, 224x224 RGB noise, every byte: its zlib stream in one IDAT, in 8 KB ones, in 3-byte ones", async () => {
     const noise = Buffer.alloc(224 * 224 * 3);
-    for (let i = 0; i < noise.length; i++) noise[i] = (i * 2654435761) >>> 24;
+    // xorshift32: noise deflate cannot shrink (~150 KB of stored blocks, as the seed sends).
+    for (let i = 0, x = 2463534242; i < noise.length; i++) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      noise[i] = x >>> 24;
+    }
     const png = await sharp(noise, { raw: { width: 224, height: 224, channels: 3 } })
       .png()
       .toBuffer();
-    const out = await decodePngReduced(png, limits(1));
-    expect(Buffer.from(out.data).equals(noise)).toBe(true);
+    expect(png.length).toBeGreaterThan(150_000);
+    for (const size of [Number.POSITIVE_INFINITY, 8192, 3]) {
+      const out = await decodePngReduced(withIdatsOf(png, size), limits(1));
+      expect(Buffer.from(out.data).equals(noise), `IDATs of ${size} bytes`).toBe(true);
+    }
   });
 });
