@@ -37,8 +37,9 @@ export function createSharpResizer(): Resizer {
           : image.resize(size.width, size.height, { fit: "fill", kernel: "lanczos3" });
         const { data, info } = await image
           .toColourspace("srgb")
-          // sharp writes no metadata unless asked: no EXIF, XMP or ICC.
-          .jpeg({ quality: options.quality, mozjpeg: false })
+          // sharp writes no metadata unless asked: no EXIF, XMP or ICC. Standard Huffman
+          // tables: see ResizedImage.
+          .jpeg({ quality: options.quality, mozjpeg: false, optimiseCoding: false })
           .toBuffer({ resolveWithObject: true });
         return { bytes: new Uint8Array(data), width: info.width, height: info.height };
       } catch (err) {

@@ -27,7 +27,13 @@ export interface ResizeOptions {
 }
 
 export interface ResizedImage {
-  /** A baseline JPEG: EXIF orientation applied, sRGB, no EXIF/XMP/ICC/comment segments. */
+  /**
+   * A baseline JPEG: EXIF orientation applied, sRGB, no EXIF/XMP/ICC/comment segments, with
+   * libjpeg's standard Huffman tables. Tables optimised per image cost a second pass over the
+   * coefficients, ~0.8 ms of CPU per 224-px image (45% of the encode: sharp 1.8 → 1.0 ms, the
+   * WASM encoder alike), and saved only 2–6% of the bytes (224-px noise 34.1 → 32.2 KB, a
+   * 256-px photo 20.1 → 19.7 KB): 0.08 ms of a 200 Mbit/s link. The pixels are the same.
+   */
   readonly bytes: Uint8Array;
   readonly width: number;
   readonly height: number;

@@ -176,7 +176,9 @@ EXPORT unsigned char *jw_encode(const unsigned char *rgb, int width, int height,
   cinfo.in_color_space = JCS_RGB;
   jpeg_set_defaults(&cinfo);
   jpeg_set_quality(&cinfo, quality, TRUE);
-  cinfo.optimize_coding = TRUE;
+  /* Standard Huffman tables: optimising them is a second pass over the coefficients for 2-6%
+     fewer bytes (edge/resize/resizer.ts, ResizedImage). */
+  cinfo.optimize_coding = FALSE;
   cinfo.dct_method = JDCT_ISLOW;
   cinfo.write_JFIF_header = TRUE;
   cinfo.write_Adobe_marker = FALSE;
