@@ -8,6 +8,7 @@ import {
 } from "../proto/gen/embedder/v1/embedder_pb.js";
 import type { EdgeConfig } from "./config.ts";
 import { HttpError } from "./errors.ts";
+import { subrequestStarted } from "./event-loop.ts";
 
 export interface GpuClientOptions {
   readonly urls: readonly string[];
@@ -135,10 +136,12 @@ export function createGpuClient(opts: GpuClientOptions): GpuClient {
         const remaining = deadline - now();
         if (remaining <= 0) break;
         try {
-          const res: EmbedResponse = await clients[i]!.embed(
+          const call = clients[i]!.embed(
             { images: images.map((data, k) => ({ id: String(firstId + k), data })) },
             { timeoutMs: remaining, headers: headers(requestId), signal },
           );
+          subrequestStarted();
+          const res: EmbedResponse = await call;
           fullUntil[i] = 0;
           return {
             vectors: res.embeddings.map((e) => toFloats(e.vector)),

@@ -26,6 +26,7 @@ import { decodePngReduced } from "../../../imaging/png/decode.ts";
 import { resizeRgb } from "../../../imaging/resample/pillow-bicubic.ts";
 import { WebpWasm } from "../../../imaging/webp/codec.ts";
 import { HttpError } from "../../errors.ts";
+import { eventLoopWasIdle, turn } from "../../event-loop.ts";
 import type { ImageFormat } from "../../validate/index.ts";
 import type { ResizedImage, ResizeOptions } from "../resizer.ts";
 import { targetSize } from "../resizer.ts";
@@ -39,17 +40,6 @@ import {
 } from "./core.ts";
 
 const MiB = 1024 * 1024;
-
-/**
- * Resolves after the runtime's event loop has had a turn: network I/O (a gpu-node call's body
- * going out, its answer coming in) progresses between two resizes instead of after the last.
- * Promise callbacks alone never give it one. setImmediate is Node's; workerd's setTimeout(0)
- * waits for no timer.
- */
-const turnOfTheEventLoop: () => Promise<void> =
-  typeof setImmediate === "function"
-    ? () => new Promise((resolve) => setImmediate(resolve))
-    : () => new Promise((resolve) => setTimeout(resolve, 0));
 
 /** The compiled modules: workerd's bundled imports, or Node's `compileWasm` of the files. */
 export interface WasmModules {
@@ -267,15 +257,23 @@ export function createWasmResizer(modules: WasmModules, limits: WasmLimits = {})
     return { bytes, width: out.width, height: out.height };
   }
 
-  // One resize at a time, in arrival order. They all run on the isolate's one thread: started
-  // side by side, a batch's PNG decodes only interleaved at each inflate read, every image
-  // finished near the end, and the request's first gpu-node call waited for its last resize
-  // (seed workload, batch 32: resize 83 ms, then the calls). In order, the first images go out
-  // while the later ones resize, and `lastRun` and the codecs' peak memory are one image's.
+  // One resize at a time, in arrival order, with a turn of the event loop before each (see
+  // ../../event-loop.ts). They all run on the isolate's one thread: started side by side, a
+  // batch's PNG decodes only interleaved at each inflate read, every image finished near the end,
+  // and the request's first gpu-node call waited for its last resize (seed workload, batch 32:
+  // resize 83 ms, then the calls). In order, the first images go out while the later ones
+  // resize, and `lastRun` and the codecs' peak memory are one image's.
   let tail: Promise<unknown> = Promise.resolve();
+  let queued = 0;
   const inTurn = (input: WasmResizeInput, options: ResizeOptions): Promise<ResizedImage> => {
-    const run = tail.then(turnOfTheEventLoop).then(() => resize(input, options));
-    tail = run.catch(() => {});
+    // Nothing ahead of it: the isolate has been waiting for I/O since the last resize.
+    if (queued++ === 0) eventLoopWasIdle();
+    const run = tail.then(turn).then(() => resize(input, options));
+    tail = run
+      .catch(() => {})
+      .then(() => {
+        queued--;
+      });
     return run;
   };
 
