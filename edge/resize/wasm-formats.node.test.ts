@@ -20,7 +20,7 @@ import {
 import { compileWasm } from "../../imaging/wasm-instance.ts";
 import { HEIC_FIXTURES, heicFixture } from "../../test/fixtures/heic/fixtures.ts";
 import { writeHeif } from "../../test/support/heif.ts";
-import { photoLike } from "../../test/support/images.ts";
+import { pngChunk as chunk, photoLike } from "../../test/support/images.ts";
 import { createSharpResizer } from "../node/sharp-resizer.ts";
 import { rejection } from "../testing/rejection.ts";
 import { readHeader, sniffFormat } from "../validate/index.ts";
@@ -185,25 +185,6 @@ describe("HEIC through the WASM resizer", () => {
     expect((await resizer.resize(inputOf(bytes), opts)).width).toBe(320);
   });
 });
-
-/** PNG chunk with its CRC. */
-function chunk(type: string, data: Uint8Array): Buffer {
-  const head = Buffer.alloc(8);
-  head.writeUInt32BE(data.length);
-  head.write(type, 4, "latin1");
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])));
-  return Buffer.concat([head, data, crc]);
-}
-
-function crc32(b: Uint8Array): number {
-  let c = 0xffffffff;
-  for (const v of b) {
-    c ^= v;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-  }
-  return (c ^ 0xffffffff) >>> 0;
-}
 
 /** An APNG of two frames whose first (the IDAT, shown by any PNG reader) is `png`'s image. */
 function apngOf(png: Buffer, second: Buffer): Buffer {

@@ -2,10 +2,9 @@
 // written straight into the output) and at k = 3 (summed into cells, the last ones partial), for
 // every colour type the seed and phones send. The edge's resize tests compare the JPEG it makes
 // (wasm-formats.node.test.ts); these compare the decoded samples themselves.
-import { crc32 } from "node:zlib";
 import sharp from "sharp";
 import { describe, expect, it } from "vitest";
-import { photoLike } from "../../test/support/images.ts";
+import { pngChunk as chunk, photoLike } from "../../test/support/images.ts";
 import { decodePngReduced } from "./decode.ts";
 
 // Odd sizes: Adam7's passes are uneven and k = 3 leaves partial cells on both edges.
@@ -51,15 +50,6 @@ const variants: [string, () => Promise<Buffer>, number][] = [
   // 16-bit: the nearest 8-bit level here, libvips' truncation there.
   ["16-bit RGB", () => src().toColourspace("rgb16").png().toBuffer(), 1],
 ];
-
-function chunk(type: string, data: Buffer): Buffer {
-  const head = Buffer.alloc(8);
-  head.writeUInt32BE(data.length);
-  head.write(type, 4, "latin1");
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])));
-  return Buffer.concat([head, data, crc]);
-}
 
 /** `png` with its zlib stream re-cut into IDAT chunks of `size` bytes. */
 function withIdatsOf(png: Buffer, size: number): Buffer {

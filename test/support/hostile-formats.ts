@@ -6,7 +6,7 @@ import sharp from "sharp";
 import { primaryHevcItem } from "../../imaging/heif/container.ts";
 import { writeHeif } from "./heif.ts";
 import type { EdgeExpectation, GpuExpectation, HostileFile } from "./hostile.ts";
-import { photoPixels } from "./images.ts";
+import { photoPixels, pngChunk } from "./images.ts";
 
 const fixture = (name: string) =>
   new Uint8Array(readFileSync(resolve(import.meta.dirname, "../fixtures/heic", name)));
@@ -21,21 +21,6 @@ const bomb: EdgeExpectation = { status: 413, message: EDGE_BOMB };
 const gpuCorrupt: GpuExpectation = { code: "invalid_argument", message: GPU_CORRUPT };
 const gpuBomb: GpuExpectation = { code: "invalid_argument", message: GPU_BOMB };
 const ok: GpuExpectation = { code: "ok" };
-
-function pngChunk(type: string, data: Uint8Array): Buffer {
-  const head = Buffer.alloc(8);
-  head.writeUInt32BE(data.length);
-  head.write(type, 4, "latin1");
-  const body = Buffer.concat([head.subarray(4), data]);
-  let c = 0xffffffff;
-  for (const v of body) {
-    c ^= v;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-  }
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE((c ^ 0xffffffff) >>> 0);
-  return Buffer.concat([head, data, crc]);
-}
 
 /** A PNG whose IHDR says width x height (8-bit RGB unless told) over the given raw rows. */
 function pngOf(width: number, height: number, raw: Uint8Array, depth = 8, colorType = 2): Buffer {

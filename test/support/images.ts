@@ -176,6 +176,16 @@ export function bigJpeg(): Promise<Buffer> {
     .toBuffer();
 }
 
+/** A PNG chunk: its length, type, data and CRC-32. */
+export function pngChunk(type: string, data: Uint8Array): Buffer {
+  const head = Buffer.alloc(8);
+  head.writeUInt32BE(data.length);
+  head.write(type, 4, "latin1");
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])));
+  return Buffer.concat([head, data, crc]);
+}
+
 /** A PNG that is nothing but a valid signature and IHDR claiming width x height. */
 export function pngHeaderClaiming(width: number, height: number): Buffer {
   const ihdr = Buffer.alloc(13);
@@ -183,20 +193,15 @@ export function pngHeaderClaiming(width: number, height: number): Buffer {
   ihdr.writeUInt32BE(height, 4);
   ihdr[8] = 8; // bit depth
   ihdr[9] = 2; // RGB
-  const chunk = (type: string, data: Buffer) => {
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(data.length);
-    const body = Buffer.concat([Buffer.from(type, "latin1"), data]);
-    const crc = Buffer.alloc(4);
-    crc.writeUInt32BE(crc32(body));
-    return Buffer.concat([len, body, crc]);
-  };
-  const idat = chunk("IDAT", Buffer.from([0x78, 0x9c, 0x63, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01]));
+  const idat = pngChunk(
+    "IDAT",
+    Buffer.from([0x78, 0x9c, 0x63, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01]),
+  );
   return Buffer.concat([
     Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk("IHDR", ihdr),
+    pngChunk("IHDR", ihdr),
     idat,
-    chunk("IEND", Buffer.alloc(0)),
+    pngChunk("IEND", Buffer.alloc(0)),
   ]);
 }
 
