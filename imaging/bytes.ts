@@ -58,3 +58,16 @@ export function latin1(b: Uint8Array, from: number, to: number): string {
   for (let i = from; i < to; i++) s += String.fromCharCode(b[i]!);
   return s;
 }
+
+/** `parts` one after another in one new array. */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  let total = 0;
+  for (const p of parts) total += p.length;
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}

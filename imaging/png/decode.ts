@@ -14,7 +14,7 @@
  * is dropped without compositing, as the gpu-node does (Pillow's convert("RGB")).
  */
 
-import { be32, fourcc, fourccAt } from "../bytes.ts";
+import { be32, concatBytes, fourcc, fourccAt } from "../bytes.ts";
 import { DecodeError } from "../decode-error.ts";
 
 export interface PngReduced {
@@ -113,18 +113,10 @@ function readChunks(b: Uint8Array): Header {
 /** Inflates a whole zlib stream, refusing more than `cap` bytes. */
 async function inflateAll(parts: readonly Uint8Array[], cap: number): Promise<Uint8Array> {
   const out: Uint8Array[] = [];
-  let total = 0;
   await inflate(parts, cap, (chunk) => {
     out.push(chunk.slice());
-    total += chunk.length;
   });
-  const all = new Uint8Array(total);
-  let q = 0;
-  for (const c of out) {
-    all.set(c, q);
-    q += c.length;
-  }
-  return all;
+  return concatBytes(out);
 }
 
 /**
@@ -139,16 +131,7 @@ const INFLATE_WRITE_BYTES = 32 * 1024;
 function* writeBatches(parts: readonly Uint8Array[], limit: number): Generator<Uint8Array> {
   let batch: Uint8Array[] = [];
   let size = 0;
-  const join = () => {
-    if (batch.length === 1) return batch[0]!;
-    const out = new Uint8Array(size);
-    let at = 0;
-    for (const piece of batch) {
-      out.set(piece, at);
-      at += piece.length;
-    }
-    return out;
-  };
+  const join = () => (batch.length === 1 ? batch[0]! : concatBytes(batch));
   for (const part of parts) {
     for (let at = 0; at < part.length; at += limit) {
       const piece = part.subarray(at, at + limit);
