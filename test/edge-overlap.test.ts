@@ -3,12 +3,11 @@
 // wait, so resizes separated by free turns held every call back until the last one
 // (edge/event-loop.ts). A stand-in gpu-node over real HTTP records when each call arrives.
 import { createHash } from "node:crypto";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createStandIn } from "../edge/testing/gpu-stand-in.ts";
 import { type EdgeWorker, startEdge } from "./support/edge-worker.ts";
+import { type StandInServer, serveStandIn } from "./support/stand-in-server.ts";
 
 const KEY = "overlap-key";
 const IMAGES = 32;
@@ -26,28 +25,13 @@ function noise(length: number, seed: number): Buffer {
   return out;
 }
 
-const standIn = createStandIn();
-/** performance.now() when each Embed call's body had arrived. */
-const arrivals: number[] = [];
-let server: Server;
+let gpu: StandInServer;
 let edge: EdgeWorker;
 
 beforeAll(async () => {
-  server = createServer(async (req, res) => {
-    const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
-    if (req.url?.endsWith("/Embed")) arrivals.push(performance.now());
-    const answer = await standIn.fetch(`http://stand-in${req.url}`, {
-      method: req.method,
-      headers: req.headers as Record<string, string>,
-      body: req.method === "POST" ? Buffer.concat(chunks) : undefined,
-    });
-    res.writeHead(answer.status, Object.fromEntries(answer.headers));
-    res.end(Buffer.from(await answer.arrayBuffer()));
-  });
-  await new Promise<void>((ready) => server.listen(0, "127.0.0.1", ready));
+  gpu = await serveStandIn(createStandIn());
   edge = await startEdge({
-    GPU_NODE_URLS: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    GPU_NODE_URLS: gpu.url,
     GPU_NODE_TOKEN: "overlap-token",
     API_KEY_HASHES: createHash("sha256").update(KEY).digest("hex"),
     RESIZER: "wasm",
@@ -57,7 +41,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await edge?.dispose();
-  await new Promise((closed) => server?.close(closed));
+  await gpu?.close();
 });
 
 describe("the Worker sends each gpu-node call while later images resize", () => {
@@ -78,13 +62,14 @@ describe("the Worker sends each gpu-node call while later images resize", () => 
     const body = (await res.json()) as { count: number };
     expect(res.status).toBe(200);
     expect(body.count).toBe(IMAGES);
-    expect(arrivals).toHaveLength(IMAGES / PER_CALL);
+    expect(gpu.embedArrivals).toHaveLength(IMAGES / PER_CALL);
     const resizeMs = Number(
       /(?:^|,)\s*resize;dur=([\d.]+)/.exec(res.headers.get("server-timing")!)![1],
     );
     // Sent as their images are ready, the calls arrive over the last 3/4 of the resize stage
     // (measured 0.53–0.73 of it, with a busy loop on one core too); held back, within 0.18–0.32
     // of it (the PNGs' inflate streams give workerd a few polls of their own).
+    const arrivals = gpu.embedArrivals;
     const spread = arrivals.at(-1)! - arrivals[0]!;
     expect(
       spread,

@@ -5,7 +5,9 @@
 // bounded — and every embedding returned under load is the one for its image.
 import { createHash } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createStandIn } from "../edge/testing/gpu-stand-in.ts";
 import { recordFigures } from "./reliability/figures.ts";
 import { type EdgeWorker, startEdge } from "./support/edge-worker.ts";
 import { maxAbsDiff, metricValue } from "./support/gpu-node-client.ts";
@@ -13,6 +15,7 @@ import { photo } from "./support/images.ts";
 import { type HttpLoadResult, type LoadBody, runHttpLoad } from "./support/load.ts";
 import { MiB, workerdRss } from "./support/proc.ts";
 import { type GpuNodeProcess, spawnGpuNode } from "./support/processes.ts";
+import { type StandInServer, serveStandIn } from "./support/stand-in-server.ts";
 import { percentile } from "./support/stats.ts";
 import { until } from "./support/wait.ts";
 
@@ -272,6 +275,82 @@ describe("overload: edge → gpu-node under a real load generator", () => {
           gpuNode: +(rssBaseline.gpu / MiB).toFixed(0),
           workerd: +(rssBaseline.workerd / MiB).toFixed(0),
         },
+      },
+    });
+  });
+});
+
+describe("every gpu-node full: the edge answers 503 itself", () => {
+  /** Two gpu-nodes that refuse every call as full, as a saturated cluster does. */
+  let nodes: StandInServer[];
+  let full: EdgeWorker;
+  let calls = 0;
+
+  beforeAll(async () => {
+    const refusing = () =>
+      createStandIn({
+        async embed() {
+          calls++;
+          throw new ConnectError("queue full", Code.ResourceExhausted);
+        },
+      });
+    nodes = await Promise.all([serveStandIn(refusing()), serveStandIn(refusing())]);
+    full = await startEdge(
+      {
+        GPU_NODE_URLS: nodes.map((n) => n.url).join(","),
+        GPU_NODE_TOKEN: TOKEN,
+        API_KEY_HASHES: createHash("sha256").update(KEY).digest("hex"),
+      },
+      { logLevel: "none" },
+    );
+  }, 120_000);
+
+  afterAll(async () => {
+    await full?.dispose();
+    await Promise.all((nodes ?? []).map((n) => n.close()));
+  });
+
+  it("answers every upload 503 + Retry-After, asking each gpu-node about once per GPU_NODE_SHED_MS", async ({
+    task,
+  }) => {
+    const CONNECTIONS = 8;
+    const SECONDS = 3;
+    const SHED_MS = 50; // GPU_NODE_SHED_MS's default (docs/configuration.md)
+    const { tally, shedMs, check } = checker();
+    const r = await runHttpLoad({
+      url: full.url,
+      path: "/v1/embeddings",
+      apiKey: KEY,
+      bodies,
+      connections: CONNECTIONS,
+      durationSeconds: SECONDS,
+      check,
+    });
+    expect(r.errors + r.timeouts).toBe(0);
+    expect(r.statuses).toEqual({ "503": r.requests });
+    expect(tally.shedWithoutRetryAfter).toBe(0);
+    // Both nodes are asked at once, with no pause between them, and then left alone for
+    // SHED_MS: a request in flight when the hold ends may ask again (one per connection).
+    const allowed = nodes.length * (Math.ceil((SECONDS * 1000) / SHED_MS) + CONNECTIONS);
+    expect(calls).toBeGreaterThan(0);
+    expect(calls).toBeLessThanOrEqual(allowed);
+    expect(shedMs.beforeResize.length).toBeGreaterThan(r.requests / 2);
+    recordFigures(task, {
+      section: "shed",
+      title: "every gpu-node full (two refusing every call with ResourceExhausted)",
+      target: `edge Worker (workerd) → two gpu-node stand-ins, autocannon, ${CONNECTIONS} connections`,
+      data: {
+        connections: CONNECTIONS,
+        seconds: r.durationSeconds,
+        requests: r.requests,
+        rps: +r.rps.toFixed(1),
+        statuses: r.statuses,
+        edge503P50Ms: +percentile(r.latencies["503"]!, 0.5).toFixed(1),
+        edge503P99Ms: +percentile(r.latencies["503"]!, 0.99).toFixed(1),
+        edgeOwn503P50Ms: +percentile([...shedMs.beforeResize, ...shedMs.afterCall], 0.5).toFixed(1),
+        answeredBeforeResize: shedMs.beforeResize.length,
+        gpuNodeCalls: calls,
+        retryAfterOnEvery503: true,
       },
     });
   });

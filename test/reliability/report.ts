@@ -98,7 +98,8 @@ export function writeReport(
   const held = of("load")[0]?.data as
     | { below: Record<string, unknown>; capacity: Record<string, unknown> }
     | undefined;
-  const shed = of("shed")[0]?.data;
+  const shed = of("shed").find((e) => e.title.startsWith("load shed"))?.data;
+  const allFull = of("shed").find((e) => e.title.startsWith("every gpu-node full"))?.data;
 
   const lines: string[] = [];
   const p = (s = "") => lines.push(s);
@@ -146,6 +147,12 @@ export function writeReport(
     };
     p(
       `| load shed | ${s.connections} connections: ${num(s.requests)} requests, ${num(s.statuses["200"] ?? 0)} × 200 (${s.goodputRps} req/s, p99 ${s.p99Ms} ms), ${num(s.statuses["503"] ?? 0)} × 503 with Retry-After (${Math.round(s.shedShare * 100)} %, p50 ${s.edge503P50Ms} ms; ${num(s.edgeShedBeforeResize ?? 0)} answered by the edge before resizing); the gpu-node refused ${num(s.gpuNodeRefusals)} calls with ResourceExhausted, p99 ${s.gpuNodeRefusalP99Ms} ms each; peak RSS gpu-node ${s.peakRssMiB.gpuNode} MiB, workerd ${s.peakRssMiB.workerd} MiB |`,
+    );
+  }
+  if (allFull) {
+    const f = allFull as Record<string, number> & { statuses: Record<string, number> };
+    p(
+      `| every gpu-node full | ${f.connections} connections: ${num(f.requests)} requests, all 503 with Retry-After, p50 ${f.edge503P50Ms} ms (the edge's own ${f.edgeOwn503P50Ms} ms), ${num(f.answeredBeforeResize)} before resizing; ${num(f.gpuNodeCalls)} calls reached the gpu-nodes |`,
     );
   }
   p(
