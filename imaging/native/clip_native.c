@@ -109,6 +109,107 @@ __attribute__((target("ssse3,sse4.1"))) static int horizontal_madd(
   return 1;
 }
 
+/* One output pixel of rs_horizontal, in scalar code: the SIMD passes' edge cases. */
+static inline void horizontal_pixel(const uint8_t *row, int x, const int32_t *start,
+                                    const int32_t *len, const int32_t *weights, int stride,
+                                    uint8_t *out) {
+  const uint8_t *p = row + (size_t)start[x] * 3;
+  const int32_t *k = weights + (size_t)x * stride;
+  int32_t r = 1 << (PRECISION_BITS - 1), g = r, b = r;
+  for (int t = 0; t < len[x]; t++, p += 3) {
+    r += p[0] * k[t];
+    g += p[1] * k[t];
+    b += p[2] * k[t];
+  }
+  out[0] = clip8(r);
+  out[1] = clip8(g);
+  out[2] = clip8(b);
+}
+
+/*
+ * horizontal_madd on AVX2: two output pixels at once, one in each 128-bit lane, with the same
+ * multiply-adds and the same exact hi/lo recombination. Every pixel's weights are padded with
+ * zeros to `stride`, so both lanes take max(their pairs) steps; the extra loads lie under zero
+ * weights. On the last row a pixel pair whose loads could pass the end of the buffer, and an odd
+ * last pixel on every row, take the scalar loop. The horizontal pass was two thirds of the
+ * 256-px resize (0.19 of 0.28 ms on the 2-core machine).
+ */
+__attribute__((target("avx2"))) static int horizontal_madd_avx2(
+    const uint8_t *src, int src_width, int first_row, int last_row, int out_width,
+    const int32_t *start, const int32_t *len, const int32_t *weights, int stride, uint8_t *out) {
+  const int pairs = (stride + 1) / 2;
+  const int duos = out_width / 2;
+  __m256i *table = aligned_alloc(32, sizeof(__m256i) * 2 * (size_t)pairs * (size_t)(duos + 1));
+  if (!table) return 0;
+  int *steps = malloc(sizeof(int) * (size_t)(duos + 1));
+  if (!steps) {
+    free(table);
+    return 0;
+  }
+  for (int d = 0; d < duos; d++) {
+    int16_t lo[2][2], hi[2][2];
+    for (int j = 0; j < pairs; j++) {
+      for (int l = 0; l < 2; l++) {
+        const int x = 2 * d + l;
+        const int32_t *k = weights + (size_t)x * stride;
+        const int32_t w0 = 2 * j < len[x] ? k[2 * j] : 0;
+        const int32_t w1 = 2 * j + 1 < len[x] ? k[2 * j + 1] : 0;
+        lo[l][0] = (int16_t)(w0 & 2047), lo[l][1] = (int16_t)(w1 & 2047);
+        hi[l][0] = (int16_t)(w0 >> 11), hi[l][1] = (int16_t)(w1 >> 11);
+      }
+      __m256i *t = table + 2 * ((size_t)d * pairs + j);
+      t[0] = _mm256_setr_epi16(lo[0][0], lo[0][1], lo[0][0], lo[0][1], lo[0][0], lo[0][1], 0, 0,
+                               lo[1][0], lo[1][1], lo[1][0], lo[1][1], lo[1][0], lo[1][1], 0, 0);
+      t[1] = _mm256_setr_epi16(hi[0][0], hi[0][1], hi[0][0], hi[0][1], hi[0][0], hi[0][1], 0, 0,
+                               hi[1][0], hi[1][1], hi[1][0], hi[1][1], hi[1][0], hi[1][1], 0, 0);
+    }
+    const int m0 = (len[2 * d] + 1) / 2, m1 = (len[2 * d + 1] + 1) / 2;
+    steps[d] = m0 > m1 ? m0 : m1;
+  }
+  /* per lane: [r0 g0 b0 r1 g1 b1 . .] -> 16-bit [r0 r1 g0 g1 b0 b1 0 0] */
+  const __m256i order =
+      _mm256_setr_epi8(0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1, -1, 0, -1, 3, -1, 1,
+                       -1, 4, -1, 2, -1, 5, -1, -1, -1, -1, -1);
+  const __m256i half = _mm256_set1_epi32(1 << (PRECISION_BITS - 1));
+  for (int y = first_row; y < last_row; y++) {
+    const uint8_t *row = src + (size_t)y * src_width * 3;
+    const int last = y == last_row - 1;
+    for (int d = 0; d < duos; d++, out += 6) {
+      const int x0 = 2 * d, x1 = x0 + 1, m = steps[d];
+      /* A lane's loads reach 3 * (start + 2m) + 2 bytes into the row. */
+      if (last && (start[x0] + 2 * m + 1 > src_width || start[x1] + 2 * m + 1 > src_width)) {
+        horizontal_pixel(row, x0, start, len, weights, stride, out);
+        horizontal_pixel(row, x1, start, len, weights, stride, out + 3);
+        continue;
+      }
+      const uint8_t *p0 = row + (size_t)start[x0] * 3, *p1 = row + (size_t)start[x1] * 3;
+      const __m256i *t = table + 2 * (size_t)d * pairs;
+      __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+      for (int j = 0; j < m; j++, p0 += 6, p1 += 6, t += 2) {
+        const __m256i v = _mm256_shuffle_epi8(
+            _mm256_set_m128i(_mm_loadl_epi64((const __m128i *)p1),
+                             _mm_loadl_epi64((const __m128i *)p0)),
+            order);
+        lo = _mm256_add_epi32(lo, _mm256_madd_epi16(v, t[0]));
+        hi = _mm256_add_epi32(hi, _mm256_madd_epi16(v, t[1]));
+      }
+      const __m256i sum = _mm256_add_epi32(_mm256_add_epi32(half, lo), _mm256_slli_epi32(hi, 11));
+      const __m256i px = _mm256_srai_epi32(sum, PRECISION_BITS);
+      const __m256i bytes = _mm256_packus_epi16(_mm256_packus_epi32(px, px), px);
+      const int32_t rgb0 = _mm256_extract_epi32(bytes, 0), rgb1 = _mm256_extract_epi32(bytes, 4);
+      memcpy(out, &rgb0, 3);
+      memcpy(out + 3, &rgb1, 3);
+    }
+    if (out_width & 1) {
+      horizontal_pixel(row, out_width - 1, start, len, weights, stride, out);
+      out += 3;
+    }
+  }
+  free(steps);
+  free(table);
+  return 1;
+}
+
 #include "jerror.h"
 #include "jpeglib.h"
 
@@ -268,6 +369,10 @@ static napi_value horizontal(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "horizontal: bad arguments");
     return NULL;
   }
+  if (__builtin_cpu_supports("avx2") &&
+      horizontal_madd_avx2(src, src_width, first_row, last_row, out_width, start, len, weights,
+                           stride, out))
+    return NULL;
   if (!(__builtin_cpu_supports("sse4.1") &&
         horizontal_madd(src, src_width, first_row, last_row, out_width, start, len, weights,
                         stride, out)))
