@@ -23,12 +23,19 @@ export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
   return diff === 0;
 }
 
-/** True when `key` hashes to one of `hashes`; always compares against every hash. */
-export async function keyMatches(key: string, hashes: readonly string[]): Promise<boolean> {
+/**
+ * The key's SHA-256 when it matches one of `hashes`, else undefined; always compares against every
+ * hash. One digest a request serves both the check and the key's id (each cost ~0.4 ms of a
+ * Worker's CPU in a profile).
+ */
+export async function matchingDigest(
+  key: string,
+  hashes: readonly string[],
+): Promise<Uint8Array | undefined> {
   const digest = await sha256(key);
   let ok = false;
   for (const h of hashes) ok = constantTimeEqual(digest, fromHex(h)) || ok;
-  return ok && key.length > 0;
+  return ok && key.length > 0 ? digest : undefined;
 }
 
 /** Bearer-key middleware; passes everything through when auth is explicitly disabled. */
@@ -42,15 +49,12 @@ export function requireApiKey() {
       }
       const header = c.req.header("authorization") ?? "";
       const key = header.startsWith("Bearer ") ? header.slice(7).trim() : "";
-      if (!(await keyMatches(key, config.apiKeyHashes))) {
-        throw new HttpError(401, "unauthenticated", "missing or invalid API key");
-      }
+      const digest = await matchingDigest(key, config.apiKeyHashes);
+      if (!digest) throw new HttpError(401, "unauthenticated", "missing or invalid API key");
       // A stable, non-secret id for rate limiting and logs: a prefix of the key's hash.
       c.set(
         "apiKeyId",
-        Array.from((await sha256(key)).slice(0, 8), (b) => b.toString(16).padStart(2, "0")).join(
-          "",
-        ),
+        Array.from(digest.slice(0, 8), (b) => b.toString(16).padStart(2, "0")).join(""),
       );
       return next();
     },

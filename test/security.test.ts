@@ -13,7 +13,7 @@ import { Writable } from "node:stream";
 import { Code, ConnectError } from "@connectrpc/connect";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { constantTimeEqual, keyMatches } from "../edge/auth.ts";
+import { constantTimeEqual, matchingDigest } from "../edge/auth.ts";
 import { parseEdgeConfig } from "../edge/config.ts";
 import type { Backend } from "../gpu-node/backends/backend.ts";
 import { createNoopBackend } from "../gpu-node/backends/noop.ts";
@@ -96,13 +96,15 @@ describe("edge API keys: hashed, compared in constant time", () => {
           },
         });
         digest.mockClear();
-        const ok = await keyMatches(candidate, watched);
-        expect(ok).toBe(keys.includes(candidate));
+        const matched = await matchingDigest(candidate, watched);
+        expect(matched !== undefined).toBe(keys.includes(candidate));
         // The first match does not stop the walk: all four hashes, in order, every time.
         expect(visited).toEqual([0, 1, 2, 3]);
         // What is compared is the key's SHA-256, never the key itself.
         expect(digest).toHaveBeenCalledTimes(1);
         expect(digest.mock.calls[0]![0]).toBe("SHA-256");
+        // A match hands back that digest: the request's key id comes from it, not a second hash.
+        if (matched) expect(Buffer.from(matched).toString("hex")).toBe(await sha256Hex(candidate));
       }
     } finally {
       digest.mockRestore();
