@@ -20,7 +20,7 @@ import {
 import { compileWasm } from "../../imaging/wasm-instance.ts";
 import { HEIC_FIXTURES, heicFixture } from "../../test/fixtures/heic/fixtures.ts";
 import { writeHeif } from "../../test/support/heif.ts";
-import { pngChunk as chunk, photoLike } from "../../test/support/images.ts";
+import { pngChunk as chunk, photoLike, withAlpha } from "../../test/support/images.ts";
 import { createSharpResizer } from "../node/sharp-resizer.ts";
 import { rejection } from "../testing/rejection.ts";
 import { readHeader, sniffFormat } from "../validate/index.ts";
@@ -221,11 +221,7 @@ describe("PNG and WebP through the WASM resizer, against sharp", () => {
   const W = 900;
   const H = 640;
   const rgb = photoLike(W, H, 5);
-  const rgba = Buffer.alloc(W * H * 4);
-  for (let i = 0; i < W * H; i++) {
-    rgb.copy(rgba, i * 4, i * 3, i * 3 + 3);
-    rgba[i * 4 + 3] = 255 - (i % 200);
-  }
+  const rgba = withAlpha(rgb, (i) => 255 - (i % 200));
   const src = () => sharp(rgb, { raw: { width: W, height: H, channels: 3 } });
   const variants: [string, () => Promise<Buffer>][] = [
     ["PNG 8-bit RGB", () => src().png().toBuffer()],

@@ -4,18 +4,14 @@
 // (wasm-formats.node.test.ts); these compare the decoded samples themselves.
 import sharp from "sharp";
 import { describe, expect, it } from "vitest";
-import { pngChunk as chunk, photoLike } from "../../test/support/images.ts";
+import { pngChunk as chunk, photoLike, withAlpha } from "../../test/support/images.ts";
 import { decodePngReduced } from "./decode.ts";
 
 // Odd sizes: Adam7's passes are uneven and k = 3 leaves partial cells on both edges.
 const W = 61;
 const H = 47;
 const rgb = photoLike(W, H, 7);
-const rgba = Buffer.alloc(W * H * 4);
-for (let i = 0; i < W * H; i++) {
-  rgb.copy(rgba, i * 4, i * 3, i * 3 + 3);
-  rgba[i * 4 + 3] = (i * 37) % 256;
-}
+const rgba = withAlpha(rgb, (i) => (i * 37) % 256);
 const src = () => sharp(rgb, { raw: { width: W, height: H, channels: 3 } });
 
 const variants: [string, () => Promise<Buffer>, number][] = [

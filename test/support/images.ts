@@ -176,6 +176,17 @@ export function bigJpeg(): Promise<Buffer> {
     .toBuffer();
 }
 
+/** Packed RGB with an alpha channel added: `alpha(i)` for pixel i. */
+export function withAlpha(rgb: Buffer, alpha: (i: number) => number): Buffer {
+  const pixels = rgb.length / 3;
+  const rgba = Buffer.alloc(pixels * 4);
+  for (let i = 0; i < pixels; i++) {
+    rgb.copy(rgba, i * 4, i * 3, i * 3 + 3);
+    rgba[i * 4 + 3] = alpha(i);
+  }
+  return rgba;
+}
+
 /** A PNG chunk: its length, type, data and CRC-32. */
 export function pngChunk(type: string, data: Uint8Array): Buffer {
   const head = Buffer.alloc(8);
