@@ -13,6 +13,9 @@ export type NativeDecoded =
   | { readonly width: number; readonly height: number; readonly failure?: undefined }
   | { readonly failure: JpegFailure; readonly message: string };
 
+/** The horizontal pass's instruction set: 2 AVX2, 1 SSE4.1, 0 scalar (each where the CPU has it). */
+export type SimdLevel = 0 | 1 | 2;
+
 export interface ClipNative {
   /** Packed RGB of `jpeg` into `out` (ISLOW IDCT, fancy upsampling), or the failure. */
   decode(jpeg: Uint8Array, out: Uint8Array, memLimit: number): NativeDecoded;
@@ -27,6 +30,8 @@ export interface ClipNative {
     weights: Int32Array,
     stride: number,
     out: Uint8Array,
+    /** Caps the instruction set: 2 AVX2 (the default), 1 SSE4.1, 0 the scalar loop. */
+    simd?: SimdLevel,
   ): void;
   vertical(
     src: Uint8Array,

@@ -19,9 +19,11 @@
  *     packed RGB into `out`, or why not: `failure` is "corrupt", "unsupported" or "too_large" (it
  *     would not fit `out`, or libjpeg's buffers would pass memLimit bytes), `message` libjpeg's.
  *     Only arguments of the wrong type throw (a TypeError).
- *   horizontal(src, srcWidth, firstRow, lastRow, outWidth, start, len, weights, stride, out)
+ *   horizontal(src, srcWidth, firstRow, lastRow, outWidth, start, len, weights, stride, out, simd?)
  *   vertical(src, rowBytes, firstRow, outHeight, start, len, weights, stride, acc, out)
  *     resample.c's two passes on typed arrays (no copies); bicubic-native.ts checks the bounds.
+ *     The horizontal pass runs on AVX2, else SSE4.1, else resample.c's scalar loop; `simd`
+ *     (2, 1 or 0) caps that choice.
  */
 #include <setjmp.h>
 #include <stddef.h>
@@ -37,6 +39,27 @@
 #include "../resample/wasm/resample.c"
 
 #include <immintrin.h>
+
+/* Output pixel `x` of input row `y` by rs_horizontal's own scalar loop (one pixel's taps): the
+   SIMD passes' edge cases. */
+static inline void horizontal_pixel(const uint8_t *src, int src_width, int y, int x,
+                                    const int32_t *start, const int32_t *len,
+                                    const int32_t *weights, int stride, uint8_t *out) {
+  rs_horizontal(src, src_width, y, y + 1, 1, start + x, len + x, weights + (size_t)x * stride,
+                stride, out);
+}
+
+/* Taps 2j and 2j+1 of output pixel `x`, zero past its own taps, each 22-bit weight split into
+   w = hi * 2048 + lo (lo in 0..2047, hi a 16-bit signed value) for 16-bit multiply-adds. */
+static inline void split_pair(const int32_t *len, const int32_t *weights, int stride, int x,
+                              int j, int16_t lo[2], int16_t hi[2]) {
+  const int32_t *k = weights + (size_t)x * stride;
+  for (int i = 0; i < 2; i++) {
+    const int32_t w = 2 * j + i < len[x] ? k[2 * j + i] : 0;
+    lo[i] = (int16_t)(w & 2047);
+    hi[i] = (int16_t)(w >> 11);
+  }
+}
 
 /*
  * rs_horizontal with SSSE3/SSE4.1's 16-bit multiply-adds: two taps of all three channels in one
@@ -54,15 +77,12 @@ __attribute__((target("ssse3,sse4.1"))) static int horizontal_madd(
   __m128i *table = aligned_alloc(16, sizeof(__m128i) * 2 * (size_t)pairs * (size_t)out_width);
   if (!table) return 0;
   for (int x = 0; x < out_width; x++) {
-    const int32_t *k = weights + (size_t)x * stride;
     for (int j = 0; j < pairs; j++) {
-      const int32_t w0 = 2 * j < len[x] ? k[2 * j] : 0;
-      const int32_t w1 = 2 * j + 1 < len[x] ? k[2 * j + 1] : 0;
-      const int16_t lo0 = (int16_t)(w0 & 2047), lo1 = (int16_t)(w1 & 2047);
-      const int16_t hi0 = (int16_t)(w0 >> 11), hi1 = (int16_t)(w1 >> 11);
+      int16_t lo[2], hi[2];
+      split_pair(len, weights, stride, x, j, lo, hi);
       __m128i *t = table + 2 * ((size_t)x * pairs + j);
-      t[0] = _mm_setr_epi16(lo0, lo1, lo0, lo1, lo0, lo1, 0, 0);
-      t[1] = _mm_setr_epi16(hi0, hi1, hi0, hi1, hi0, hi1, 0, 0);
+      t[0] = _mm_setr_epi16(lo[0], lo[1], lo[0], lo[1], lo[0], lo[1], 0, 0);
+      t[1] = _mm_setr_epi16(hi[0], hi[1], hi[0], hi[1], hi[0], hi[1], 0, 0);
     }
   }
   /* [r0 g0 b0 r1 g1 b1 . .] -> 16-bit lanes [r0 r1 g0 g1 b0 b1 0 0] */
@@ -71,59 +91,29 @@ __attribute__((target("ssse3,sse4.1"))) static int horizontal_madd(
   for (int y = first_row; y < last_row; y++) {
     const uint8_t *row = src + (size_t)y * src_width * 3;
     const int last = y == last_row - 1;
-    for (int x = 0; x < out_width; x++) {
-      const uint8_t *p = row + (size_t)start[x] * 3;
+    for (int x = 0; x < out_width; x++, out += 3) {
       const int n = len[x];
-      int32_t sums[4];
       if (last && start[x] + n + 2 > src_width) {
-        const int32_t *k = weights + (size_t)x * stride;
-        int32_t r = 1 << (PRECISION_BITS - 1), g = r, b = r;
-        for (int t = 0; t < n; t++, p += 3) {
-          r += p[0] * k[t];
-          g += p[1] * k[t];
-          b += p[2] * k[t];
-        }
-        sums[0] = r, sums[1] = g, sums[2] = b;
-      } else {
-        const __m128i *t = table + 2 * (size_t)x * pairs;
-        __m128i lo = _mm_setzero_si128(), hi = _mm_setzero_si128();
-        for (int j = 0, m = (n + 1) / 2; j < m; j++, p += 6, t += 2) {
-          const __m128i v = _mm_shuffle_epi8(_mm_loadl_epi64((const __m128i *)p), order);
-          lo = _mm_add_epi32(lo, _mm_madd_epi16(v, t[0]));
-          hi = _mm_add_epi32(hi, _mm_madd_epi16(v, t[1]));
-        }
-        const __m128i sum = _mm_add_epi32(_mm_add_epi32(half, lo), _mm_slli_epi32(hi, 11));
-        // clip8 in SIMD: >> 22, then saturate to 0..255 (negative to 0, >= 256 to 255).
-        const __m128i px = _mm_srai_epi32(sum, PRECISION_BITS);
-        const int32_t rgb = _mm_cvtsi128_si32(_mm_packus_epi16(_mm_packus_epi32(px, px), px));
-        memcpy(out, &rgb, 3);
-        out += 3;
+        horizontal_pixel(src, src_width, y, x, start, len, weights, stride, out);
         continue;
       }
-      *out++ = clip8(sums[0]);
-      *out++ = clip8(sums[1]);
-      *out++ = clip8(sums[2]);
+      const uint8_t *p = row + (size_t)start[x] * 3;
+      const __m128i *t = table + 2 * (size_t)x * pairs;
+      __m128i lo = _mm_setzero_si128(), hi = _mm_setzero_si128();
+      for (int j = 0, m = (n + 1) / 2; j < m; j++, p += 6, t += 2) {
+        const __m128i v = _mm_shuffle_epi8(_mm_loadl_epi64((const __m128i *)p), order);
+        lo = _mm_add_epi32(lo, _mm_madd_epi16(v, t[0]));
+        hi = _mm_add_epi32(hi, _mm_madd_epi16(v, t[1]));
+      }
+      const __m128i sum = _mm_add_epi32(_mm_add_epi32(half, lo), _mm_slli_epi32(hi, 11));
+      // clip8 in SIMD: >> 22, then saturate to 0..255 (negative to 0, >= 256 to 255).
+      const __m128i px = _mm_srai_epi32(sum, PRECISION_BITS);
+      const int32_t rgb = _mm_cvtsi128_si32(_mm_packus_epi16(_mm_packus_epi32(px, px), px));
+      memcpy(out, &rgb, 3);
     }
   }
   free(table);
   return 1;
-}
-
-/* One output pixel of rs_horizontal, in scalar code: the SIMD passes' edge cases. */
-static inline void horizontal_pixel(const uint8_t *row, int x, const int32_t *start,
-                                    const int32_t *len, const int32_t *weights, int stride,
-                                    uint8_t *out) {
-  const uint8_t *p = row + (size_t)start[x] * 3;
-  const int32_t *k = weights + (size_t)x * stride;
-  int32_t r = 1 << (PRECISION_BITS - 1), g = r, b = r;
-  for (int t = 0; t < len[x]; t++, p += 3) {
-    r += p[0] * k[t];
-    g += p[1] * k[t];
-    b += p[2] * k[t];
-  }
-  out[0] = clip8(r);
-  out[1] = clip8(g);
-  out[2] = clip8(b);
 }
 
 /*
@@ -149,14 +139,7 @@ __attribute__((target("avx2"))) static int horizontal_madd_avx2(
   for (int d = 0; d < duos; d++) {
     int16_t lo[2][2], hi[2][2];
     for (int j = 0; j < pairs; j++) {
-      for (int l = 0; l < 2; l++) {
-        const int x = 2 * d + l;
-        const int32_t *k = weights + (size_t)x * stride;
-        const int32_t w0 = 2 * j < len[x] ? k[2 * j] : 0;
-        const int32_t w1 = 2 * j + 1 < len[x] ? k[2 * j + 1] : 0;
-        lo[l][0] = (int16_t)(w0 & 2047), lo[l][1] = (int16_t)(w1 & 2047);
-        hi[l][0] = (int16_t)(w0 >> 11), hi[l][1] = (int16_t)(w1 >> 11);
-      }
+      for (int l = 0; l < 2; l++) split_pair(len, weights, stride, 2 * d + l, j, lo[l], hi[l]);
       __m256i *t = table + 2 * ((size_t)d * pairs + j);
       t[0] = _mm256_setr_epi16(lo[0][0], lo[0][1], lo[0][0], lo[0][1], lo[0][0], lo[0][1], 0, 0,
                                lo[1][0], lo[1][1], lo[1][0], lo[1][1], lo[1][0], lo[1][1], 0, 0);
@@ -178,8 +161,8 @@ __attribute__((target("avx2"))) static int horizontal_madd_avx2(
       const int x0 = 2 * d, x1 = x0 + 1, m = steps[d];
       /* A lane's loads reach 3 * (start + 2m) + 2 bytes into the row. */
       if (last && (start[x0] + 2 * m + 1 > src_width || start[x1] + 2 * m + 1 > src_width)) {
-        horizontal_pixel(row, x0, start, len, weights, stride, out);
-        horizontal_pixel(row, x1, start, len, weights, stride, out + 3);
+        horizontal_pixel(src, src_width, y, x0, start, len, weights, stride, out);
+        horizontal_pixel(src, src_width, y, x1, start, len, weights, stride, out + 3);
         continue;
       }
       const uint8_t *p0 = row + (size_t)start[x0] * 3, *p1 = row + (size_t)start[x1] * 3;
@@ -201,7 +184,7 @@ __attribute__((target("avx2"))) static int horizontal_madd_avx2(
       memcpy(out + 3, &rgb1, 3);
     }
     if (out_width & 1) {
-      horizontal_pixel(row, out_width - 1, start, len, weights, stride, out);
+      horizontal_pixel(src, src_width, y, out_width - 1, start, len, weights, stride, out);
       out += 3;
     }
   }
@@ -252,17 +235,16 @@ static napi_value failure_of(napi_env env, int kind, const char *message) {
   return result;
 }
 
-static int bytes_of(napi_env env, napi_value value, uint8_t **data, size_t *length) {
+/* A typed array of type `want`: its data and (when asked) its element count. */
+static int typed_of(napi_env env, napi_value value, napi_typedarray_type want, void **data,
+                    size_t *count) {
   bool is_typed;
   if (napi_is_typedarray(env, value, &is_typed) != napi_ok || !is_typed) return 0;
   napi_typedarray_type type;
-  void *base;
-  size_t count;
-  if (napi_get_typedarray_info(env, value, &type, &count, &base, NULL, NULL) != napi_ok) return 0;
-  if (type != napi_uint8_array) return 0;
-  *data = (uint8_t *)base;
-  *length = count;
-  return 1;
+  size_t n;
+  if (napi_get_typedarray_info(env, value, &type, &n, data, NULL, NULL) != napi_ok) return 0;
+  if (count) *count = n;
+  return type == want;
 }
 
 /* Kept off decode's frame: setjmp/longjmp leave locals modified after setjmp indeterminate. */
@@ -278,14 +260,16 @@ static napi_value decode(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "decode(jpeg, out, memLimit)");
     return NULL;
   }
-  uint8_t *in, *out;
+  void *in_data, *out_data;
   size_t in_len, out_len;
   double mem_limit;
-  if (!bytes_of(env, argv[0], &in, &in_len) || !bytes_of(env, argv[1], &out, &out_len) ||
+  if (!typed_of(env, argv[0], napi_uint8_array, &in_data, &in_len) ||
+      !typed_of(env, argv[1], napi_uint8_array, &out_data, &out_len) ||
       napi_get_value_double(env, argv[2], &mem_limit) != napi_ok) {
     napi_throw_type_error(env, NULL, "decode(jpeg: Uint8Array, out: Uint8Array, memLimit: number)");
     return NULL;
   }
+  uint8_t *in = in_data, *out = out_data;
   /* On the heap: worker threads may each load this addon, and locals changed between setjmp
      and longjmp would be indeterminate afterwards. */
   struct job *volatile j = calloc(1, sizeof(struct job));
@@ -344,36 +328,35 @@ static int int_of(napi_env env, napi_value v, int32_t *out) {
   return napi_get_value_int32(env, v, out) == napi_ok;
 }
 
-static int typed_of(napi_env env, napi_value value, napi_typedarray_type want, void **data) {
-  bool is_typed;
-  if (napi_is_typedarray(env, value, &is_typed) != napi_ok || !is_typed) return 0;
-  napi_typedarray_type type;
-  size_t count;
-  if (napi_get_typedarray_info(env, value, &type, &count, data, NULL, NULL) != napi_ok) return 0;
-  return type == want;
-}
 
-/* horizontal(src, srcWidth, firstRow, lastRow, outWidth, start, len, weights, stride, out) */
+/* horizontal(src, srcWidth, firstRow, lastRow, outWidth, start, len, weights, stride, out,
+   simd?): `simd` caps the instruction set (2 AVX2, the default; 1 SSE4.1; 0 the scalar loop), so
+   that tests on an AVX2 machine check the other passes' bytes too. */
 static napi_value horizontal(napi_env env, napi_callback_info info) {
-  size_t argc = 10;
-  napi_value a[10];
+  size_t argc = 11;
+  napi_value a[11];
   void *src, *start, *len, *weights, *out;
   int32_t src_width, first_row, last_row, out_width, stride;
   if (napi_get_cb_info(env, info, &argc, a, NULL, NULL) != napi_ok || argc < 10 ||
-      !typed_of(env, a[0], napi_uint8_array, &src) || !int_of(env, a[1], &src_width) ||
+      !typed_of(env, a[0], napi_uint8_array, &src, NULL) || !int_of(env, a[1], &src_width) ||
       !int_of(env, a[2], &first_row) || !int_of(env, a[3], &last_row) ||
-      !int_of(env, a[4], &out_width) || !typed_of(env, a[5], napi_int32_array, &start) ||
-      !typed_of(env, a[6], napi_int32_array, &len) ||
-      !typed_of(env, a[7], napi_int32_array, &weights) || !int_of(env, a[8], &stride) ||
-      !typed_of(env, a[9], napi_uint8_array, &out)) {
+      !int_of(env, a[4], &out_width) || !typed_of(env, a[5], napi_int32_array, &start, NULL) ||
+      !typed_of(env, a[6], napi_int32_array, &len, NULL) ||
+      !typed_of(env, a[7], napi_int32_array, &weights, NULL) || !int_of(env, a[8], &stride) ||
+      !typed_of(env, a[9], napi_uint8_array, &out, NULL)) {
     napi_throw_type_error(env, NULL, "horizontal: bad arguments");
     return NULL;
   }
-  if (__builtin_cpu_supports("avx2") &&
+  int32_t simd = 2;
+  if (argc > 10 && !int_of(env, a[10], &simd)) {
+    napi_throw_type_error(env, NULL, "horizontal: simd must be 0, 1 or 2");
+    return NULL;
+  }
+  if (simd >= 2 && __builtin_cpu_supports("avx2") &&
       horizontal_madd_avx2(src, src_width, first_row, last_row, out_width, start, len, weights,
                            stride, out))
     return NULL;
-  if (!(__builtin_cpu_supports("sse4.1") &&
+  if (!(simd >= 1 && __builtin_cpu_supports("sse4.1") &&
         horizontal_madd(src, src_width, first_row, last_row, out_width, start, len, weights,
                         stride, out)))
     rs_horizontal(src, src_width, first_row, last_row, out_width, start, len, weights, stride, out);
@@ -387,12 +370,13 @@ static napi_value vertical(napi_env env, napi_callback_info info) {
   void *src, *start, *len, *weights, *acc, *out;
   int32_t row_bytes, first_row, out_height, stride;
   if (napi_get_cb_info(env, info, &argc, a, NULL, NULL) != napi_ok || argc < 10 ||
-      !typed_of(env, a[0], napi_uint8_array, &src) || !int_of(env, a[1], &row_bytes) ||
+      !typed_of(env, a[0], napi_uint8_array, &src, NULL) || !int_of(env, a[1], &row_bytes) ||
       !int_of(env, a[2], &first_row) || !int_of(env, a[3], &out_height) ||
-      !typed_of(env, a[4], napi_int32_array, &start) ||
-      !typed_of(env, a[5], napi_int32_array, &len) ||
-      !typed_of(env, a[6], napi_int32_array, &weights) || !int_of(env, a[7], &stride) ||
-      !typed_of(env, a[8], napi_int32_array, &acc) || !typed_of(env, a[9], napi_uint8_array, &out)) {
+      !typed_of(env, a[4], napi_int32_array, &start, NULL) ||
+      !typed_of(env, a[5], napi_int32_array, &len, NULL) ||
+      !typed_of(env, a[6], napi_int32_array, &weights, NULL) || !int_of(env, a[7], &stride) ||
+      !typed_of(env, a[8], napi_int32_array, &acc, NULL) ||
+      !typed_of(env, a[9], napi_uint8_array, &out, NULL)) {
     napi_throw_type_error(env, NULL, "vertical: bad arguments");
     return NULL;
   }

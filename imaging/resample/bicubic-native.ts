@@ -3,7 +3,7 @@
  * bicubic-wasm.ts (the same taps and the same C loops, wasm/resample.c) from the native addon
  * (../native/clip-native.ts), on the caller's arrays without copying them into a WASM heap.
  */
-import type { ClipNative } from "../native/clip-native.ts";
+import type { ClipNative, SimdLevel } from "../native/clip-native.ts";
 import { bicubicPasses } from "./bicubic-wasm.ts";
 import { type ResizeWindow, type RgbImage, resizeBicubicWindow } from "./pillow-bicubic.ts";
 
@@ -16,8 +16,12 @@ export class BicubicNative {
   #planKey = "";
   #plan: ReturnType<typeof bicubicPasses> | undefined;
 
-  constructor(addon: ClipNative) {
+  readonly #simd: SimdLevel;
+
+  /** `simd` caps the horizontal pass's instruction set (tests check each pass's bytes). */
+  constructor(addon: ClipNative, simd: SimdLevel = 2) {
     this.#addon = addon;
+    this.#simd = simd;
   }
 
   /** As BicubicWasm.resize: `window` of the resized `image` into `out`. */
@@ -56,6 +60,7 @@ export class BicubicNative {
       cols.weights,
       cols.stride,
       this.#tmp,
+      this.#simd,
     );
     a.vertical(
       this.#tmp,

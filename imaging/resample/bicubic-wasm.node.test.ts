@@ -1,5 +1,5 @@
 // Both fast builds of the bicubic loops against the TypeScript Pillow port: resample.wasm, and the
-// native addon's (SSSE3/AVX2 where the CPU has them) where it loads.
+// native addon's (AVX2, SSE4.1 and scalar horizontal passes) where it loads.
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { loadClipNative } from "../native/clip-native.ts";
@@ -14,7 +14,14 @@ const wasm = new BicubicWasm(
 const { addon } = loadClipNative();
 const resizers: [string, Resizer][] = [
   ["BicubicWasm", wasm],
-  ...(addon ? [["BicubicNative", new BicubicNative(addon)] as [string, Resizer]] : []),
+  // Each pass of the native build: the best the CPU has, and the narrower ones forced.
+  ...(addon
+    ? ([
+        ["BicubicNative", new BicubicNative(addon)],
+        ["BicubicNative, SSE4.1 at most", new BicubicNative(addon, 1)],
+        ["BicubicNative, scalar", new BicubicNative(addon, 0)],
+      ] as [string, Resizer][])
+    : []),
 ];
 
 describe.each(resizers)("%s", (_name, resizer) => {
