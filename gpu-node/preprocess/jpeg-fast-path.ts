@@ -202,39 +202,47 @@ let wasm: Engine | undefined;
 let native: Engine | undefined;
 let active: Engine | undefined;
 
+/** The native build, or why it cannot load here (each build is made once per thread). */
+function nativeBuild(): { engine?: Engine; why?: string } {
+  const { addon, why } = loadClipNative();
+  if (!addon) return { why };
+  native ??= nativeEngine(addon);
+  return { engine: native };
+}
+
+function wasmBuild(): Engine {
+  wasm ??= wasmEngine();
+  return wasm;
+}
+
 /**
  * The builds `choice` allows, best first, for decode.ts to check against sharp in turn: `native`
  * alone throws (naming why) where the native build cannot load; `auto` falls back to WASM.
  */
 export function jpegEngines(choice: JpegDecoder): JpegDecoderName[] {
   if (choice === "wasm") return ["wasm"];
-  const { addon, why } = loadClipNative();
-  if (addon) native ??= nativeEngine(addon);
+  const { engine, why } = nativeBuild();
   if (choice === "native") {
-    if (!addon) throw new Error(`GPU_NODE_JPEG_DECODER=native: ${why}`);
+    if (!engine) throw new Error(`GPU_NODE_JPEG_DECODER=native: ${why}`);
     return ["native"];
   }
-  return addon ? ["native", "wasm"] : ["wasm"];
+  return engine ? ["native", "wasm"] : ["wasm"];
 }
 
 /** Makes `name` the build the fast paths use from now on in this thread. */
 export function useJpegEngine(name: JpegDecoderName): void {
-  if (name === "native") {
-    const { addon, why } = loadClipNative();
-    if (!addon) throw new Error(`the native JPEG decoder: ${why}`);
-    native ??= nativeEngine(addon);
-    active = native;
-  } else {
-    wasm ??= wasmEngine();
-    active = wasm;
+  if (name === "wasm") {
+    active = wasmBuild();
+    return;
   }
+  const { engine, why } = nativeBuild();
+  if (!engine) throw new Error(`the native JPEG decoder: ${why}`);
+  active = engine;
 }
 
 /** The build in use; WASM until decode.ts has chosen. */
 function engine(): Engine {
-  if (active) return active;
-  wasm ??= wasmEngine();
-  return wasm;
+  return active ?? wasmBuild();
 }
 
 /** The name of the build the fast paths use now. */
