@@ -163,14 +163,15 @@ function bufferFromBase64(Buffer: NodeBuffer): (text: string) => Uint8Array | un
 }
 
 const nodeBuffer = (globalThis as { Buffer?: NodeBuffer }).Buffer;
+
+/** Node's Buffer path (the runtime's, also tested on its own). */
+export const nodeBufferBase64 = nodeBuffer ? bufferFromBase64(nodeBuffer) : undefined;
+
 const RUNTIME_DECODERS: Base64Decoders = {
   native: (Uint8Array as unknown as { fromBase64?: (text: string) => Uint8Array<ArrayBuffer> })
     .fromBase64,
-  buffer: nodeBuffer ? bufferFromBase64(nodeBuffer) : undefined,
+  buffer: nodeBufferBase64,
 };
-
-/** Node's Buffer path on its own, for tests. */
-export const nodeBufferBase64 = nodeBuffer ? bufferFromBase64(nodeBuffer) : undefined;
 
 /**
  * Standard base64 (padding optional, whitespace anywhere) to bytes; undefined when it is not.
