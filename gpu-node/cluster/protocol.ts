@@ -29,7 +29,7 @@ export type FromWorker =
       readonly t: "listening";
       readonly port: number;
       readonly model: ModelDescription;
-      /** Whether its decoder takes the exact-224 fast path (preprocess/decode.ts). */
+      /** Which libjpeg-turbo build its plain-JPEG fast paths use, or "off" (preprocess/decode.ts). */
       readonly jpegFastPath: FastPath;
     }
   | { readonly t: "failed"; readonly message: string }
