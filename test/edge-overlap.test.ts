@@ -7,23 +7,12 @@ import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createStandIn } from "../edge/testing/gpu-stand-in.ts";
 import { type EdgeWorker, startEdge } from "./support/edge-worker.ts";
+import { randomBytes } from "./support/images.ts";
 import { type StandInServer, serveStandIn } from "./support/stand-in-server.ts";
 
 const KEY = "overlap-key";
 const IMAGES = 32;
 const PER_CALL = 8;
-
-/** Seeded noise (xorshift32): deflate cannot shrink it, as in the seed's benchmark. */
-function noise(length: number, seed: number): Buffer {
-  const out = Buffer.alloc(length);
-  for (let i = 0, x = seed * 2654435761; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x >>> 24;
-  }
-  return out;
-}
 
 let gpu: StandInServer;
 let edge: EdgeWorker;
@@ -49,7 +38,7 @@ describe("the Worker sends each gpu-node call while later images resize", () => 
     // The seed's own images: 224x224 noise PNGs, ~2 ms of in-Worker resize each.
     const pngs = await Promise.all(
       Array.from({ length: IMAGES }, (_, i) =>
-        sharp(noise(224 * 224 * 3, i + 1), { raw: { width: 224, height: 224, channels: 3 } })
+        sharp(randomBytes(224 * 224 * 3, i + 1), { raw: { width: 224, height: 224, channels: 3 } })
           .png()
           .toBuffer(),
       ),

@@ -4,7 +4,7 @@
 // (wasm-formats.node.test.ts); these compare the decoded samples themselves.
 import sharp from "sharp";
 import { describe, expect, it } from "vitest";
-import { pngChunk as chunk, photoLike, withAlpha } from "../../test/support/images.ts";
+import { pngChunk as chunk, photoLike, randomBytes, withAlpha } from "../../test/support/images.ts";
 import { decodePngReduced } from "./decode.ts";
 
 // Odd sizes: Adam7's passes are uneven and k = 3 leaves partial cells on both edges.
@@ -144,14 +144,8 @@ describe("PNG decode against libpng's samples", () => {
   });
 
   it("the seed's own image, 224x224 RGB noise, every byte: its zlib stream in one IDAT, in 8 KB ones, in 3-byte ones", async () => {
-    const noise = Buffer.alloc(224 * 224 * 3);
-    // xorshift32: noise deflate cannot shrink (~150 KB of stored blocks, as the seed sends).
-    for (let i = 0, x = 2463534242; i < noise.length; i++) {
-      x ^= x << 13;
-      x ^= x >>> 17;
-      x ^= x << 5;
-      noise[i] = x >>> 24;
-    }
+    // Seeded noise: deflate cannot shrink it (~150 KB of stored blocks, as the seed sends).
+    const noise = randomBytes(224 * 224 * 3, 2463534242);
     const png = await sharp(noise, { raw: { width: 224, height: 224, channels: 3 } })
       .png()
       .toBuffer();
