@@ -16,7 +16,6 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { mkdir } from "node:fs/promises";
-import { request } from "node:http";
 import { cpus, loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { createClient } from "@connectrpc/connect";
@@ -51,8 +50,9 @@ import {
   startDouble,
   startEdgeDev,
   startNodeEdge,
+  type WorkerDev,
 } from "./e2e/stack.ts";
-import { evaluateTargets } from "./e2e/targets.ts";
+import { type DevProxyCost, evaluateTargets } from "./e2e/targets.ts";
 import { writeReport } from "./report/index.ts";
 import { PASS_THROUGH } from "./wan/link.ts";
 import { startWanProcess, type WanProcess } from "./wan/process.ts";
@@ -264,7 +264,7 @@ async function main(): Promise<void> {
   let backends: Backends | undefined;
   const rows: Row[] = [];
   let edgeNoopP50Ms = Number.NaN;
-  const noop = { workerMs: Number.NaN, nodeMs: Number.NaN };
+  let devProxy: DevProxyCost[] = [];
   try {
     // Links first (targets are set once the servers are up), then the two edges.
     const placeholder = loopback(9);
@@ -288,30 +288,37 @@ async function main(): Promise<void> {
       if (s.status === "fulfilled") edges.push(s.value as EdgeDev);
     if (started[3].status === "fulfilled") backends = started[3].value;
     for (const s of started) if (s.status === "rejected") throw s.reason;
-    const [edge, noEdge, nodeEdge] = edges as [EdgeDev, EdgeDev, EdgeDev];
+    const [edge, noEdge, nodeEdge] = edges as [WorkerDev, WorkerDev, EdgeDev];
     let b = backends!;
-    edgeNoopP50Ms = await noopRoundTrip(edge.url);
-    // wrangler's dev proxy, measured apart: the same no-op on a new connection per call (as the
-    // seed's client makes them) through the Worker and through the Node edge, in turns.
-    for (let round = 0; round < 3; round++) {
-      const w = await noopRoundTrip(edge.url, { calls: 20, newConnection: true });
-      const n = await noopRoundTrip(nodeEdge.url, { calls: 20, newConnection: true });
-      noop.workerMs = round === 0 ? w : Math.min(noop.workerMs, w);
-      noop.nodeMs = round === 0 ? n : Math.min(noop.nodeMs, n);
-    }
+    edgeNoopP50Ms = await noopRoundTrip(edge.workerUrl);
     progress(
-      `edges up (no-op GET /healthz p50 ${edgeNoopP50Ms.toFixed(1)} ms; new connection each: ` +
-        `Worker ${noop.workerMs.toFixed(1)} ms, Node edge ${noop.nodeMs.toFixed(1)} ms): ` +
-        `${edge.url} (${edge.startMs.toFixed(0)} ms), ${noEdge.url} (${noEdge.startMs.toFixed(0)} ms), ` +
-        `${nodeEdge.url} (${nodeEdge.startMs.toFixed(0)} ms)`,
+      `edges up (no-op GET /healthz p50 ${edgeNoopP50Ms.toFixed(1)} ms): ` +
+        `${edge.workerUrl} (${edge.startMs.toFixed(0)} ms), ${noEdge.workerUrl} ` +
+        `(${noEdge.startMs.toFixed(0)} ms), ${nodeEdge.url} (${nodeEdge.startMs.toFixed(0)} ms)`,
     );
-    const access = await wan.open(LINKS.edgeAccess, loopback(portOf(edge.url)), PASS_THROUGH);
+    if (plan.scenarios.some((s) => s.input === "seed-png" && s.variants.includes("edge"))) {
+      devProxy = await measureDevProxy(edge, seedPng.images, apiKey);
+      progress(
+        `wrangler's dev proxy, measured apart: ${devProxy
+          .map(
+            (d) =>
+              `batch ${d.batch} ${d.viaProxyP50Ms.toFixed(1)} vs ${d.directP50Ms.toFixed(1)} ms`,
+          )
+          .join(", ")}`,
+      );
+    }
+    // The Worker's rows go straight to its runtime: a deployed Worker has no dev proxy.
+    const access = await wan.open(LINKS.edgeAccess, loopback(portOf(edge.workerUrl)), PASS_THROUGH);
     const nodeAccess = await wan.open(
       LINKS.nodeEdgeAccess,
       loopback(portOf(nodeEdge.url)),
       PASS_THROUGH,
     );
-    const direct = await wan.open(LINKS.noEdgeDirect, loopback(portOf(noEdge.url)), PASS_THROUGH);
+    const direct = await wan.open(
+      LINKS.noEdgeDirect,
+      loopback(portOf(noEdge.workerUrl)),
+      PASS_THROUGH,
+    );
     const edgeCall = edgeClient(access.url, apiKey);
     const noEdgeCall = edgeClient(direct.url, apiKey);
     // The edges beside the client: their process, the seed's workload (base64 JSON, a new
@@ -414,8 +421,7 @@ async function main(): Promise<void> {
   const wallS = performance.now() / 1000;
   const context = {
     edgeNoopP50Ms,
-    workerNoopNewConnectionP50Ms: noop.workerMs,
-    nodeNoopNewConnectionP50Ms: noop.nodeMs,
+    devProxy,
     loadavgAtStart: env.loadavgAtStart,
   };
   const targets = evaluateTargets(rows, context);
@@ -445,32 +451,53 @@ async function main(): Promise<void> {
  * p50 of a no-op request straight to an edge (GET /healthz): what the local dev runtime itself
  * costs. `newConnection`: each request on a connection of its own, as the seed's client makes them.
  */
-async function noopRoundTrip(
-  url: string,
-  { calls = 30, warmup = 5, newConnection = false } = {},
-): Promise<number> {
+async function noopRoundTrip(url: string, { calls = 30, warmup = 5 } = {}): Promise<number> {
   const times: number[] = [];
   for (let i = 0; i < warmup + calls; i++) {
     const t0 = performance.now();
-    if (newConnection) await getOnNewConnection(`${url}/healthz`);
-    else await (await fetch(`${url}/healthz`)).arrayBuffer();
+    await (await fetch(`${url}/healthz`)).arrayBuffer();
     if (i >= warmup) times.push(performance.now() - t0);
   }
   return median(times);
 }
 
-function getOnNewConnection(url: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { agent: false }, (res) => {
-      res.resume();
-      res.on("end", () =>
-        res.statusCode === 200 ? resolve() : reject(new Error(`${res.statusCode}`)),
+/**
+ * wrangler's dev proxy, measured apart on the seed's workload: the same calls (the seed's client,
+ * a new connection each) through the proxy and straight to the Worker's runtime, in turns, on
+ * loopback. A no-op GET said 2 ms; a batch of 32 (6.4 MB up, 340 KB of JSON down) costs it far
+ * more, gzip between its two runtimes included.
+ */
+async function measureDevProxy(
+  edge: WorkerDev,
+  images: readonly Buffer[],
+  apiKey: string,
+): Promise<DevProxyCost[]> {
+  const ways = [seedClient(edge.url, apiKey), seedClient(edge.workerUrl, apiKey)] as const;
+  const out: DevProxyCost[] = [];
+  for (const [batch, calls] of [
+    [1, 20],
+    [32, 6],
+  ] as const) {
+    const times: [number[], number[]] = [[], []];
+    for (let k = 0; k < 2 + calls; k++) {
+      const sent = Array.from(
+        { length: batch },
+        (_, j) => images[(k * batch + j) % images.length]!,
       );
-      res.on("error", reject);
+      for (const w of [0, 1] as const) {
+        const t0 = performance.now();
+        await ways[w](sent);
+        if (k >= 2) times[w].push(performance.now() - t0);
+      }
+    }
+    out.push({
+      batch,
+      calls,
+      viaProxyP50Ms: median(times[0]),
+      directP50Ms: median(times[1]),
     });
-    req.on("error", reject);
-    req.end();
-  });
+  }
+  return out;
 }
 
 /**

@@ -6,8 +6,16 @@
  * the Worker in the middle of a run (a call failed, and later calls would have measured other
  * code). Vars and secrets come from the environment variable EDGE_VARS (JSON), never argv.
  *
+ * It announces two addresses. `url` is wrangler's dev proxy, what `wrangler dev` users call: a
+ * Worker of its own in a second workerd, a Durable Object, then a fetch to the runtime that
+ * serves the project's Worker, with gzip between the two (the inner runtime compresses JSON for
+ * the proxy's fetch, as Cloudflare's front line would, and the proxy inflates it again).
+ * `workerUrl` is that inner runtime's own server, with no proxy in front, as close as this
+ * machine gets to a deployed Worker (whose front line runs elsewhere).
+ *
  *   EDGE_VARS='{"GPU_NODE_URLS":"…"}' node test/bench/e2e/edge-child.ts --port 8787 --persist-to DIR
- * prints {"url": "http://127.0.0.1:8787"} once ready; SIGTERM disposes it.
+ * prints {"url": "http://127.0.0.1:8787", "workerUrl": "http://127.0.0.1:PORT"} once ready;
+ * SIGTERM disposes it.
  */
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -35,9 +43,23 @@ const worker = await unstable_startWorker({
     ...(values["persist-to"] ? { persist: values["persist-to"] } : {}),
   },
 });
+type UrlParts = { protocol: string; hostname: string; port: string };
+// The proxy learns the inner runtime's address from this event (wrangler re-emits it for callers);
+// it comes after the build, which is after unstable_startWorker returns.
+const inner = new Promise<string>((resolve, reject) => {
+  const timer = setTimeout(
+    () => reject(new Error("wrangler never reported its runtime's address (reloadComplete)")),
+    120_000,
+  );
+  worker.raw.on("reloadComplete", (event: { proxyData: { userWorkerUrl: UrlParts } }) => {
+    clearTimeout(timer);
+    const { protocol, hostname, port } = event.proxyData.userWorkerUrl;
+    resolve(`${protocol}//${hostname}:${port}`);
+  });
+});
 await worker.ready;
 const url = (await worker.url).href.replace(/\/$/, "");
-process.stdout.write(`${JSON.stringify({ url })}\n`);
+process.stdout.write(`${JSON.stringify({ url, workerUrl: await inner })}\n`);
 const stop = () => void worker.dispose().finally(() => process.exit(0));
 process.on("SIGTERM", stop);
 process.on("SIGINT", stop);

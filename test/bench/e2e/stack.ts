@@ -17,6 +17,15 @@ export interface EdgeDev extends Announced {
   readonly url: string;
 }
 
+/** The Worker in wrangler's dev runtime: `url` is wrangler's dev proxy. */
+export interface WorkerDev extends EdgeDev {
+  /**
+   * The Worker's own runtime behind that proxy (see edge-child.ts): what the bench measures, a
+   * deployed Worker having no such proxy.
+   */
+  readonly workerUrl: string;
+}
+
 /**
  * The edge Worker from the project's wrangler.toml under wrangler's dev runtime (workerd and the
  * local Images binding, as `npm start` runs it), offline and quiet, its state and config in the
@@ -27,7 +36,7 @@ export async function startEdgeDev(
   vars: Record<string, string>,
   cacheDir: string,
   startTimeoutMs = 90_000,
-): Promise<EdgeDev> {
+): Promise<WorkerDev> {
   const dir = join(cacheDir, "bench", "edge", name);
   mkdirSync(dir, { recursive: true });
   const edge = await startAnnounced(resolve(import.meta.dirname, "edge-child.ts"), {
@@ -43,12 +52,12 @@ export async function startEdgeDev(
       XDG_CACHE_HOME: join(cacheDir, "xdg/cache"),
       XDG_DATA_HOME: join(cacheDir, "xdg/data"),
     },
-    isReady: (l) => typeof l.url === "string",
+    isReady: (l) => typeof l.url === "string" && typeof l.workerUrl === "string",
     what: "edge",
     startTimeoutMs,
     keepLogs: false,
   });
-  return { ...edge, url: edge.ready.url as string };
+  return { ...edge, url: edge.ready.url as string, workerUrl: edge.ready.workerUrl as string };
 }
 
 /**
