@@ -464,7 +464,8 @@ async function noopRoundTrip(url: string, { calls = 30, warmup = 5 } = {}): Prom
 /**
  * wrangler's dev proxy, measured apart on the seed's workload: the same calls (the seed's client,
  * a new connection each) through the proxy and straight to the Worker's runtime, in turns, on
- * loopback. A no-op GET said 2 ms; a batch of 32 (6.4 MB up, 340 KB of JSON down) costs it far
+ * loopback; what it adds is the median of each round's difference (a batch of 32 varies by ±10 ms
+ * from call to call on this machine, as much as the proxy costs it). A no-op GET said 2 ms; a batch of 32 (6.4 MB up, 340 KB of JSON down) costs it far
  * more, gzip between its two runtimes included.
  */
 async function measureDevProxy(
@@ -475,8 +476,8 @@ async function measureDevProxy(
   const ways = [seedClient(edge.url, apiKey), seedClient(edge.workerUrl, apiKey)] as const;
   const out: DevProxyCost[] = [];
   for (const [batch, calls] of [
-    [1, 20],
-    [32, 6],
+    [1, 30],
+    [32, 10],
   ] as const) {
     const times: [number[], number[]] = [[], []];
     for (let k = 0; k < 2 + calls; k++) {
@@ -495,6 +496,7 @@ async function measureDevProxy(
       calls,
       viaProxyP50Ms: median(times[0]),
       directP50Ms: median(times[1]),
+      addsMs: median(times[0].map((t, i) => t - times[1][i]!)),
     });
   }
   return out;

@@ -137,6 +137,8 @@ export interface DevProxyCost {
   readonly calls: number;
   readonly viaProxyP50Ms: number;
   readonly directP50Ms: number;
+  /** Median over the rounds of (through the proxy − straight), each round's two calls back to back. */
+  readonly addsMs: number;
 }
 
 export interface TargetContext {
@@ -151,8 +153,7 @@ export interface TargetContext {
 
 /** What wrangler's dev proxy added to a call of `batch` seed images, where that was measured. */
 export function devProxyMs(ctx: TargetContext, batch: number): number | undefined {
-  const m = ctx.devProxy.find((d) => d.batch === batch);
-  return m && m.viaProxyP50Ms - m.directP50Ms;
+  return ctx.devProxy.find((d) => d.batch === batch)?.addsMs;
 }
 
 /** "(wrangler's dev proxy, measured apart, adds X ms p50 to this call)" where measured. */
