@@ -2,8 +2,9 @@
 // gpu-node is skipped for GPU_NODE_SHED_MS, the next one is tried at once, and when every one is
 // full the caller hears 503 without another call.
 import { Code, ConnectError } from "@connectrpc/connect";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { HttpError } from "./errors.ts";
+import { eventLoopWasIdle, turn } from "./event-loop.ts";
 import { createGpuClient } from "./gpu-client.ts";
 import { createStandIn, type StandIn } from "./testing/gpu-stand-in.ts";
 
@@ -117,5 +118,58 @@ describe("gpu-node client: shedding while gpu-nodes are full", () => {
     const { gpu } = client([failing], 50);
     expect(await status(gpu.embed([image], "r1"))).toBe(503);
     expect(gpu.saturated()).toBe(false);
+  });
+});
+
+describe("gpu-node client: the request body in workerd", () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+    eventLoopWasIdle();
+  });
+
+  it("goes as a stream of the same bytes, and the polls due for it end once it is read", async () => {
+    // The polls' 1 ms timers never fire here: a poll that ends was ended by the read.
+    const realSetTimeout = globalThis.setTimeout;
+    const polls = vi
+      .spyOn(globalThis, "setTimeout")
+      .mockImplementation(((fn: () => void, ms?: number) =>
+        ms === 1 ? 0 : realSetTimeout(fn, ms)) as typeof setTimeout);
+    const standIn = createStandIn();
+    let fetched!: () => void;
+    const called = new Promise<void>((resolve) => {
+      fetched = resolve;
+    });
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    let streamed: boolean | undefined;
+    const gpu = createGpuClient({
+      urls: ["http://gpu-0.test"],
+      token: "",
+      timeoutMs: 5_000,
+      fetch: async (input, init) => {
+        streamed = init?.body instanceof ReadableStream;
+        fetched();
+        await gate;
+        return standIn.fetch(input, init);
+      },
+    });
+    const call = gpu.embed([image, new Uint8Array([4, 5])], "r1");
+    await called;
+    let polled = false;
+    const poll = turn().then(() => {
+      polled = true;
+    });
+    await new Promise((resolve) => realSetTimeout(resolve, 20));
+    expect(polled).toBe(false);
+    // The gpu-node reads the body (and decodes both images from it): the poll ends.
+    open();
+    await poll;
+    expect(polls.mock.calls.filter((c) => c[1] === 1)).toHaveLength(1);
+    expect(streamed).toBe(true);
+    expect((await call).vectors).toHaveLength(2);
+    // The second poll due for the call has nothing left to wait for.
+    await turn();
   });
 });

@@ -8,7 +8,7 @@ import {
 } from "../proto/gen/embedder/v1/embedder_pb.js";
 import type { EdgeConfig } from "./config.ts";
 import { HttpError } from "./errors.ts";
-import { subrequestStarted } from "./event-loop.ts";
+import { subrequestBodyRead, subrequestStarted } from "./event-loop.ts";
 
 export interface GpuClientOptions {
   readonly urls: readonly string[];
@@ -80,11 +80,31 @@ export interface GpuClient {
   saturated(): boolean;
 }
 
-// connect-web passes `redirect: "error"`, which workerd rejects ("Invalid redirect value").
-const manualRedirect =
+/** workerd's stream whose length is known up front: its body goes out with a Content-Length. */
+type FixedLength = new (
+  length: number,
+) => { readable: ReadableStream<Uint8Array>; writable: WritableStream<Uint8Array> };
+const FixedLengthStream = (globalThis as { FixedLengthStream?: FixedLength }).FixedLengthStream;
+
+/**
+ * connect-web's fetch, made fit for workerd: it passes `redirect: "error"`, which workerd rejects
+ * ("Invalid redirect value"). In workerd the request body (the same bytes, the same
+ * Content-Length) goes through a FixedLengthStream, whose write settles once the runtime has read
+ * the body to send it: the resizes waiting for the call to go out wait until then
+ * (event-loop.ts), not for a 2 ms timer.
+ */
+const forWorkerd =
   (f: typeof fetch): typeof fetch =>
-  (input, init) =>
-    f(input, { ...init, redirect: "manual" });
+  (input, init) => {
+    const body = init?.body;
+    if (!FixedLengthStream || !(body instanceof Uint8Array)) {
+      return f(input, { ...init, redirect: "manual" });
+    }
+    const stream = new FixedLengthStream(body.byteLength);
+    const writer = stream.writable.getWriter();
+    subrequestBodyRead(writer.write(body).then(() => writer.close()));
+    return f(input, { ...init, body: stream.readable, redirect: "manual" });
+  };
 
 /** Codes worth trying on another gpu-node: it is down, unreachable or full. */
 const RETRYABLE = new Set([Code.Unavailable, Code.Unknown, Code.ResourceExhausted]);
@@ -97,7 +117,7 @@ export function createGpuClient(opts: GpuClientOptions): GpuClient {
       createConnectTransport({
         baseUrl,
         useBinaryFormat: true,
-        fetch: manualRedirect(baseFetch),
+        fetch: forWorkerd(baseFetch),
       }),
   );
   const clients = transports.map((t) => createClient(EmbedderService, t));
@@ -136,12 +156,12 @@ export function createGpuClient(opts: GpuClientOptions): GpuClient {
         const remaining = deadline - now();
         if (remaining <= 0) break;
         try {
-          const call = clients[i]!.embed(
+          // Before the call: connect-web may reach fetch (which reports the body's read) at once.
+          subrequestStarted();
+          const res: EmbedResponse = await clients[i]!.embed(
             { images: images.map((data, k) => ({ id: String(firstId + k), data })) },
             { timeoutMs: remaining, headers: headers(requestId), signal },
           );
-          subrequestStarted();
-          const res: EmbedResponse = await call;
           fullUntil[i] = 0;
           return {
             vectors: res.embeddings.map((e) => toFloats(e.vector)),

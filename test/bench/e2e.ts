@@ -477,7 +477,7 @@ async function measureDevProxy(
   const out: DevProxyCost[] = [];
   for (const [batch, calls] of [
     [1, 30],
-    [32, 10],
+    [32, 20],
   ] as const) {
     const times: [number[], number[]] = [[], []];
     for (let k = 0; k < 2 + calls; k++) {
