@@ -465,8 +465,8 @@ async function noopRoundTrip(url: string, { calls = 30, warmup = 5 } = {}): Prom
  * wrangler's dev proxy, measured apart on the seed's workload: the same calls (the seed's client,
  * a new connection each) through the proxy and straight to the Worker's runtime, in turns, on
  * loopback; what it adds is the median of each round's difference (a batch of 32 varies by ±10 ms
- * from call to call on this machine, as much as the proxy costs it). A no-op GET said 2 ms; a batch of 32 (6.4 MB up, 340 KB of JSON down) costs it far
- * more, gzip between its two runtimes included.
+ * from call to call on this machine, as much as the proxy costs it). A no-op GET said 2 ms; a
+ * batch of 32 (6.4 MB up, 340 KB of JSON down) costs it 8–16 ms.
  */
 async function measureDevProxy(
   edge: WorkerDev,

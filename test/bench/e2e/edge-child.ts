@@ -8,10 +8,10 @@
  *
  * It announces two addresses. `url` is wrangler's dev proxy, what `wrangler dev` users call: a
  * Worker of its own in a second workerd, a Durable Object, then a fetch to the runtime that
- * serves the project's Worker, with gzip between the two (the inner runtime compresses JSON for
- * the proxy's fetch, as Cloudflare's front line would, and the proxy inflates it again).
- * `workerUrl` is that inner runtime's own server, with no proxy in front, as close as this
- * machine gets to a deployed Worker (whose front line runs elsewhere).
+ * serves the project's Worker. `workerUrl` is that runtime's own server, with no proxy in front,
+ * as close as this machine gets to a deployed Worker. (Its local stand-in for Cloudflare's front
+ * line still gzips JSON answers for clients that accept gzip, on these cores: the seed's client
+ * does not ask for it.)
  *
  *   EDGE_VARS='{"GPU_NODE_URLS":"…"}' node test/bench/e2e/edge-child.ts --port 8787 --persist-to DIR
  * prints {"url": "http://127.0.0.1:8787", "workerUrl": "http://127.0.0.1:PORT"} once ready;
