@@ -449,7 +449,7 @@ async function main(): Promise<void> {
 
 /**
  * p50 of a no-op request straight to an edge (GET /healthz): what the local dev runtime itself
- * costs. `newConnection`: each request on a connection of its own, as the seed's client makes them.
+ * costs.
  */
 async function noopRoundTrip(url: string, { calls = 30, warmup = 5 } = {}): Promise<number> {
   const times: number[] = [];

@@ -82,7 +82,8 @@ export function edgeAccount(r: Row, ctx?: TargetContext): string {
   return (
     `p50 ${f(r.latencyMs.p50)} ms = client ↔ edge outside the edge's handler ${f(outsideEdge)} ms ` +
     `(access link floor ${f(access?.rttMs ?? 0)} ms RTT` +
-    (ctx
+    // The no-op was timed on the Worker's runtime: the Node edge's rows say nothing of it.
+    (ctx && r.variant !== "node-edge"
       ? `; a no-op GET /healthz straight to the Worker's runtime takes ${f(ctx.edgeNoopP50Ms)} ms p50`
       : "") +
     `) + edge handler ${f(stage(r, "edge-total"))} ms ` +
@@ -152,7 +153,7 @@ export interface TargetContext {
 }
 
 /** What wrangler's dev proxy added to a call of `batch` seed images, where that was measured. */
-export function devProxyMs(ctx: TargetContext, batch: number): number | undefined {
+function devProxyMs(ctx: TargetContext, batch: number): number | undefined {
   return ctx.devProxy.find((d) => d.batch === batch)?.addsMs;
 }
 

@@ -58,30 +58,32 @@ function seedWorkload(report: Report): string[] {
       `32 ${SEED_PUBLISHED.batch32ImagesPerSecond} img/s; targets: p50 ≤ ` +
       `${SEED_WORKLOAD_TARGETS.singleP50Ms} ms, batch 32 ≥ ${SEED_WORKLOAD_TARGETS.batch32ImagesPerSecond} img/s.\n`,
   );
-  out.push(
-    `The Worker's rows are measured straight to its runtime, past wrangler's dev proxy, which a ` +
-      `deployed Worker does not have (test/bench/e2e/edge-child.ts says what the proxy does). ` +
-      `The proxy, measured apart: the same seed calls through it and straight past it, in turns, ` +
-      `loopback:\n`,
-  );
-  out.push(
-    markdownTable(
-      [
-        "batch",
-        "calls each way",
-        "p50 through the proxy",
-        "p50 straight",
-        "the proxy adds (median of the rounds' differences)",
-      ],
-      ctx.devProxy.map((d) => [
-        String(d.batch),
-        String(d.calls),
-        `${fmt(d.viaProxyP50Ms)} ms`,
-        `${fmt(d.directP50Ms)} ms`,
-        `${fmt(d.addsMs)} ms`,
-      ]),
-    ),
-  );
+  if (ctx.devProxy.length) {
+    out.push(
+      `The Worker's rows are measured straight to its runtime, past wrangler's dev proxy, which a ` +
+        `deployed Worker does not have (test/bench/e2e/edge-child.ts says what the proxy does). ` +
+        `The proxy, measured apart: the same seed calls through it and straight past it, in turns, ` +
+        `loopback:\n`,
+    );
+    out.push(
+      markdownTable(
+        [
+          "batch",
+          "calls each way",
+          "p50 through the proxy",
+          "p50 straight",
+          "the proxy adds (median of the rounds' differences)",
+        ],
+        ctx.devProxy.map((d) => [
+          String(d.batch),
+          String(d.calls),
+          `${fmt(d.viaProxyP50Ms)} ms`,
+          `${fmt(d.directP50Ms)} ms`,
+          `${fmt(d.addsMs)} ms`,
+        ]),
+      ),
+    );
+  }
   for (const profile of [...new Set(rows.map((r) => r.profile))]) {
     const pr = rows
       .filter((r) => r.profile === profile)
