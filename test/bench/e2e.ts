@@ -50,6 +50,7 @@ import {
   startDouble,
   startEdgeDev,
   startNodeEdge,
+  startWorkerdEdge,
   type WorkerDev,
 } from "./e2e/stack.ts";
 import { type DevProxyCost, evaluateTargets } from "./e2e/targets.ts";
@@ -74,6 +75,8 @@ function progress(message: string): void {
 const LINKS = {
   /** (1) client → edge */
   edgeAccess: "edge.access",
+  /** (1) client → the Worker's production bundle on workerd */
+  workerAccess: "worker.access",
   /** (1) client → the edge on Node */
   nodeEdgeAccess: "node-edge.access",
   /** (1) edge → gpu-node */
@@ -92,6 +95,11 @@ function hopsFor(variant: VariantId, profile: ProfileName): Hop[] {
     case "edge":
       return [
         { link: LINKS.edgeAccess, role: "access", settings: p.access },
+        { link: LINKS.edgeBackbone, role: "wan", settings: p.backbone },
+      ];
+    case "worker":
+      return [
+        { link: LINKS.workerAccess, role: "access", settings: p.access },
         { link: LINKS.edgeBackbone, role: "wan", settings: p.backbone },
       ];
     case "node-edge":
@@ -264,6 +272,7 @@ async function main(): Promise<void> {
   let backends: Backends | undefined;
   const rows: Row[] = [];
   let edgeNoopP50Ms = Number.NaN;
+  let workerNoopP50Ms = Number.NaN;
   let devProxy: DevProxyCost[] = [];
   try {
     // Links first (targets are set once the servers are up), then the two edges.
@@ -282,19 +291,23 @@ async function main(): Promise<void> {
       startEdgeDev("edge", edgeVars(backbone.url), cacheDir),
       startEdgeDev("no-edge", edgeVars(local.url), cacheDir),
       startNodeEdge(edgeVars(backbone.url)),
+      // No Images binding on bare workerd: its Worker resizes in WASM whatever the flag says.
+      startWorkerdEdge({ ...edgeVars(backbone.url), RESIZER: "wasm" }, cacheDir),
       startBackends(backendOrder[0]!, cacheDir, wan, triton.url),
     ] as const);
-    for (const s of started.slice(0, 3))
+    for (const s of started.slice(0, 4))
       if (s.status === "fulfilled") edges.push(s.value as EdgeDev);
-    if (started[3].status === "fulfilled") backends = started[3].value;
+    if (started[4].status === "fulfilled") backends = started[4].value;
     for (const s of started) if (s.status === "rejected") throw s.reason;
-    const [edge, noEdge, nodeEdge] = edges as [WorkerDev, WorkerDev, EdgeDev];
+    const [edge, noEdge, nodeEdge, workerd] = edges as [WorkerDev, WorkerDev, EdgeDev, EdgeDev];
     let b = backends!;
     edgeNoopP50Ms = await noopRoundTrip(edge.workerUrl);
+    workerNoopP50Ms = await noopRoundTrip(workerd.url);
     progress(
-      `edges up (no-op GET /healthz p50 ${edgeNoopP50Ms.toFixed(1)} ms): ` +
-        `${edge.workerUrl} (${edge.startMs.toFixed(0)} ms), ${noEdge.workerUrl} ` +
-        `(${noEdge.startMs.toFixed(0)} ms), ${nodeEdge.url} (${nodeEdge.startMs.toFixed(0)} ms)`,
+      `edges up (no-op GET /healthz p50: wrangler dev's runtime ${edgeNoopP50Ms.toFixed(1)} ms, ` +
+        `workerd ${workerNoopP50Ms.toFixed(1)} ms): ${edge.workerUrl} (${edge.startMs.toFixed(0)} ms), ` +
+        `${noEdge.workerUrl} (${noEdge.startMs.toFixed(0)} ms), ${nodeEdge.url} ` +
+        `(${nodeEdge.startMs.toFixed(0)} ms), ${workerd.url} (${workerd.startMs.toFixed(0)} ms)`,
     );
     if (plan.scenarios.some((s) => s.input === "seed-png" && s.variants.includes("edge"))) {
       devProxy = await measureDevProxy(edge, seedPng.images, apiKey);
@@ -309,6 +322,11 @@ async function main(): Promise<void> {
     }
     // The Worker's rows go straight to its runtime: a deployed Worker has no dev proxy.
     const access = await wan.open(LINKS.edgeAccess, loopback(portOf(edge.workerUrl)), PASS_THROUGH);
+    const workerAccess = await wan.open(
+      LINKS.workerAccess,
+      loopback(portOf(workerd.url)),
+      PASS_THROUGH,
+    );
     const nodeAccess = await wan.open(
       LINKS.nodeEdgeAccess,
       loopback(portOf(nodeEdge.url)),
@@ -325,6 +343,11 @@ async function main(): Promise<void> {
     // connection per call) and the keep-alive /v1/embeddings client.
     const beside = {
       edge: { pid: edge.pid, seed: seedClient(access.url, apiKey), keepAlive: edgeCall },
+      worker: {
+        pid: workerd.pid,
+        seed: seedClient(workerAccess.url, apiKey),
+        keepAlive: edgeClient(workerAccess.url, apiKey),
+      },
       "node-edge": {
         pid: nodeEdge.pid,
         seed: seedClient(nodeAccess.url, apiKey),
@@ -354,6 +377,7 @@ async function main(): Promise<void> {
           const gpuNodePids = [b.gpu.pid];
           switch (variant) {
             case "edge":
+            case "worker":
             case "node-edge": {
               const e = beside[variant];
               return {
@@ -421,6 +445,7 @@ async function main(): Promise<void> {
   const wallS = performance.now() / 1000;
   const context = {
     edgeNoopP50Ms,
+    workerNoopP50Ms,
     devProxy,
     loadavgAtStart: env.loadavgAtStart,
   };

@@ -9,13 +9,17 @@ import type { ProfileName } from "../wan/profiles.ts";
 import type { Call, Stages } from "./clients.ts";
 import type { InputName } from "./inputs.ts";
 
-export type VariantId = "edge" | "node-edge" | "no-edge" | "triton";
+export type VariantId = "edge" | "worker" | "node-edge" | "no-edge" | "triton";
 export type BackendName = "vit-tiny" | "vit-b32";
 
 export const VARIANTS: Readonly<Record<VariantId, { label: string; path: string }>> = {
   edge: {
     label: "(1) edge",
     path: "client → edge (wrangler's dev runtime: workerd, local Images binding) → WAN → gpu-node → ONNX Runtime",
+  },
+  worker: {
+    label: "(1) Worker on workerd",
+    path: "client → edge Worker as `wrangler deploy` bundles it, on workerd with no wrangler dev layers (WASM resizer) → WAN → gpu-node → ONNX Runtime",
   },
   "node-edge": {
     label: "(1) Node edge",
@@ -84,6 +88,13 @@ export interface Row {
   readonly imagesPerSecond: number;
   /** Per-stage medians, ms. */
   readonly stagesP50: Readonly<Record<string, number>>;
+  /**
+   * The edge's own time per image: the median over the calls of (call time − the edge's timing
+   * of its gpu-node call) ÷ batch; NaN without an edge. Taken per call because the Worker's clock
+   * has 1 ms steps: the median of its rounded gpu-node calls, taken off the median call, was off
+   * by up to half a step, while per call the rounding errs both ways.
+   */
+  readonly ownMsPerImage: number;
   readonly hops: readonly HopResult[];
   /** Both directions on the hop(s) into the GPU site, per image. */
   readonly wanBytesPerImage: number;
@@ -109,6 +120,7 @@ export interface Row {
 /** Stages that do necessary work on the images (queues, protocol and waiting are not). */
 const COMPUTE_STAGES: Readonly<Record<VariantId, readonly string[]>> = {
   edge: ["edge-validate", "edge-resize", "gpu-decode", "gpu-pack", "gpu-inference"],
+  worker: ["edge-validate", "edge-resize", "gpu-decode", "gpu-pack", "gpu-inference"],
   "node-edge": ["edge-validate", "edge-resize", "gpu-decode", "gpu-pack", "gpu-inference"],
   "no-edge": ["edge-validate", "edge-resize", "gpu-decode", "gpu-pack", "gpu-inference"],
   triton: ["client-decode", "client-pack", "server-compute"],
@@ -390,6 +402,9 @@ function summarise(
     },
     imagesPerSecond: (counted * 1000) / callTime,
     stagesP50,
+    ownMsPerImage: median(
+      calls.map((c) => (c.ms - (c.stages["edge-gpu-call"] ?? Number.NaN)) / batch),
+    ),
     hops,
     wanBytesPerImage: wanHop
       ? (wanHop.bytesUpPerCall + wanHop.bytesDownPerCall) / batch

@@ -35,7 +35,10 @@ const ALL: readonly VariantId[] = ["edge", "no-edge", "triton"];
 const SEED_TABLE: Runs = { warmupCalls: 3, calls: 30 };
 const BATCHES = [4, 8, 16, 32] as const;
 
-/** The seed's own workload (vit-tiny, as on a GPU) through both edges: the Worker and the Node edge. */
+/**
+ * The seed's own workload (vit-tiny, as on a GPU) through the Worker (under wrangler dev, and its
+ * production bundle on workerd) and the Node edge.
+ */
 function seedWorkload(
   profile: ProfileName,
   single: Runs,
@@ -46,7 +49,7 @@ function seedWorkload(
     backend: "vit-tiny",
     profile,
     input: "seed-png",
-    variants: ["edge", "node-edge"],
+    variants: ["edge", "worker", "node-edge"],
     single,
     batches,
     batchRuns,

@@ -1,4 +1,4 @@
-/** The end-to-end benchmark's servers as child processes: the edge (wrangler's dev runtime, and on Node) and the KServe v2 test double with the FP32 model files it needs. */
+/** The end-to-end benchmark's servers as child processes: the edge (wrangler's dev runtime, its production bundle on workerd, and on Node) and the KServe v2 test double with the FP32 model files it needs. */
 import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { float32ModelFile } from "../../support/kserve-double.ts";
@@ -12,6 +12,17 @@ import {
 
 // ---------------------------------------------------------------------------------------------
 // The edge (wrangler's dev runtime, in e2e/edge-child.ts)
+
+/** wrangler offline and quiet, its state in the ignored cache. */
+const WRANGLER_ENV = (cacheDir: string) => ({
+  WRANGLER_SEND_METRICS: "false",
+  WRANGLER_SEND_ERROR_REPORTS: "false",
+  WRANGLER_HIDE_BANNER: "true",
+  CLOUDFLARE_CF_FETCH_ENABLED: "false",
+  XDG_CONFIG_HOME: join(cacheDir, "xdg/config"),
+  XDG_CACHE_HOME: join(cacheDir, "xdg/cache"),
+  XDG_DATA_HOME: join(cacheDir, "xdg/data"),
+});
 
 export interface EdgeDev extends Announced {
   readonly url: string;
@@ -41,23 +52,34 @@ export async function startEdgeDev(
   mkdirSync(dir, { recursive: true });
   const edge = await startAnnounced(resolve(import.meta.dirname, "edge-child.ts"), {
     args: ["--port", "0", "--persist-to", join(dir, "state")],
-    env: {
-      ...process.env,
-      EDGE_VARS: JSON.stringify(vars),
-      WRANGLER_SEND_METRICS: "false",
-      WRANGLER_SEND_ERROR_REPORTS: "false",
-      WRANGLER_HIDE_BANNER: "true",
-      CLOUDFLARE_CF_FETCH_ENABLED: "false",
-      XDG_CONFIG_HOME: join(cacheDir, "xdg/config"),
-      XDG_CACHE_HOME: join(cacheDir, "xdg/cache"),
-      XDG_DATA_HOME: join(cacheDir, "xdg/data"),
-    },
+    env: { ...process.env, ...WRANGLER_ENV(cacheDir), EDGE_VARS: JSON.stringify(vars) },
     isReady: (l) => typeof l.url === "string" && typeof l.workerUrl === "string",
     what: "edge",
     startTimeoutMs,
     keepLogs: false,
   });
   return { ...edge, url: edge.ready.url as string, workerUrl: edge.ready.workerUrl as string };
+}
+
+/**
+ * The edge Worker's production bundle on workerd itself, with none of wrangler dev's layers
+ * (e2e/workerd-child.ts): as close as this machine gets to a deployed Worker. It has no Images
+ * binding, so `vars` must set RESIZER to "wasm".
+ */
+export async function startWorkerdEdge(
+  vars: Record<string, string>,
+  cacheDir: string,
+  startTimeoutMs = 90_000,
+): Promise<EdgeDev> {
+  const edge = await startAnnounced(resolve(import.meta.dirname, "workerd-child.ts"), {
+    args: ["--dir", join(cacheDir, "bench", "edge", "workerd")],
+    env: { ...process.env, ...WRANGLER_ENV(cacheDir), EDGE_VARS: JSON.stringify(vars) },
+    isReady: (l) => typeof l.url === "string",
+    what: "Worker on workerd",
+    startTimeoutMs,
+    keepLogs: false,
+  });
+  return { ...edge, url: edge.ready.url as string };
 }
 
 /**

@@ -82,10 +82,12 @@ export function edgeAccount(r: Row, ctx?: TargetContext): string {
   return (
     `p50 ${f(r.latencyMs.p50)} ms = client ↔ edge outside the edge's handler ${f(outsideEdge)} ms ` +
     `(access link floor ${f(access?.rttMs ?? 0)} ms RTT` +
-    // The no-op was timed on the Worker's runtime: the Node edge's rows say nothing of it.
-    (ctx && r.variant !== "node-edge"
-      ? `; a no-op GET /healthz straight to the Worker's runtime takes ${f(ctx.edgeNoopP50Ms)} ms p50`
-      : "") +
+    // The no-ops were timed on the Workers' runtimes: the Node edge's rows say nothing of them.
+    (ctx && r.variant === "worker"
+      ? `; a no-op GET /healthz straight to workerd takes ${f(ctx.workerNoopP50Ms)} ms p50`
+      : ctx && r.variant !== "node-edge"
+        ? `; a no-op GET /healthz straight to wrangler dev's runtime takes ${f(ctx.edgeNoopP50Ms)} ms p50`
+        : "") +
     `) + edge handler ${f(stage(r, "edge-total"))} ms ` +
     `[validate ${f(stage(r, "edge-validate"), 2)}, resize ${f(stage(r, "edge-resize"))}, ` +
     `gpu-node call ${f(stage(r, "edge-gpu-call"))} (of which the gpu-node's own total ` +
@@ -143,8 +145,10 @@ export interface DevProxyCost {
 }
 
 export interface TargetContext {
-  /** p50 of GET /healthz straight to the Worker's runtime (no emulator, no dev proxy): its no-op cost. */
+  /** p50 of GET /healthz straight to wrangler dev's runtime (no emulator, no dev proxy): its no-op cost. */
   readonly edgeNoopP50Ms: number;
+  /** The same for the Worker's production bundle on workerd (e2e/workerd-child.ts). */
+  readonly workerNoopP50Ms: number;
   /**
    * wrangler's dev proxy, measured apart (the Worker's rows are measured without it, as a
    * deployed Worker has none): see edge-child.ts for what it does.
@@ -157,15 +161,22 @@ function devProxyMs(ctx: TargetContext, batch: number): number | undefined {
   return ctx.devProxy.find((d) => d.batch === batch)?.addsMs;
 }
 
-/** "(wrangler's dev proxy, measured apart, adds X ms p50 to this call)" where measured. */
-function proxyNote(ctx: TargetContext, batch: number): string {
+/**
+ * What the same calls cost under wrangler dev (its runtime, past the dev proxy), and what the
+ * proxy adds on top, beside a row of the Worker on workerd.
+ */
+function wranglerDevNote(ctx: TargetContext, dev: Row | undefined, batch: number): string {
   const ms = devProxyMs(ctx, batch);
-  return ms === undefined
-    ? ""
-    : ` (without wrangler's dev proxy, which adds ${f(ms)} ms p50 to such a call: measured apart)`;
+  const proxy = ms === undefined ? "" : `; wrangler's dev proxy adds ${f(ms)} ms p50 more`;
+  return dev
+    ? ` (under wrangler dev: p50 ${f(dev.latencyMs.p50)} ms, ${f(dev.imagesPerSecond)} img/s${proxy})`
+    : "";
 }
 
 export const rowKey = (r: Row) => `${r.backend}/${r.variant}/${r.profile}/${r.input}/${r.batch}`;
+
+/** The earlier tails a row answers to: the Worker on workerd to the Worker's, measured under wrangler dev. */
+export const tailsKey = (r: Row) => rowKey(r.variant === "worker" ? { ...r, variant: "edge" } : r);
 
 /** p95 and p99 as multiples of p50. */
 export function tailRatios(r: Row): { p95: number; p99: number } {
@@ -174,11 +185,11 @@ export function tailRatios(r: Row): { p95: number; p99: number } {
 
 /**
  * The edge's time per image outside the gpu-node call (validate, resize, JSON, HTTP on both
- * sides of it, the client's own work), from the call's p50 and the edge's own timing of the
- * gpu-node call. The Worker's rows are measured without wrangler's dev proxy.
+ * sides of it, the client's own work): Row.ownMsPerImage. The wrangler dev rows are measured
+ * without wrangler's dev proxy.
  */
 export function edgeOwnMsPerImage(r: Row): number {
-  return (r.latencyMs.p50 - stage(r, "edge-gpu-call")) / r.batch;
+  return r.ownMsPerImage;
 }
 
 /** Issue 15's targets on the seed's own workload (random-noise PNGs, base64 JSON, new connections). */
@@ -193,9 +204,11 @@ export function evaluateSeedWorkload(rows: readonly Row[], ctx: TargetContext): 
         r.input === "seed-png" &&
         r.batch === batch,
     );
+  // The Worker as deployed: its production bundle on workerd ("worker"); its rows under wrangler
+  // dev ("edge") are reported beside it.
   const edges = [
     ["node-edge", "Node edge"],
-    ["edge", "Worker"],
+    ["worker", "Worker"],
   ] as const;
   const load = (r: Row) => `other load ${f(r.otherCores, 2)} cores`;
   for (const [variant, name] of edges) {
@@ -209,7 +222,7 @@ export function evaluateSeedWorkload(rows: readonly Row[], ctx: TargetContext): 
     out.push({
       id: `seed-single-${variant}`,
       target: t,
-      result: `p50 ${f(p50)} ms (${f(SEED_PUBLISHED.singleP50Ms / p50, 2)}x the seed)${variant === "edge" ? proxyNote(ctx, 1) : ""}`,
+      result: `p50 ${f(p50)} ms (${f(SEED_PUBLISHED.singleP50Ms / p50, 2)}x the seed)${variant === "worker" ? wranglerDevNote(ctx, at("edge", "seed", 1), 1) : ""}`,
       verdict: p50 <= SEED_WORKLOAD_TARGETS.singleP50Ms ? "PASS" : "MISS",
       why: `${edgeAccount(r, ctx)} CPU per image: client ${f(r.cpuMsPerImage.client, 2)}, edge ${f(r.cpuMsPerImage.edge, 2)}, gpu-node ${f(r.cpuMsPerImage.gpuNode, 2)} ms; ${load(r)}.`,
     });
@@ -227,14 +240,15 @@ export function evaluateSeedWorkload(rows: readonly Row[], ctx: TargetContext): 
       target: t,
       result:
         `${f(ips)} img/s (${f(ips / SEED_PUBLISHED.batch32ImagesPerSecond, 2)}x the seed)` +
-        (variant === "edge" ? proxyNote(ctx, 32) : ""),
+        (variant === "worker" ? wranglerDevNote(ctx, at("edge", "seed", 32), 32) : ""),
       verdict: ips >= SEED_WORKLOAD_TARGETS.batch32ImagesPerSecond ? "PASS" : "MISS",
       why: `${edgeAccount(r, ctx)} CPU per image: client ${f(r.cpuMsPerImage.client, 2)}, edge ${f(r.cpuMsPerImage.edge, 2)}, gpu-node ${f(r.cpuMsPerImage.gpuNode, 2)} ms; ${load(r)}.`,
     });
   }
   for (const batch of [1, 32]) {
     const t = `seed workload, loopback, batch ${batch}: the Worker's own time per image ≤ the Node edge's`;
-    const w = at("edge", "loopback", batch);
+    const w = at("worker", "loopback", batch);
+    const dev = at("edge", "loopback", batch);
     const n = at("node-edge", "loopback", batch);
     if (!w || !n) {
       out.push(notRunResult(`loopback-own-${batch}`, t));
@@ -245,22 +259,27 @@ export function evaluateSeedWorkload(rows: readonly Row[], ctx: TargetContext): 
     out.push({
       id: `loopback-own-${batch}`,
       target: t,
-      result: `Worker ${f(wo, 2)} ms/img${proxyNote(ctx, batch)} vs Node edge ${f(no, 2)} ms/img (${f(wo / no, 2)}x); edge CPU ${f(w.cpuMsPerImage.edge, 2)} (workerd ${f(w.cpuMsPerImage.edgeWorkerd, 2)}) vs ${f(n.cpuMsPerImage.edge, 2)} ms/img`,
+      result:
+        `Worker ${f(wo, 2)} ms/img vs Node edge ${f(no, 2)} ms/img (${f(wo / no, 2)}x); edge CPU ` +
+        `${f(w.cpuMsPerImage.edgeWorkerd, 2)} (workerd) vs ${f(n.cpuMsPerImage.edge, 2)} ms/img` +
+        (dev
+          ? `; under wrangler dev (past its proxy) ${f(edgeOwnMsPerImage(dev), 2)} ms/img (${f(edgeOwnMsPerImage(dev) / no, 2)}x)`
+          : ""),
       verdict: wo <= no ? "PASS" : "MISS",
       why:
-        `Own time = (p50 − the edge's gpu-node call) ÷ batch, the Worker's without wrangler's dev proxy. ` +
+        `Own time = median over the calls of (call time − the edge's gpu-node call) ÷ batch (the Worker's clock has 1 ms steps); the Worker is its production bundle on workerd, with no wrangler dev layers. ` +
         `Worker: p50 ${f(w.latencyMs.p50)} ms, gpu-node call ${f(stage(w, "edge-gpu-call"))}, resize ${f(stage(w, "edge-resize"))}, ${load(w)}. ` +
         `Node edge: p50 ${f(n.latencyMs.p50)} ms, gpu-node call ${f(stage(n, "edge-gpu-call"))}, resize ${f(stage(n, "edge-resize"))}, ${load(n)}. ` +
-        `Edge CPU includes, for the Worker, wrangler's Node process (and the local Images binding's sharp) and workerd.`,
+        `Under wrangler dev a request also passes Miniflare's entry Worker and wrangler's dev middleware (no-op GET: ${f(ctx.edgeNoopP50Ms)} ms there, ${f(ctx.workerNoopP50Ms)} ms on workerd).`,
     });
   }
-  const tails = rows.filter((r) => r.batch === 1 && r.calls >= 20 && PREVIOUS_TAILS[rowKey(r)]);
+  const tails = rows.filter((r) => r.batch === 1 && r.calls >= 20 && PREVIOUS_TAILS[tailsKey(r)]);
   for (const r of tails) {
-    const prev = PREVIOUS_TAILS[rowKey(r)]!;
+    const prev = PREVIOUS_TAILS[tailsKey(r)]!;
     const now = tailRatios(r);
     out.push({
       id: `tails-${rowKey(r)}`,
-      target: `tails do not grow: ${rowKey(r)} p95/p50 ≤ ${f(prev.p95, 2)} and p99/p50 ≤ ${f(prev.p99, 2)} (run ${prev.run})`,
+      target: `tails do not grow: ${rowKey(r)} p95/p50 ≤ ${f(prev.p95, 2)} and p99/p50 ≤ ${f(prev.p99, 2)} (${tailsKey(r) === rowKey(r) ? "" : "the Worker's under wrangler dev, "}run ${prev.run})`,
       result: `p50 ${f(r.latencyMs.p50)}, p95 ${f(r.latencyMs.p95)} (${f(now.p95, 2)}x), p99 ${f(r.latencyMs.p99)} ms (${f(now.p99, 2)}x)`,
       verdict: now.p95 <= prev.p95 && now.p99 <= prev.p99 ? "PASS" : "MISS",
       why: `${r.calls} calls (p99 is the slowest); ${load(r)}: tails on this shared machine follow its other load.`,

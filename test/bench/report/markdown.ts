@@ -37,8 +37,14 @@ function tiers(r: Row): string {
 /** x.xx× */
 const times = (x: number) => (Number.isFinite(x) ? `${x.toFixed(2)}×` : "–");
 
+const SEED_EDGE_LABELS: Partial<Record<VariantId, string>> = {
+  worker: "Worker on workerd",
+  edge: "Worker under wrangler dev (no proxy)",
+  "node-edge": "Node edge",
+};
+
 /**
- * The seed's own benchmark through both edges: per link and batch size, p50 with its tails (and
+ * The seed's own benchmark through the edges: per link and batch size, p50 with its tails (and
  * their ratio to p50), img/s, CPU per image per tier; the seed's published figures beside them.
  */
 function seedWorkload(report: Report): string[] {
@@ -52,16 +58,20 @@ function seedWorkload(report: Report): string[] {
       `as base64 JSON to \`POST /embed/base64\`, a NEW connection per call (Python \`requests\` ` +
       `without a session), the JSON answer (512 floats per image) parsed in full; 30 single calls ` +
       `after warm-up, then batches of 4, 8, 16 and 32. The edge sits beside the client (loopback); ` +
-      `the gpu-node (vit-tiny, standing in for a GPU) behind the link. Worker = the project's ` +
-      `Worker in wrangler's dev runtime (local Images binding); Node edge = \`edge/node/server.ts\` ` +
-      `(sharp). Seed's published A100 figures: single p50 ${SEED_PUBLISHED.singleP50Ms} ms, batch ` +
+      `the gpu-node (vit-tiny, standing in for a GPU) behind the link. Worker on workerd = the ` +
+      `bundle \`wrangler deploy\` would upload, on workerd itself with none of wrangler dev's ` +
+      `layers (test/bench/e2e/workerd-child.ts; WASM resizer): the targets' Worker; Worker under ` +
+      `wrangler dev = the same Worker in wrangler's dev runtime, past its dev proxy (a request ` +
+      `there also passes Miniflare's entry Worker and wrangler's dev middleware: a no-op GET takes ` +
+      `${fmt(ctx.edgeNoopP50Ms)} ms there, ${fmt(ctx.workerNoopP50Ms)} ms on workerd); Node edge = ` +
+      `\`edge/node/server.ts\` (sharp). Seed's published A100 figures: single p50 ${SEED_PUBLISHED.singleP50Ms} ms, batch ` +
       `32 ${SEED_PUBLISHED.batch32ImagesPerSecond} img/s; targets: p50 ≤ ` +
       `${SEED_WORKLOAD_TARGETS.singleP50Ms} ms, batch 32 ≥ ${SEED_WORKLOAD_TARGETS.batch32ImagesPerSecond} img/s.\n`,
   );
   if (ctx.devProxy.length) {
     out.push(
-      `The Worker's rows are measured straight to its runtime, past wrangler's dev proxy, which a ` +
-        `deployed Worker does not have (test/bench/e2e/edge-child.ts says what the proxy does). ` +
+      `The wrangler dev rows are measured straight to its runtime, past wrangler's dev proxy, which ` +
+        `a deployed Worker does not have (test/bench/e2e/edge-child.ts says what the proxy does). ` +
         `The proxy, measured apart: the same seed calls through it and straight past it, in turns, ` +
         `loopback:\n`,
     );
@@ -127,7 +137,7 @@ function seedWorkload(report: Report): string[] {
           ...pr.map((r) => {
             const t = tailRatios(r);
             return [
-              r.variant === "edge" ? "Worker (wrangler dev, no proxy)" : "Node edge",
+              SEED_EDGE_LABELS[r.variant] ?? r.variant,
               String(r.batch),
               String(r.calls),
               fmt(r.latencyMs.p50),
@@ -136,7 +146,7 @@ function seedWorkload(report: Report): string[] {
               fmt(r.imagesPerSecond),
               fmt(edgeOwnMsPerImage(r), 2),
               tiers(r),
-              r.variant === "edge"
+              r.variant !== "node-edge"
                 ? `${fmt(r.cpuMsPerImage.edgeWorkerd, 2)} / ${fmt(r.cpuMsPerImage.edge - r.cpuMsPerImage.edgeWorkerd, 2)}`
                 : "",
               kib(r.wanBytesPerImage),
@@ -149,11 +159,13 @@ function seedWorkload(report: Report): string[] {
     );
   }
   out.push(
-    `"own ms/img" = (p50 − the edge's gpu-node call, from its Server-Timing) ÷ batch: the edge's ` +
+    `"own ms/img" = the median over the calls of (call time − the edge's gpu-node call, from its ` +
+      `Server-Timing, whose steps are 1 ms on the Workers) ÷ batch: the edge's ` +
       `validate, resize and JSON plus HTTP and the client's share. ` +
       `CPU per image per tier: client = this process (its own counter, µs); edge = the edge's ` +
       `process tree (for the Worker: wrangler's Node process with the local Images binding's ` +
-      `sharp, and workerd, shown apart: workerd runs the Worker itself); gpu-node = its process tree; ` +
+      `sharp, and workerd, shown apart: workerd runs the Worker itself; on bare workerd the Node ` +
+      `part is the idle process that started it); gpu-node = its process tree; ` +
       `/proc counts 10 ms ticks.\n`,
   );
   const prev = Object.entries(PREVIOUS_TAILS).filter(([k]) => rows.some((r) => rowKey(r) === k));

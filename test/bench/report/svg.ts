@@ -4,6 +4,7 @@ import type { Report } from "./index.ts";
 
 const COLOURS: Readonly<Record<VariantId, string>> = {
   edge: "#1f77b4",
+  worker: "#17becf",
   "node-edge": "#9467bd",
   "no-edge": "#2ca02c",
   triton: "#d62728",
