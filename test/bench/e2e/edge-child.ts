@@ -8,8 +8,9 @@
  *
  * It announces two addresses. `url` is wrangler's dev proxy, what `wrangler dev` users call: a
  * Worker of its own in a second workerd, a Durable Object, then a fetch to the runtime that
- * serves the project's Worker. `workerUrl` is that runtime's own server, with no proxy in front,
- * as close as this machine gets to a deployed Worker. (Its local stand-in for Cloudflare's front
+ * serves the project's Worker. `workerUrl` is that runtime's own server, with no proxy in front;
+ * a request there still passes Miniflare's entry Worker and wrangler's dev middleware, which a
+ * deployed Worker does not have either (e2e/workerd-child.ts runs the Worker without them). (Its local stand-in for Cloudflare's front
  * line still gzips JSON answers for clients that accept gzip, on these cores: the seed's client
  * does not ask for it.)
  *

@@ -249,7 +249,9 @@ export function toMarkdown(report: Report, chartFile: string): string {
       `(sharp) as \`wrangler dev\` and \`npm start\`, but built once — \`wrangler dev\` watches ` +
       `the sources and reloaded mid-run when edge/ changed. The gpu-node is its CLI with default ` +
       `settings plus --threads 2; the KServe double runs the same generated weights with the ` +
-      `seed's FP32 [N,3,224,224] input, 2 ONNX Runtime threads.\n`,
+      `seed's FP32 [N,3,224,224] input, 2 ONNX Runtime threads. The seed workload also runs the ` +
+      `Worker as deployed: the bundle \`wrangler deploy --dry-run\` writes, on wrangler's own ` +
+      `workerd with a generated config (test/bench/e2e/workerd-child.ts), no Images binding.\n`,
   );
   out.push(
     markdownTable(
