@@ -13,7 +13,10 @@ export type NativeDecoded =
   | { readonly width: number; readonly height: number; readonly failure?: undefined }
   | { readonly failure: JpegFailure; readonly message: string };
 
-/** The horizontal pass's instruction set: 2 AVX2, 1 SSE4.1, 0 scalar (each where the CPU has it). */
+/**
+ * The resize passes' instruction set, at most: 2 AVX2, 1 SSE4.1 (the horizontal pass; the vertical
+ * one then runs its scalar loop), 0 scalar (each where the CPU has it).
+ */
 export type SimdLevel = 0 | 1 | 2;
 
 export interface ClipNative {
@@ -44,6 +47,8 @@ export interface ClipNative {
     stride: number,
     acc: Int32Array,
     out: Uint8Array,
+    /** Caps the instruction set as for `horizontal`: below 2, resample.c's loop. */
+    simd?: SimdLevel,
   ): void;
 }
 

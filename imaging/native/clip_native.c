@@ -20,10 +20,10 @@
  *     would not fit `out`, or libjpeg's buffers would pass memLimit bytes), `message` libjpeg's.
  *     Only arguments of the wrong type throw (a TypeError).
  *   horizontal(src, srcWidth, firstRow, lastRow, outWidth, start, len, weights, stride, out, simd?)
- *   vertical(src, rowBytes, firstRow, outHeight, start, len, weights, stride, acc, out)
+ *   vertical(src, rowBytes, firstRow, outHeight, start, len, weights, stride, acc, out, simd?)
  *     resample.c's two passes on typed arrays (no copies); bicubic-native.ts checks the bounds.
- *     The horizontal pass runs on AVX2, else SSE4.1, else resample.c's scalar loop; `simd`
- *     (2, 1 or 0) caps that choice.
+ *     The horizontal pass runs on AVX2, else SSE4.1, else resample.c's scalar loop, the vertical
+ *     pass on AVX2, else resample.c's loop; `simd` (2, 1 or 0) caps that choice.
  */
 #include <setjmp.h>
 #include <stddef.h>
@@ -191,6 +191,55 @@ __attribute__((target("avx2"))) static int horizontal_madd_avx2(
   free(steps);
   free(table);
   return 1;
+}
+
+/*
+ * rs_vertical with its sums in AVX2 registers: 32 bytes of an output row at a time, all of that
+ * row's taps added before the next 32 bytes. rs_vertical adds each tap across the whole row into
+ * an int32 array in memory, loading and storing it once per tap; here the array is gone. The
+ * products and sums are the same int32 arithmetic, so the bytes are the same: clip8 is the shift
+ * and two saturating packs (after the shift a sum lies within +-512, which int16 holds). A row's
+ * last row_bytes % 32 bytes take the scalar loop. The vertical pass was 0.10 of the 0.23 ms a
+ * 256-px resize took on the 2-core machine.
+ */
+__attribute__((target("avx2"))) static void vertical_avx2(
+    const uint8_t *src, int row_bytes, int first_row, int out_height, const int32_t *start,
+    const int32_t *len, const int32_t *weights, int stride, uint8_t *out) {
+  const __m256i half = _mm256_set1_epi32(1 << (PRECISION_BITS - 1));
+  /* packs and packus work within 128-bit lanes: this puts the four 8-byte groups back in order. */
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  const int whole = row_bytes - row_bytes % 32;
+  for (int y = 0; y < out_height; y++, out += row_bytes) {
+    const int32_t *k = weights + (size_t)y * stride;
+    const uint8_t *rows = src + (size_t)(start[y] - first_row) * row_bytes;
+    const int n = len[y];
+    for (int c = 0; c < whole; c += 32) {
+      __m256i s0 = half, s1 = half, s2 = half, s3 = half;
+      const uint8_t *p = rows + c;
+      for (int t = 0; t < n; t++, p += row_bytes) {
+        const __m256i w = _mm256_set1_epi32(k[t]);
+#define RS_TAP(s, o) \
+  s = _mm256_add_epi32(                                                                      \
+      s, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + o))), w))
+        RS_TAP(s0, 0);
+        RS_TAP(s1, 8);
+        RS_TAP(s2, 16);
+        RS_TAP(s3, 24);
+#undef RS_TAP
+      }
+      const __m256i lo = _mm256_packs_epi32(_mm256_srai_epi32(s0, PRECISION_BITS),
+                                            _mm256_srai_epi32(s1, PRECISION_BITS));
+      const __m256i hi = _mm256_packs_epi32(_mm256_srai_epi32(s2, PRECISION_BITS),
+                                            _mm256_srai_epi32(s3, PRECISION_BITS));
+      _mm256_storeu_si256((__m256i *)(out + c),
+                          _mm256_permutevar8x32_epi32(_mm256_packus_epi16(lo, hi), order));
+    }
+    for (int c = whole; c < row_bytes; c++) {
+      int32_t sum = 1 << (PRECISION_BITS - 1);
+      for (int t = 0; t < n; t++) sum += rows[(size_t)t * row_bytes + c] * k[t];
+      out[c] = clip8(sum);
+    }
+  }
 }
 
 #include "jerror.h"
@@ -363,10 +412,11 @@ static napi_value horizontal(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* vertical(src, rowBytes, firstRow, outHeight, start, len, weights, stride, acc, out) */
+/* vertical(src, rowBytes, firstRow, outHeight, start, len, weights, stride, acc, out, simd?):
+   AVX2 where the CPU has it and `simd` (default 2) allows it, else rs_vertical (which uses acc). */
 static napi_value vertical(napi_env env, napi_callback_info info) {
-  size_t argc = 10;
-  napi_value a[10];
+  size_t argc = 11;
+  napi_value a[11];
   void *src, *start, *len, *weights, *acc, *out;
   int32_t row_bytes, first_row, out_height, stride;
   if (napi_get_cb_info(env, info, &argc, a, NULL, NULL) != napi_ok || argc < 10 ||
@@ -380,7 +430,15 @@ static napi_value vertical(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "vertical: bad arguments");
     return NULL;
   }
-  rs_vertical(src, row_bytes, first_row, out_height, start, len, weights, stride, acc, out);
+  int32_t simd = 2;
+  if (argc > 10 && !int_of(env, a[10], &simd)) {
+    napi_throw_type_error(env, NULL, "vertical: simd must be 0, 1 or 2");
+    return NULL;
+  }
+  if (simd >= 2 && __builtin_cpu_supports("avx2"))
+    vertical_avx2(src, row_bytes, first_row, out_height, start, len, weights, stride, out);
+  else
+    rs_vertical(src, row_bytes, first_row, out_height, start, len, weights, stride, acc, out);
   return NULL;
 }
 

@@ -18,7 +18,7 @@ export class BicubicNative {
 
   readonly #simd: SimdLevel;
 
-  /** `simd` caps the horizontal pass's instruction set (tests check each pass's bytes). */
+  /** `simd` caps the passes' instruction set (tests check each pass's bytes). */
   constructor(addon: ClipNative, simd: SimdLevel = 2) {
     this.#addon = addon;
     this.#simd = simd;
@@ -73,6 +73,7 @@ export class BicubicNative {
       rows.stride,
       this.#acc,
       out,
+      this.#simd,
     );
     return out;
   }
