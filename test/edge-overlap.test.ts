@@ -3,11 +3,10 @@
 // wait, so resizes separated by free turns held every call back until the last one
 // (edge/event-loop.ts). A stand-in gpu-node over real HTTP records when each call arrives.
 import { createHash } from "node:crypto";
-import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createStandIn } from "../edge/testing/gpu-stand-in.ts";
 import { type EdgeWorker, startEdge } from "./support/edge-worker.ts";
-import { randomBytes } from "./support/images.ts";
+import { seedNoisePng } from "./support/images.ts";
 import { type StandInServer, serveStandIn } from "./support/stand-in-server.ts";
 
 const KEY = "overlap-key";
@@ -36,13 +35,7 @@ afterAll(async () => {
 describe("the Worker sends each gpu-node call while later images resize", () => {
   it("spreads a 32-image request's four calls over its resize stage", async () => {
     // The seed's own images: 224x224 noise PNGs, ~2 ms of in-Worker resize each.
-    const pngs = await Promise.all(
-      Array.from({ length: IMAGES }, (_, i) =>
-        sharp(randomBytes(224 * 224 * 3, i + 1), { raw: { width: 224, height: 224, channels: 3 } })
-          .png()
-          .toBuffer(),
-      ),
-    );
+    const pngs = await Promise.all(Array.from({ length: IMAGES }, (_, i) => seedNoisePng(i + 1)));
     const res = await fetch(`${edge.url}/embed/base64`, {
       method: "POST",
       headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },

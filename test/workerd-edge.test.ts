@@ -7,11 +7,10 @@ import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createStandIn } from "../edge/testing/gpu-stand-in.ts";
 import { type EdgeDev, startWorkerdEdge } from "./bench/e2e/stack.ts";
-import { randomBytes } from "./support/images.ts";
+import { seedNoisePng } from "./support/images.ts";
 import { type StandInServer, serveStandIn } from "./support/stand-in-server.ts";
 
 const KEY = "workerd-key";
@@ -39,11 +38,6 @@ afterAll(async () => {
   rmSync(cacheDir, { recursive: true, force: true });
 });
 
-const noisePng = (seed: number) =>
-  sharp(randomBytes(224 * 224 * 3, seed), { raw: { width: 224, height: 224, channels: 3 } })
-    .png()
-    .toBuffer();
-
 const post = (images: readonly Buffer[]) =>
   fetch(`${edge.url}/embed/base64`, {
     method: "POST",
@@ -53,7 +47,7 @@ const post = (images: readonly Buffer[]) =>
 
 describe("the Worker's production bundle on workerd", () => {
   it("embeds the seed's image through the gpu-node, with its stage times", async () => {
-    const res = await post([await noisePng(1)]);
+    const res = await post([await seedNoisePng(1)]);
     const body = (await res.json()) as { count: number; embeddings: number[][] };
     expect(res.status, JSON.stringify(body)).toBe(200);
     expect(body.count).toBe(1);
@@ -64,7 +58,7 @@ describe("the Worker's production bundle on workerd", () => {
 
   it("takes the caller's settings over wrangler.toml's", async () => {
     // wrangler.toml allows 32 images a request; the caller set 2.
-    const res = await post(await Promise.all([2, 3, 4].map(noisePng)));
+    const res = await post(await Promise.all([2, 3, 4].map(seedNoisePng)));
     expect(res.status).toBe(413);
     const config = readFileSync(join(cacheDir, "bench/edge/workerd/config.capnp"), "utf8");
     expect(config).toContain('(name = "MAX_IMAGES_PER_REQUEST", text = "2")');

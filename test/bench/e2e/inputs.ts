@@ -8,7 +8,7 @@ import {
   PHONE_HEIGHT,
   PHONE_WIDTH,
   phonePhoto,
-  randomBytes,
+  seedNoisePng,
 } from "../../support/images.ts";
 import { ROOT } from "../../support/processes.ts";
 
@@ -33,16 +33,7 @@ function set(name: InputName, description: string, images: readonly Buffer[]): I
  * not compress), seeded so that every run sends the same bytes.
  */
 export async function seedNoisePngs(count: number): Promise<InputSet> {
-  const side = 224;
-  const images = await Promise.all(
-    Array.from({ length: count }, (_, i) =>
-      sharp(randomBytes(side * side * 3, 9000 + i), {
-        raw: { width: side, height: side, channels: 3 },
-      })
-        .png()
-        .toBuffer(),
-    ),
-  );
+  const images = await Promise.all(Array.from({ length: count }, (_, i) => seedNoisePng(9000 + i)));
   return set("seed-png", "224x224 random-noise PNG (the seed benchmark's own images)", images);
 }
 

@@ -183,15 +183,6 @@ export function tailRatios(r: Row): { p95: number; p99: number } {
   return { p95: r.latencyMs.p95 / r.latencyMs.p50, p99: r.latencyMs.p99 / r.latencyMs.p50 };
 }
 
-/**
- * The edge's time per image outside the gpu-node call (validate, resize, JSON, HTTP on both
- * sides of it, the client's own work): Row.ownMsPerImage. The wrangler dev rows are measured
- * without wrangler's dev proxy.
- */
-export function edgeOwnMsPerImage(r: Row): number {
-  return r.ownMsPerImage;
-}
-
 /** Issue 15's targets on the seed's own workload (random-noise PNGs, base64 JSON, new connections). */
 export function evaluateSeedWorkload(rows: readonly Row[], ctx: TargetContext): TargetResult[] {
   const out: TargetResult[] = [];
@@ -254,8 +245,8 @@ export function evaluateSeedWorkload(rows: readonly Row[], ctx: TargetContext): 
       out.push(notRunResult(`loopback-own-${batch}`, t));
       continue;
     }
-    const wo = edgeOwnMsPerImage(w);
-    const no = edgeOwnMsPerImage(n);
+    const wo = w.ownMsPerImage;
+    const no = n.ownMsPerImage;
     out.push({
       id: `loopback-own-${batch}`,
       target: t,
@@ -263,7 +254,7 @@ export function evaluateSeedWorkload(rows: readonly Row[], ctx: TargetContext): 
         `Worker ${f(wo, 2)} ms/img vs Node edge ${f(no, 2)} ms/img (${f(wo / no, 2)}x); edge CPU ` +
         `${f(w.cpuMsPerImage.edgeWorkerd, 2)} (workerd) vs ${f(n.cpuMsPerImage.edge, 2)} ms/img` +
         (dev
-          ? `; under wrangler dev (past its proxy) ${f(edgeOwnMsPerImage(dev), 2)} ms/img (${f(edgeOwnMsPerImage(dev) / no, 2)}x)`
+          ? `; under wrangler dev (past its proxy) ${f(dev.ownMsPerImage, 2)} ms/img (${f(dev.ownMsPerImage / no, 2)}x)`
           : ""),
       verdict: wo <= no ? "PASS" : "MISS",
       why:

@@ -16,7 +16,7 @@
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -65,15 +65,15 @@ function text(value: string): string {
   return JSON.stringify(value);
 }
 
-const modules = readdirSync(dir)
-  .filter((name) => name === "index.js" || name.endsWith(".wasm"))
-  .sort((a, b) => (a === "index.js" ? -1 : b === "index.js" ? 1 : a.localeCompare(b)))
-  .map((name) =>
-    name === "index.js"
-      ? `(name = "index.js", esModule = embed "index.js")`
-      : `(name = ${text(name)}, wasm = embed ${text(name)})`,
-  );
-if (modules[0]?.includes("index.js") !== true) throw new Error(`no index.js in ${dir}`);
+if (!existsSync(join(dir, "index.js"))) throw new Error(`no index.js in ${dir}`);
+// The entry module first; the WASM modules it imports by their file names.
+const modules = [
+  `(name = "index.js", esModule = embed "index.js")`,
+  ...readdirSync(dir)
+    .filter((name) => name.endsWith(".wasm"))
+    .sort()
+    .map((name) => `(name = ${text(name)}, wasm = embed ${text(name)})`),
+];
 const bindings = Object.entries({ ...toml.vars, ...vars }).map(
   ([name, value]) => `(name = ${text(name)}, text = ${text(String(value))})`,
 );

@@ -3,7 +3,6 @@
 import { fmt, markdownTable } from "../../support/report.ts";
 import { type Row, VARIANTS, type VariantId } from "../e2e/measure.ts";
 import {
-  edgeOwnMsPerImage,
   PREVIOUS_TAILS,
   rowKey,
   SEED_PUBLISHED,
@@ -144,7 +143,7 @@ function seedWorkload(report: Report): string[] {
               `${fmt(r.latencyMs.p95)} (${times(t.p95)})`,
               `${fmt(r.latencyMs.p99)} (${times(t.p99)})`,
               fmt(r.imagesPerSecond),
-              fmt(edgeOwnMsPerImage(r), 2),
+              fmt(r.ownMsPerImage, 2),
               tiers(r),
               r.variant !== "node-edge"
                 ? `${fmt(r.cpuMsPerImage.edgeWorkerd, 2)} / ${fmt(r.cpuMsPerImage.edge - r.cpuMsPerImage.edgeWorkerd, 2)}`
