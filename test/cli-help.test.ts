@@ -25,7 +25,11 @@ const SKIPPED: Record<string, string> = {
 const isDocs = (name: string) => name === "docs" || name.startsWith("docs:");
 
 /** Entry files that are not npm scripts but are run directly (`node FILE --help`). */
-const DIRECT = ["test/support/kserve-double.ts"];
+const DIRECT = [
+  "test/support/kserve-double.ts",
+  "test/bench/e2e/edge-child.ts",
+  "test/bench/e2e/workerd-child.ts",
+];
 
 /** `[VAR=… ]node FILE.ts [args…]` → the file and the arguments the script passes. */
 function entryOf(command: string): { file: string; args: string[] } | undefined {

@@ -19,11 +19,16 @@
  * SIGTERM disposes it.
  */
 import { join, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { unstable_startWorker } from "wrangler";
+import { parseCli } from "../../support/cli.ts";
 
 const ROOT = resolve(import.meta.dirname, "../../..");
-const { values } = parseArgs({
+const USAGE = `usage: EDGE_VARS='{"GPU_NODE_URLS":"…"}' node test/bench/e2e/edge-child.ts [--port 8787] [--persist-to DIR]
+
+The edge Worker from wrangler.toml under wrangler's dev runtime, built once and not watching the
+sources. Prints {"url": …, "workerUrl": …} once ready (the dev proxy, and the runtime behind it);
+SIGTERM disposes it.`;
+const { values } = parseCli(USAGE, {
   options: {
     port: { type: "string", default: "0" },
     "persist-to": { type: "string" },

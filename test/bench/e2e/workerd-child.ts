@@ -20,11 +20,16 @@ import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "no
 import { createRequire } from "node:module";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
-import { parseArgs } from "node:util";
 import { parse } from "smol-toml";
+import { parseCli } from "../../support/cli.ts";
 
 const ROOT = resolve(import.meta.dirname, "../../..");
-const { values } = parseArgs({ options: { dir: { type: "string" } } });
+const USAGE = `usage: EDGE_VARS='{"GPU_NODE_URLS":"…","RESIZER":"wasm"}' node test/bench/e2e/workerd-child.ts --dir DIR
+
+The edge Worker's production bundle (wrangler deploy --dry-run) on wrangler's own workerd, with a
+config generated into DIR from wrangler.toml's vars and EDGE_VARS over them (no Images binding).
+Prints {"url": "http://127.0.0.1:PORT"} once workerd listens; SIGTERM stops it.`;
+const { values } = parseCli(USAGE, { options: { dir: { type: "string" } } });
 if (!values.dir) throw new Error("--dir DIR is required (the bundle and config go there)");
 const dir = resolve(values.dir);
 const vars = JSON.parse(process.env.EDGE_VARS ?? "{}") as Record<string, string>;
