@@ -243,7 +243,7 @@ export const SETTINGS = {
   logLevel: {
     flag: "log-level",
     env: "GPU_NODE_LOG_LEVEL",
-    help: `Log level: ${LOG_LEVELS.join(" | ")}`,
+    help: `Log level: ${LOG_LEVELS.join(" | ")} (debug adds a line for every served call)`,
     fallback: () => "info",
   },
   metrics: {

@@ -284,6 +284,30 @@ describe("gpu-node token, limits and logs (in process, noop backend)", () => {
       expect(all).not.toContain(slice.toString("hex"));
     }
   });
+
+  it("logs a served call's line at debug and a refused call's at info", async () => {
+    const from = logs.length;
+    const image = await sharp(photoPixels(64, 48, 3), {
+      raw: { width: 64, height: 48, channels: 3 },
+    })
+      .jpeg()
+      .toBuffer();
+    const req = { images: [{ id: "level", data: image }] };
+    expect(await codeOf(embedderClient(node.url, "connect-h1", TOKEN).embed(req))).toBe("ok");
+    expect(await codeOf(embedderClient(node.url, "grpc", "not-the-token").embed(req))).toBe(
+      "Unauthenticated",
+    );
+    const calls = logs
+      .slice(from)
+      .map((l) => JSON.parse(l) as { msg: string; code: string; level: number })
+      .filter((l) => l.msg === "call")
+      .map((l) => [l.code, l.level]);
+    // pino's levels: debug 20, info 30.
+    expect(calls).toEqual([
+      ["ok", 20],
+      ["Unauthenticated", 30],
+    ]);
+  });
 });
 
 describe("gpu-node listener: slow clients are cut off", () => {

@@ -12,11 +12,12 @@ import { Semaphore } from "./admission.ts";
 import { createEmbedService, type Decoder } from "./embed-service.ts";
 import {
   arrivedBeforeDrainKey,
+  authenticatedKey,
+  bearerCheck,
   type CallState,
   callInterceptor,
   requestContext,
   requestIdKey,
-  tokenMatches,
 } from "./interceptors.ts";
 import { type DualListener, listenDual, type RequestHandler } from "./listener.ts";
 import { loadTlsFiles } from "./tls.ts";
@@ -95,6 +96,7 @@ export async function serveNode(config: Config, parts: NodeParts): Promise<GpuNo
   });
 
   const isReady = async () => !state.draining && (await parts.backendReady().catch(() => false));
+  const tokenOk = bearerCheck(config.token);
   const handler = connectNodeAdapter({
     routes: (router) => router.service(EmbedderService, service),
     readMaxBytes: config.maxMessageBytes,
@@ -104,9 +106,9 @@ export async function serveNode(config: Config, parts: NodeParts): Promise<GpuNo
     shutdownSignal: shutdown.signal,
     // Metrics outermost: they count the codes the call interceptor settled on.
     interceptors: [metrics.interceptor, callInterceptor(config, log, state)],
-    // Runs on the headers, before the body is read. The token is checked here (and again in the
-    // interceptor): a caller without it cannot make the node read and parse a message of up to
-    // --max-message-bytes. A call arriving while draining is refused here; one whose headers came
+    // Runs on the headers, before the body is read. The token is checked here, so that a caller
+    // without it cannot make the node read and parse a message of up to --max-message-bytes; the
+    // interceptor checks it again only for a call the gate did not mark as checked. A call arriving while draining is refused here; one whose headers came
     // before is served even if its body was still uploading when the drain began.
     requestGate: (ctx) => {
       const refuse = (code: Code, message: string) => {
@@ -116,11 +118,11 @@ export async function serveNode(config: Config, parts: NodeParts): Promise<GpuNo
       };
       if (state.draining) refuse(Code.Unavailable, "server is shutting down");
       ctx.values.set(arrivedBeforeDrainKey, true);
-      if (
-        config.token !== "" &&
-        !tokenMatches(ctx.requestHeader.get("authorization"), config.token)
-      ) {
-        refuse(Code.Unauthenticated, "missing or invalid credentials");
+      if (config.token !== "") {
+        if (!tokenOk(ctx.requestHeader.get("authorization"))) {
+          refuse(Code.Unauthenticated, "missing or invalid credentials");
+        }
+        ctx.values.set(authenticatedKey, true);
       }
     },
     contextValues: (req) => requestContext(req.headers["x-request-id"]),

@@ -1,23 +1,25 @@
 /**
  * GPU-host benchmark (`npm run bench:gpu-host`): how many images per second the gpu-node's CPU
- * side serves through the full gRPC path (h2c, protobuf, admission, decode and preprocessing,
- * micro-batching, the no-op backend: no model) for 256-px JPEGs (341x256 q80, what the edge sends
- * by default) and exact 224x224 JPEGs (RESIZE_MODE=crop-224), with 1, 2, 4, … up to the core
- * count of processes (--processes), and the scaling efficiency against one process. Then, in
- * this process: CPU per image of each decoder, and the cost of shipping pixels between
- * processes (the onnxruntime backend's pixel channel).
+ * side serves through the full RPC path (gRPC over h2c, or Connect over HTTP/1.1 as the edge
+ * calls it; protobuf, admission, decode and preprocessing, micro-batching, the no-op backend: no
+ * model) for 256-px JPEGs (341x256 q80, what the edge sends by default) and exact 224x224 JPEGs
+ * (RESIZE_MODE=crop-224), with 1, 2, 4, … up to the core count of processes (--processes), and
+ * the scaling efficiency against one process. Then, in this process: CPU per image of each
+ * decoder, and the cost of shipping pixels between processes (the onnxruntime backend's pixel
+ * channel).
  *
  *   node test/bench/gpu-host.ts [--quick] [--max-processes N | --counts 1,16] [--images-per-call N]
- *                               [--server-args="--decode-concurrency 16 ..."]
+ *                               [--protocol grpc|connect] [--server-args="--decode-concurrency 16 ..."]
  *
  * Self-contained: generated images, loopback only, no network, no python. Prints Markdown; writes
  * the full results as JSON to $OUT/ if OUT is set, else to .cache/bench/. The load comes from
- * this process (raw HTTP/2 gRPC calls with pre-encoded requests, so that the client costs
- * little); its CPU, the server's (all its processes) and everyone else's ("other load") are
- * reported beside each row.
+ * this process (raw calls with pre-encoded requests, so that the client costs little); its CPU,
+ * the server's (all its processes) and everyone else's ("other load") are reported beside each
+ * row.
  */
 import { fork } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
+import * as http from "node:http";
 import * as http2 from "node:http2";
 import { availableParallelism, cpus, loadavg } from "node:os";
 import { join, resolve } from "node:path";
@@ -105,11 +107,29 @@ async function inputs(count: number): Promise<Record<Kind, Buffer[]>> {
 // CPU accounting
 
 // ---------------------------------------------------------------------------------------------
-// Load: raw gRPC over HTTP/2, pre-encoded requests
+// Load: raw gRPC over HTTP/2 or Connect over HTTP/1.1, pre-encoded requests
 
 const PATH = "/embedder.v1.EmbedderService/Embed";
 
-function grpcBody(images: readonly Buffer[], perCall: number, offset: number): Buffer {
+/**
+ * How the load reaches the gpu-node: gRPC over h2c (what gRPC clients and batch jobs use), or the
+ * Connect protocol with binary protobuf over HTTP/1.1 keep-alive (what the edge's Worker sends,
+ * through the tunnel: docs/deployment.md).
+ */
+type Protocol = "grpc" | "connect";
+const PROTOCOLS: readonly Protocol[] = ["grpc", "connect"];
+const PROTOCOL_LABEL: Record<Protocol, string> = {
+  grpc: "gRPC (h2c)",
+  connect: "Connect over HTTP/1.1 keep-alive (the edge's path)",
+};
+
+/** One call's request body: the protobuf message, in a gRPC frame for gRPC. */
+function requestBody(
+  protocol: Protocol,
+  images: readonly Buffer[],
+  perCall: number,
+  offset: number,
+): Buffer {
   const message = toBinary(
     EmbedRequestSchema,
     create(EmbedRequestSchema, {
@@ -119,14 +139,69 @@ function grpcBody(images: readonly Buffer[], perCall: number, offset: number): B
       })),
     }),
   );
+  const bytes = Buffer.from(message.buffer, message.byteOffset, message.length);
+  if (protocol === "connect") return bytes;
   const frame = Buffer.alloc(5 + message.length);
   frame.writeUInt32BE(message.length, 1);
-  Buffer.from(message.buffer, message.byteOffset, message.length).copy(frame, 5);
+  bytes.copy(frame, 5);
   return frame;
 }
 
+/** A client connection that makes unary calls; `call` resolves with the EmbedResponse bytes. */
+interface Link {
+  call(body: Buffer): Promise<Buffer>;
+  close(): void;
+}
+
+/**
+ * A gRPC link is one HTTP/2 connection. A Connect link holds up to two HTTP/1.1 keep-alive
+ * connections, one per call in flight (HTTP/1.1 carries one call at a time).
+ */
+function openLink(url: string, protocol: Protocol): Link {
+  if (protocol === "grpc") {
+    const session = http2.connect(url, { settings: { initialWindowSize: 4 * 1024 * 1024 } });
+    session.on("error", () => {});
+    return {
+      call: async (body) => (await grpcCall(session, body)).subarray(5),
+      close: () => session.close(),
+    };
+  }
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
+  return { call: (body) => connectCall(agent, url, body), close: () => agent.destroy() };
+}
+
+/** One Connect unary call; resolves with the response message, rejects on any other status. */
+function connectCall(agent: http.Agent, url: string, body: Buffer): Promise<Buffer> {
+  return new Promise((resolveCall, reject) => {
+    const req = http.request(
+      `${url}${PATH}`,
+      {
+        agent,
+        method: "POST",
+        headers: {
+          "content-type": "application/proto",
+          "connect-protocol-version": "1",
+          "content-length": body.length,
+        },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("error", reject);
+        res.on("end", () => {
+          const all = Buffer.concat(chunks);
+          if (res.statusCode === 200) resolveCall(all);
+          else reject(new Error(`HTTP ${res.statusCode}: ${all.toString("utf8").slice(0, 200)}`));
+        });
+      },
+    );
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
 /** One unary call on `session`; resolves with the response body, rejects on a non-OK status. */
-function call(session: http2.ClientHttp2Session, body: Buffer): Promise<Buffer> {
+function grpcCall(session: http2.ClientHttp2Session, body: Buffer): Promise<Buffer> {
   return new Promise((resolveCall, reject) => {
     const req = session.request({
       ":method": "POST",
@@ -166,25 +241,23 @@ interface RpcRun {
 }
 
 /**
- * Drives `node` with `connections` HTTP/2 connections (the primary hands each to a worker in
- * turn), two calls in flight on each, `perCall` images per call, for plan.warmupMs + measureMs.
+ * Drives `node` with `connections` links (the primary hands each connection to a worker in turn),
+ * two calls in flight on each, `perCall` images per call, for plan.warmupMs + measureMs.
  */
 async function drive(
   node: GpuNodeProcess,
   plan: Plan,
+  protocol: Protocol,
   bodies: readonly Buffer[],
   perCall: number,
   connections: number,
 ): Promise<Omit<RpcRun, "kind" | "processes" | "rep">> {
-  const sessions = Array.from({ length: connections }, () =>
-    http2.connect(node.url, { settings: { initialWindowSize: 4 * 1024 * 1024 } }),
-  );
-  for (const s of sessions) s.on("error", () => {});
-  // Every connection's first call is checked in full: the right number of 512-d vectors.
+  const sessions = Array.from({ length: connections }, () => openLink(node.url, protocol));
+  // Every link's first call is checked in full: the right number of 512-d vectors.
   await Promise.all(
     sessions.map(async (s, i) => {
-      const res = await call(s, bodies[i % bodies.length]!);
-      const decoded = fromBinary(EmbedResponseSchema, res.subarray(5));
+      const res = await s.call(bodies[i % bodies.length]!);
+      const decoded = fromBinary(EmbedResponseSchema, res);
       if (decoded.embeddings.length !== perCall || decoded.dimension !== 512) {
         throw new Error(`expected ${perCall} 512-d vectors, got ${decoded.embeddings.length}`);
       }
@@ -194,9 +267,9 @@ async function drive(
   let stop = false;
   let images = 0;
   let seq = 0;
-  const loop = async (s: http2.ClientHttp2Session) => {
+  const loop = async (s: Link) => {
     while (!stop) {
-      await call(s, bodies[seq++ % bodies.length]!);
+      await s.call(bodies[seq++ % bodies.length]!);
       if (counting && !stop) images += perCall;
     }
   };
@@ -239,6 +312,7 @@ function processCounts(max: number): number[] {
 
 async function benchRpc(
   plan: Plan,
+  protocol: Protocol,
   images: Record<Kind, Buffer[]>,
   counts: readonly number[],
   perCall: number,
@@ -250,7 +324,9 @@ async function benchRpc(
     "exact-224": [],
   };
   for (const kind of Object.keys(bodies) as Kind[]) {
-    for (let i = 0; i < 16; i++) bodies[kind].push(grpcBody(images[kind], perCall, i * perCall));
+    for (let i = 0; i < 16; i++) {
+      bodies[kind].push(requestBody(protocol, images[kind], perCall, i * perCall));
+    }
   }
   for (let rep = 0; rep < plan.reps; rep++) {
     // Alternate the order between repetitions, so that drifting background load spreads evenly.
@@ -270,7 +346,14 @@ async function benchRpc(
       );
       try {
         for (const kind of ["256-px", "exact-224"] as const) {
-          const r = await drive(node, plan, bodies[kind], perCall, Math.max(4, 2 * processes));
+          const r = await drive(
+            node,
+            plan,
+            protocol,
+            bodies[kind],
+            perCall,
+            Math.max(4, 2 * processes),
+          );
           runs.push({ kind, processes, rep, ...r });
           progress(
             `${kind}, ${processes} process(es): ${r.imagesPerSecond.toFixed(0)} img/s ` +
@@ -428,6 +511,7 @@ function report(
   runs: readonly RpcRun[],
   decoders: readonly DecoderRun[],
   channel: ChannelRun,
+  protocol: Protocol,
   perCall: number,
   kib: Record<Kind, number>,
   backend: string,
@@ -459,8 +543,10 @@ function report(
     }
   }
   out.push(
-    `gpu-node through gRPC (h2c), ${backend}, ${perCall} images per call, ` +
-      "2 calls in flight per connection, max(4, 2 × processes) connections:\n",
+    `gpu-node through ${PROTOCOL_LABEL[protocol]}, ${backend}, ${perCall} image${perCall === 1 ? "" : "s"} per call, ` +
+      (protocol === "grpc"
+        ? "2 calls in flight per connection, max(4, 2 × processes) connections:\n"
+        : "2 calls in flight per link of two connections, max(4, 2 × processes) links:\n"),
   );
   out.push(
     markdownTable(
@@ -511,11 +597,14 @@ function report(
 }
 
 const USAGE = `usage: npm run bench:gpu-host -- [--quick] [--max-processes N | --counts 1,16]
-                              [--images-per-call N] [--server-args="--decode-concurrency 16 ..."]
+                              [--images-per-call N] [--protocol grpc|connect]
+                              [--server-args="--decode-concurrency 16 ..."]
 
 Images per second through the gpu-node's CPU side (no-op backend) with 1, 2, 4, … processes, then
-each decoder's CPU per image and the pixel channel's cost. Prints Markdown; writes JSON to $OUT/
-if OUT is set, else to .cache/bench/.`;
+each decoder's CPU per image and the pixel channel's cost. --images-per-call (default 8): 1 is a
+phone's single upload through the edge. --protocol: grpc (h2c, the default) or connect (binary
+protobuf over HTTP/1.1 keep-alive, as the edge's Worker sends). Prints Markdown; writes JSON to
+$OUT/ if OUT is set, else to .cache/bench/.`;
 
 async function main(): Promise<void> {
   const { values } = parseCli(USAGE, {
@@ -524,9 +613,12 @@ async function main(): Promise<void> {
       "max-processes": { type: "string" },
       "images-per-call": { type: "string", default: "8" },
       "server-args": { type: "string", default: "" },
+      protocol: { type: "string", default: "grpc" },
       counts: { type: "string" },
     },
   });
+  const protocol = values.protocol as Protocol;
+  if (!PROTOCOLS.includes(protocol)) throw new Error("--protocol is grpc or connect");
   const plan = values.quick ? QUICK : FULL;
   const cores = availableParallelism();
   const max = Number(values["max-processes"] ?? cores);
@@ -548,7 +640,7 @@ async function main(): Promise<void> {
   };
   const load0 = loadavg()[0]!;
   const serverArgs = values["server-args"].split(/\s+/).filter((a) => a !== "");
-  const runs = await benchRpc(plan, images, counts, perCall, serverArgs);
+  const runs = await benchRpc(plan, protocol, images, counts, perCall, serverArgs);
   const decoders = await benchDecoders(plan, images);
   const channel = await benchChannel(plan);
   progress(`pixel channel: ${channel.imagesPerSecond.toFixed(0)} img/s`);
@@ -556,7 +648,7 @@ async function main(): Promise<void> {
   // The node starts with --backend noop; --server-args may name another (the last flag wins).
   const at = serverArgs.lastIndexOf("--backend");
   const backend = at >= 0 ? serverArgs.slice(at).join(" ") : "--backend noop (CPU side only)";
-  const text = report(runs, decoders, channel, perCall, kib, backend);
+  const text = report(runs, decoders, channel, protocol, perCall, kib, backend);
   const environment = {
     cores,
     cpu: cpus()[0]?.model,
@@ -565,6 +657,7 @@ async function main(): Promise<void> {
     loadAverageAtStart: load0,
     loadAverageAtEnd: loadavg()[0],
     quick: values.quick,
+    protocol,
     serverArgs,
   };
   process.stdout.write(
@@ -577,7 +670,7 @@ async function main(): Promise<void> {
   writeFileSync(
     file,
     JSON.stringify(
-      { environment, plan, perCall, kib, runs, decoders, channel, report: text },
+      { environment, plan, protocol, perCall, kib, runs, decoders, channel, report: text },
       null,
       2,
     ),

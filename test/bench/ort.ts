@@ -180,7 +180,7 @@ async function main(): Promise<void> {
         "--processes",
         "1",
       ],
-      { keepLogs: false, glibcTunables: !values["no-tunables"] },
+      { keepLogs: false, logLevel: "info", glibcTunables: !values["no-tunables"] },
     );
     try {
       const client = embedderClient(node.url, "grpc");

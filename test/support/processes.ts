@@ -240,21 +240,27 @@ export interface GpuNodeOptions {
   readonly glibcTunables?: boolean;
   /** See StartOptions.keepLogs (default true). */
   readonly keepLogs?: boolean;
+  /**
+   * GPU_NODE_LOG_LEVEL (default debug: tests read the "call" line of every call, which a served
+   * call logs at debug only).
+   */
+  readonly logLevel?: "debug" | "info";
 }
 
 /**
  * How the benchmarks start the gpu-node (as they did before the harness was merged): its metrics
- * as configured, no allocator tunables, and its per-call log lines drained, not parsed.
+ * and log level as configured by default, no allocator tunables, its log lines drained, not parsed.
  */
 export const BENCH_GPU_NODE: GpuNodeOptions = {
   metrics: true,
   glibcTunables: false,
   keepLogs: false,
+  logLevel: "info",
 };
 
 /**
- * Starts `node gpu-node/main.ts --host 127.0.0.1 --port <port> ...args` at log level info and
- * resolves once it logs "listening".
+ * Starts `node gpu-node/main.ts --host 127.0.0.1 --port <port> ...args` (at log level debug
+ * unless `opts.logLevel` says otherwise) and resolves once it logs "listening".
  */
 export async function spawnGpuNode(
   args: readonly string[],
@@ -271,7 +277,7 @@ export async function spawnGpuNode(
     ],
     env: {
       ...process.env,
-      GPU_NODE_LOG_LEVEL: "info",
+      GPU_NODE_LOG_LEVEL: opts.logLevel ?? "debug",
       ...(opts.glibcTunables === false ? {} : { GLIBC_TUNABLES: GPU_NODE_GLIBC_TUNABLES }),
       ...opts.env,
     },
