@@ -57,7 +57,6 @@ export function callInterceptor(config: Config, log: Logger, state: CallState): 
       // A served call's line is debug: at one image per call it cost 5-9% of the node's CPU per
       // image (pino, the write, the log reader's wake-ups; metrics count every call anyway).
       // Refused and failed calls stay at info.
-      if (code === "ok" && !log.isLevelEnabled("debug")) return;
       log[code === "ok" ? "debug" : "info"](
         { requestId, method, code, ms: +(performance.now() - started).toFixed(2), ...extra },
         "call",
