@@ -108,8 +108,9 @@ export async function serveNode(config: Config, parts: NodeParts): Promise<GpuNo
     interceptors: [metrics.interceptor, callInterceptor(config, log, state)],
     // Runs on the headers, before the body is read. The token is checked here, so that a caller
     // without it cannot make the node read and parse a message of up to --max-message-bytes; the
-    // interceptor checks it again only for a call the gate did not mark as checked. A call arriving while draining is refused here; one whose headers came
-    // before is served even if its body was still uploading when the drain began.
+    // interceptor checks it again only for a call the gate did not mark as checked. A call
+    // arriving while draining is refused here; one whose headers came before is served even if
+    // its body was still uploading when the drain began.
     requestGate: (ctx) => {
       const refuse = (code: Code, message: string) => {
         const requestId = ctx.values.get(requestIdKey);
