@@ -54,7 +54,7 @@ export function callInterceptor(config: Config, log: Logger, state: CallState): 
     const method = req.method.name;
     const finish = (code: string, extra: Record<string, unknown> = {}) => {
       state.inFlight--;
-      // A served call's line is debug: at one image per call it cost 5-9% of the node's CPU per
+      // A served call's line is debug: at one image per call it cost ~10% of the node's CPU per
       // image (pino, the write, the log reader's wake-ups; metrics count every call anyway).
       // Refused and failed calls stay at info.
       log[code === "ok" ? "debug" : "info"](
