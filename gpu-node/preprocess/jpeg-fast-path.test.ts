@@ -155,12 +155,21 @@ describe.each(ENGINES)(
         [224, 5000],
         [400, 400],
       ] as const) {
-        const jpeg = await jpegOf(w, h, w + h)
-          .jpeg({ quality: 85 })
-          .toBuffer();
-        const out = await decodeForClip(jpeg, LIMITS);
-        expect(Buffer.compare(out.pixels, await pillowPortOf(jpeg)), `${w}x${h}`).toBe(0);
-        expect(out).toMatchObject({ width: w, height: h, format: "jpeg" });
+        // The native build decodes only the columns and rows the crop reads: the chroma
+        // layouts and progressive files check that its crop edges never show.
+        for (const options of [
+          { quality: 85 },
+          { quality: 92, chromaSubsampling: "4:4:4" },
+          { quality: 80, progressive: true },
+        ]) {
+          const jpeg = await jpegOf(w, h, w + h)
+            .jpeg(options)
+            .toBuffer();
+          const out = await decodeForClip(jpeg, LIMITS);
+          const at = `${w}x${h} ${JSON.stringify(options)}`;
+          expect(Buffer.compare(out.pixels, await pillowPortOf(jpeg)), at).toBe(0);
+          expect(out).toMatchObject({ width: w, height: h, format: "jpeg" });
+        }
       }
     });
 

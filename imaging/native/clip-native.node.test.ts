@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import sharp from "sharp";
+import sharp, { type JpegOptions } from "sharp";
 import { describe, expect, it } from "vitest";
 import { hostileFiles, truncationPoints } from "../../test/support/hostile.ts";
 import { photoPixels } from "../../test/support/images.ts";
@@ -133,7 +133,75 @@ describe.runIf(process.platform === "linux" && process.arch === "x64")("native a
       .toBuffer();
     const out = Buffer.alloc(4000 * 3000 * 3);
     expect(addon!.decode(big, out, 1024 * 1024)).toMatchObject({ failure: "too_large" });
-    expect(addon!.decode(big, out, 256 * 1024 * 1024)).toEqual({ width: 4000, height: 3000 });
+    expect(addon!.decode(big, out, 256 * 1024 * 1024)).toEqual({
+      width: 4000,
+      height: 3000,
+      left: 0,
+      top: 0,
+      cols: 4000,
+      rows: 3000,
+    });
+  });
+
+  it("decodes a region to the whole decode's pixels, whatever the subsampling, edges included", async () => {
+    const variants: [string, JpegOptions, number][] = [
+      ["4:2:0", { quality: 80 }, 3],
+      ["4:4:4", { quality: 90, chromaSubsampling: "4:4:4" }, 3],
+      ["progressive 4:2:0", { quality: 85, progressive: true }, 3],
+      ["grey", { quality: 80 }, 1],
+    ];
+    let seed = 0;
+    for (const [w, h] of [
+      [341, 256],
+      [256, 341],
+      [301, 227],
+    ] as const) {
+      for (const [label, options, channels] of variants) {
+        let img = sharp(photoPixels(w, h, ++seed), { raw: { width: w, height: h, channels: 3 } });
+        if (channels === 1) img = img.toColourspace("b-w");
+        const jpeg = await img.jpeg(options).toBuffer();
+        const full = Buffer.alloc(w * h * 3);
+        expect(addon!.decode(jpeg, full, MEM)).toMatchObject({ width: w, height: h });
+        // iMCU-aligned edges (16, 32), odd ones, the image's own edges, one column, one row.
+        const regions: [number, number, number, number][] = [
+          [32, 300, 16, 240],
+          [33, 301, 17, 239],
+          [40, 41, 0, h],
+          [0, w, 100, 101],
+          [1, w - 1, 1, h - 1],
+          [0, 16, h - 16, h],
+          [w - 17, w, 0, 9],
+        ];
+        for (const [x0, x1Asked, y0, y1Asked] of regions) {
+          const x1 = Math.min(x1Asked, w);
+          const y1 = Math.min(y1Asked, h);
+          const part = Buffer.alloc(w * h * 3);
+          const r = addon!.decode(jpeg, part, MEM, Int32Array.of(x0, x1, y0, y1));
+          if (r.failure) throw new Error(`${label}: ${r.message}`);
+          const at = `${w}x${h} ${label} [${x0}, ${x1}) x [${y0}, ${y1})`;
+          expect(r.left <= x0 && r.left + r.cols >= x1, at).toBe(true);
+          expect(r.top <= y0 && r.top + r.rows >= y1, at).toBe(true);
+          let differ = 0;
+          for (let y = y0; y < y1; y++) {
+            const a = full.subarray((y * w + x0) * 3, (y * w + x1) * 3);
+            const from = ((y - r.top) * r.cols + (x0 - r.left)) * 3;
+            if (!a.equals(part.subarray(from, from + (x1 - x0) * 3))) differ++;
+          }
+          expect(differ, at).toBe(0);
+        }
+      }
+    }
+  });
+
+  it("refuses a region argument that is not four int32s", () => {
+    const bad = addon as unknown as Record<string, (...a: unknown[]) => unknown>;
+    const out = Buffer.alloc(16);
+    expect(() => bad.decode!(Buffer.alloc(4), out, 1, [0, 1, 0, 1])).toThrow(TypeError);
+    expect(() => bad.decode!(Buffer.alloc(4), out, 1, new Int32Array(3))).toThrow(TypeError);
+    // An empty or inverted region asks for the whole image.
+    expect(bad.decode!(Buffer.alloc(4), out, 1, Int32Array.of(5, 5, 0, 0))).toMatchObject({
+      failure: "corrupt",
+    });
   });
 
   it("throws a TypeError for arguments of the wrong kind, never crashes", () => {
@@ -174,6 +242,35 @@ describe.runIf(process.platform === "linux" && process.arch === "x64")("native a
       const a = native.resize(image, window, new Uint8Array(224 * 224 * 3));
       const b = bicubicWasm.resize(image, window, new Uint8Array(224 * 224 * 3));
       expect(Buffer.compare(a, b), `${w}x${h}`).toBe(0);
+      // The same window from only the part of the image it reads, one pixel to spare.
+      const [x0, x1, y0, y1] = native.sourceRegion(w, h, window)!;
+      const part = { left: x0! - 1, top: y0! > 0 ? y0! - 1 : 0, cols: 0, rows: 0 };
+      part.cols = Math.min(w, x1! + 1) - part.left;
+      part.rows = Math.min(h, y1! + 1) - part.top;
+      expect(part.cols * part.rows, `${w}x${h}: the part is smaller`).toBeLessThan(w * h);
+      const pixels = Buffer.alloc(part.cols * part.rows * 3);
+      for (let y = 0; y < part.rows; y++) {
+        const from = ((part.top + y) * w + part.left) * 3;
+        pixels.set(image.data.subarray(from, from + part.cols * 3), y * part.cols * 3);
+      }
+      const c = native.resize(
+        { data: pixels, width: w, height: h },
+        window,
+        new Uint8Array(224 * 224 * 3),
+        part,
+      );
+      expect(Buffer.compare(a, c), `${w}x${h} from a part`).toBe(0);
+      // A part that misses a column or a row the window reads is refused.
+      for (const short of [
+        { ...part, left: part.left + 2, cols: part.cols - 2 },
+        { ...part, cols: part.cols - 2 },
+        { ...part, rows: part.rows - 2 },
+      ]) {
+        const data = { data: pixels, width: w, height: h };
+        expect(() => native.resize(data, window, new Uint8Array(224 * 224 * 3), short)).toThrow(
+          RangeError,
+        );
+      }
     }
     const image = { data: new Uint8Array(100), width: 341, height: 256 };
     const window = { outWidth: 298, outHeight: 224, left: 37, top: 0, width: 224, height: 224 };

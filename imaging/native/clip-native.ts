@@ -8,9 +8,21 @@ import { createRequire } from "node:module";
 import { resolve } from "node:path";
 import type { JpegFailure } from "../jpeg/codec.ts";
 
-/** What `decode` answers: the image's size, or why it was not decoded (libjpeg's message). */
+/**
+ * What `decode` answers: the image's size and the part of it in `out` (`rows` rows of `cols`
+ * pixels from column `left`, row `top`: the whole image unless a region was asked for), or why it
+ * was not decoded (libjpeg's message).
+ */
 export type NativeDecoded =
-  | { readonly width: number; readonly height: number; readonly failure?: undefined }
+  | {
+      readonly width: number;
+      readonly height: number;
+      readonly left: number;
+      readonly top: number;
+      readonly cols: number;
+      readonly rows: number;
+      readonly failure?: undefined;
+    }
   | { readonly failure: JpegFailure; readonly message: string };
 
 /**
@@ -20,8 +32,11 @@ export type NativeDecoded =
 export type SimdLevel = 0 | 1 | 2;
 
 export interface ClipNative {
-  /** Packed RGB of `jpeg` into `out` (ISLOW IDCT, fancy upsampling), or the failure. */
-  decode(jpeg: Uint8Array, out: Uint8Array, memLimit: number): NativeDecoded;
+  /**
+   * Packed RGB of `jpeg` into `out` (ISLOW IDCT, fancy upsampling), or the failure. `region`
+   * [x0, x1, y0, y1] decodes only what covers those columns and rows (with a pixel to spare).
+   */
+  decode(jpeg: Uint8Array, out: Uint8Array, memLimit: number, region?: Int32Array): NativeDecoded;
   horizontal(
     src: Uint8Array,
     srcWidth: number,

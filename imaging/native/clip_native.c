@@ -14,11 +14,15 @@
  * bindings on npm decode with the fast, inexact IDCT (not the reference's bytes).
  *
  * Exports, all synchronous (0.1-0.3 ms an image: a thread-pool hop would cost more than it saves):
- *   decode(jpeg: Uint8Array, out: Uint8Array, memLimit: number)
- *     -> { width, height } | { failure, message }
+ *   decode(jpeg: Uint8Array, out: Uint8Array, memLimit: number, region?: Int32Array)
+ *     -> { width, height, left, top, cols, rows } | { failure, message }
  *     packed RGB into `out`, or why not: `failure` is "corrupt", "unsupported" or "too_large" (it
  *     would not fit `out`, or libjpeg's buffers would pass memLimit bytes), `message` libjpeg's.
- *     Only arguments of the wrong type throw (a TypeError).
+ *     `region` [x0, x1, y0, y1] asks only for those columns and rows (libjpeg-turbo's
+ *     jpeg_crop_scanline and jpeg_skip_scanlines; it stops after the last row): `out` then holds
+ *     `rows` rows of `cols` pixels from (left, top), which cover the region with a pixel to spare
+ *     on each side, since the fancy upsamplers treat the edges of a crop as the image's edges.
+ *     width and height are the whole image's. Only arguments of the wrong type throw (TypeError).
  *   horizontal(src, srcWidth, firstRow, lastRow, outWidth, start, len, weights, stride, out, simd?)
  *   vertical(src, rowBytes, firstRow, outHeight, start, len, weights, stride, acc, out, simd?)
  *     resample.c's two passes on typed arrays (no copies); bicubic-native.ts checks the bounds.
@@ -300,24 +304,33 @@ static int typed_of(napi_env env, napi_value value, napi_typedarray_type want, v
 struct job {
   struct jpeg_decompress_struct dinfo;
   struct failure err;
+  JDIMENSION left, cols, top, bottom; /* the part decoded */
 };
 
 static napi_value decode(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3) {
-    napi_throw_type_error(env, NULL, "decode(jpeg, out, memLimit)");
+    napi_throw_type_error(env, NULL, "decode(jpeg, out, memLimit, region?)");
     return NULL;
   }
-  void *in_data, *out_data;
-  size_t in_len, out_len;
+  void *in_data, *out_data, *region_data = NULL;
+  size_t in_len, out_len, region_len = 0;
   double mem_limit;
+  napi_valuetype fourth = napi_undefined;
+  if (argc > 3) napi_typeof(env, argv[3], &fourth);
   if (!typed_of(env, argv[0], napi_uint8_array, &in_data, &in_len) ||
       !typed_of(env, argv[1], napi_uint8_array, &out_data, &out_len) ||
-      napi_get_value_double(env, argv[2], &mem_limit) != napi_ok) {
-    napi_throw_type_error(env, NULL, "decode(jpeg: Uint8Array, out: Uint8Array, memLimit: number)");
+      napi_get_value_double(env, argv[2], &mem_limit) != napi_ok ||
+      (fourth != napi_undefined &&
+       (!typed_of(env, argv[3], napi_int32_array, &region_data, &region_len) ||
+        region_len != 4))) {
+    napi_throw_type_error(env, NULL,
+                          "decode(jpeg: Uint8Array, out: Uint8Array, memLimit: number, "
+                          "region?: Int32Array [x0, x1, y0, y1])");
     return NULL;
   }
+  const int32_t *region = region_data;
   uint8_t *in = in_data, *out = out_data;
   /* On the heap: worker threads may each load this addon, and locals changed between setjmp
      and longjmp would be indeterminate afterwards. */
@@ -345,29 +358,62 @@ static napi_value decode(napi_env env, napi_callback_info info) {
     longjmp(j->err.jump, 1);
   }
   j->dinfo.out_color_space = JCS_RGB;
-  jpeg_calc_output_dimensions(&j->dinfo);
-  size_t row = (size_t)j->dinfo.output_width * 3;
-  if (row * (size_t)j->dinfo.output_height > out_len) {
+  jpeg_start_decompress(&j->dinfo);
+  const JDIMENSION width = j->dinfo.output_width, height = j->dinfo.output_height;
+  /* Kept in the job: locals changed after setjmp are indeterminate after a longjmp. */
+  j->left = 0;
+  j->cols = width;
+  j->top = 0;
+  j->bottom = height;
+  if (region && region[0] >= 0 && region[0] < region[1] && region[2] >= 0 &&
+      region[2] < region[3]) {
+    const JDIMENSION x0 = region[0] > 0 ? (JDIMENSION)region[0] - 1 : 0;
+    const JDIMENSION x1 = (JDIMENSION)region[1] + 1 < width ? (JDIMENSION)region[1] + 1 : width;
+    const JDIMENSION y0 = region[2] > 0 ? (JDIMENSION)region[2] - 1 : 0;
+    const JDIMENSION y1 = (JDIMENSION)region[3] + 1 < height ? (JDIMENSION)region[3] + 1 : height;
+    if (x0 < x1 && y0 < y1) {
+      /* Widened to whole iMCU columns by libjpeg-turbo: left may move left, cols grow. */
+      if (x0 > 0 || x1 < width) {
+        j->left = x0;
+        j->cols = x1 - x0;
+        jpeg_crop_scanline(&j->dinfo, &j->left, &j->cols);
+      }
+      j->top = y0;
+      j->bottom = y1;
+    }
+  }
+  size_t row = (size_t)j->cols * 3;
+  if (row * (size_t)(j->bottom - j->top) > out_len) {
     snprintf(j->err.message, sizeof(j->err.message), "a %ux%u image does not fit %zu bytes",
-             j->dinfo.output_width, j->dinfo.output_height, out_len);
+             j->cols, j->bottom - j->top, out_len);
     j->err.kind = KIND_TOO_LARGE;
     longjmp(j->err.jump, 1);
   }
-  jpeg_start_decompress(&j->dinfo);
-  while (j->dinfo.output_scanline < j->dinfo.output_height) {
+  if (j->top > 0 && jpeg_skip_scanlines(&j->dinfo, j->top) != j->top) {
+    snprintf(j->err.message, sizeof(j->err.message), "could not skip to row %u", j->top);
+    j->err.kind = KIND_CORRUPT;
+    longjmp(j->err.jump, 1);
+  }
+  while (j->dinfo.output_scanline < j->bottom) {
     JSAMPROW rows[8];
     JDIMENSION n = 0;
-    for (; n < 8 && j->dinfo.output_scanline + n < j->dinfo.output_height; n++)
-      rows[n] = out + row * (j->dinfo.output_scanline + n);
+    for (; n < 8 && j->dinfo.output_scanline + n < j->bottom; n++)
+      rows[n] = out + row * (j->dinfo.output_scanline + n - j->top);
     jpeg_read_scanlines(&j->dinfo, rows, n);
   }
-  jpeg_finish_decompress(&j->dinfo);
-  napi_value result, width, height;
+  /* Rows past the region are never decoded: abort rather than finish. */
+  if (j->bottom < height)
+    jpeg_abort_decompress(&j->dinfo);
+  else
+    jpeg_finish_decompress(&j->dinfo);
+  napi_value result, v;
   napi_create_object(env, &result);
-  napi_create_uint32(env, j->dinfo.output_width, &width);
-  napi_create_uint32(env, j->dinfo.output_height, &height);
-  napi_set_named_property(env, result, "width", width);
-  napi_set_named_property(env, result, "height", height);
+  const uint32_t fields[6] = {width, height, j->left, j->top, j->cols, j->bottom - j->top};
+  static const char *const names[6] = {"width", "height", "left", "top", "cols", "rows"};
+  for (int i = 0; i < 6; i++) {
+    napi_create_uint32(env, fields[i], &v);
+    napi_set_named_property(env, result, names[i], v);
+  }
   jpeg_destroy_decompress(&j->dinfo);
   free(j);
   return result;

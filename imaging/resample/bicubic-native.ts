@@ -7,6 +7,14 @@ import type { ClipNative, SimdLevel } from "../native/clip-native.ts";
 import { bicubicPasses } from "./bicubic-wasm.ts";
 import { type ResizeWindow, type RgbImage, resizeBicubicWindow } from "./pillow-bicubic.ts";
 
+/** Where a decoded part of an image lies: `rows` rows of `cols` pixels from (left, top). */
+export interface Part {
+  readonly left: number;
+  readonly top: number;
+  readonly cols: number;
+  readonly rows: number;
+}
+
 export class BicubicNative {
   readonly #addon: ClipNative;
   // Scratch for the horizontal pass and the vertical accumulators, grown to the largest window.
@@ -15,6 +23,9 @@ export class BicubicNative {
   // The edge sends one size (341x256 for most photos): the last plan's taps are reused (~40 µs).
   #planKey = "";
   #plan: ReturnType<typeof bicubicPasses> | undefined;
+  // The plan's column taps as offsets into a part that starts at column #shiftedLeft.
+  #shifted: Int32Array | undefined;
+  #shiftedLeft = 0;
 
   readonly #simd: SimdLevel;
 
@@ -24,38 +35,84 @@ export class BicubicNative {
     this.#simd = simd;
   }
 
-  /** As BicubicWasm.resize: `window` of the resized `image` into `out`. */
-  resize(image: RgbImage, window: ResizeWindow, out: Uint8Array): Uint8Array {
+  #planFor(width: number, height: number, window: ResizeWindow) {
+    const key = `${width} ${height} ${Object.values(window).join(" ")}`;
+    if (key !== this.#planKey || !this.#plan) {
+      this.#plan = bicubicPasses({ data: new Uint8Array(0), width, height }, window);
+      this.#planKey = key;
+      this.#shifted = undefined;
+    }
+    return this.#plan;
+  }
+
+  /**
+   * The source columns [x0, x1) and rows [y0, y1) that `window` of a width x height image reads,
+   * for a decoder that can skip the rest; undefined when the whole image is needed (a pass that
+   * does not resize goes to the TypeScript port, which reads the whole image).
+   */
+  sourceRegion(width: number, height: number, window: ResizeWindow): Int32Array | undefined {
+    if (window.outWidth === width || window.outHeight === height) return undefined;
+    const { cols, firstRow, lastRow } = this.#planFor(width, height, window);
+    let x0 = width;
+    let x1 = 0;
+    for (let x = 0; x < window.width; x++) {
+      x0 = Math.min(x0, cols.start[x]!);
+      x1 = Math.max(x1, cols.start[x]! + cols.length[x]!);
+    }
+    return Int32Array.of(x0, x1, firstRow, lastRow);
+  }
+
+  /**
+   * As BicubicWasm.resize: `window` of the resized `image` into `out`. With `part`, image.data
+   * holds only that part of the image (image.width and image.height stay the whole image's), and
+   * it must cover everything the window reads (`sourceRegion`).
+   */
+  resize(image: RgbImage, window: ResizeWindow, out: Uint8Array, part?: Part): Uint8Array {
+    const whole = { left: 0, top: 0, cols: image.width, rows: image.height };
+    const p = part ?? whole;
     if (window.outWidth === image.width || window.outHeight === image.height) {
+      if (part) throw new RangeError("a pass that does not resize needs the whole image");
       return resizeBicubicWindow(image, window, out);
     }
     // The C loops trust their arguments: every array must hold what the taps address.
-    if (image.data.byteLength < image.width * image.height * 3) {
-      throw new RangeError(
-        `${image.data.byteLength} bytes for a ${image.width}x${image.height} image`,
-      );
+    if (image.data.byteLength < p.cols * p.rows * 3) {
+      throw new RangeError(`${image.data.byteLength} bytes for ${p.cols}x${p.rows} pixels`);
     }
     if (out.byteLength < window.width * window.height * 3) {
       throw new RangeError(`${out.byteLength} bytes for a ${window.width}x${window.height} window`);
     }
-    const key = `${image.width} ${image.height} ${Object.values(window).join(" ")}`;
-    if (key !== this.#planKey || !this.#plan) {
-      this.#plan = bicubicPasses(image, window);
-      this.#planKey = key;
+    const { rows, cols, firstRow, lastRow, rowBytes } = this.#planFor(
+      image.width,
+      image.height,
+      window,
+    );
+    if (firstRow < p.top || lastRow > p.top + p.rows) {
+      throw new RangeError("window outside the image");
     }
-    const { rows, cols, firstRow, lastRow, rowBytes } = this.#plan;
-    if (firstRow < 0 || lastRow > image.height) throw new RangeError("window outside the image");
+    let start = cols.start;
+    if (p.left !== 0) {
+      if (!this.#shifted || this.#shiftedLeft !== p.left) {
+        this.#shifted = cols.start.map((x) => x - p.left);
+        this.#shiftedLeft = p.left;
+      }
+      start = this.#shifted;
+    }
+    for (let x = 0; x < window.width; x++) {
+      if (start[x]! < 0 || start[x]! + cols.length[x]! > p.cols) {
+        throw new RangeError("window outside the decoded part");
+      }
+    }
     const tmpBytes = (lastRow - firstRow) * rowBytes;
     if (this.#tmp.byteLength < tmpBytes) this.#tmp = new Uint8Array(tmpBytes);
     if (this.#acc.length < rowBytes) this.#acc = new Int32Array(rowBytes);
     const a = this.#addon;
     a.horizontal(
       image.data,
-      image.width,
-      firstRow,
-      lastRow,
+      p.cols,
+      firstRow - p.top,
+      lastRow - p.top,
       window.width,
-      cols.start,
+      start,
       cols.length,
       cols.weights,
       cols.stride,
