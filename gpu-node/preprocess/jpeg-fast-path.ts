@@ -106,13 +106,33 @@ const pooled = new WeakSet<Uint8Array>();
 const MAX_FREE = 64;
 
 /**
- * Takes back a buffer decodePlainJpeg224 returned, for the next image, once nothing reads it any
+ * Takes back a buffer the fast paths returned, for the next image, once nothing reads it any
  * more (the embed service calls this when the batcher has settled the image: a local batcher has
  * copied it into its batch tensor, or dropped it). Any other array is left alone.
  */
 export function releasePixels(pixels: Uint8Array): void {
   if (!pooled.delete(pixels)) return;
   if (free.length < MAX_FREE) free.push(pixels as Buffer);
+}
+
+/**
+ * A pooled 224x224 RGB buffer that `fill` wrote, or undefined (the buffer goes back to the pool)
+ * when it answered false or threw.
+ */
+async function intoPooled(fill: (out: Buffer) => Promise<boolean>): Promise<Buffer | undefined> {
+  const out = free.pop() ?? Buffer.allocUnsafe(IMAGE_BYTES);
+  let ok = false;
+  try {
+    ok = await fill(out);
+  } catch {
+    ok = false;
+  }
+  if (!ok) {
+    if (free.length < MAX_FREE) free.push(out);
+    return undefined;
+  }
+  pooled.add(out);
+  return out;
 }
 
 /** A libjpeg-turbo build (the setting, `JpegDecoder`, may also say `auto`). */
@@ -277,19 +297,10 @@ export async function decodePlainJpegResized(
   const pixels = f.width * f.height;
   if (short < INPUT_SIZE || short >= 2 * INPUT_SIZE) return undefined;
   if (pixels > maxPixels || pixels > MAX_RESIZE_PIXELS) return undefined;
-  const out = free.pop() ?? Buffer.allocUnsafe(IMAGE_BYTES);
-  let ok = false;
-  try {
-    ok = await engine().decodeResized(data, f, windowFor(f.width, f.height), out);
-  } catch {
-    ok = false;
-  }
-  if (!ok) {
-    if (free.length < MAX_FREE) free.push(out);
-    return undefined;
-  }
-  pooled.add(out);
-  return { pixels: out, width: f.width, height: f.height };
+  const out = await intoPooled((o) =>
+    engine().decodeResized(data, f, windowFor(f.width, f.height), o),
+  );
+  return out && { pixels: out, width: f.width, height: f.height };
 }
 
 /**
@@ -297,18 +308,6 @@ export async function decodePlainJpegResized(
  * libjpeg-turbo refuses it (corrupt, truncated, a variant it does not decode): the caller then
  * takes the full path. Synchronous once the build is loaded (~0.2 ms native, ~0.5 ms WASM here).
  */
-export async function decodePlainJpeg224(data: Uint8Array): Promise<Buffer | undefined> {
-  const pixels = free.pop() ?? Buffer.allocUnsafe(IMAGE_BYTES);
-  let ok = false;
-  try {
-    ok = await engine().decode224(data, pixels);
-  } catch {
-    ok = false;
-  }
-  if (!ok) {
-    if (free.length < MAX_FREE) free.push(pixels);
-    return undefined;
-  }
-  pooled.add(pixels);
-  return pixels;
+export function decodePlainJpeg224(data: Uint8Array): Promise<Buffer | undefined> {
+  return intoPooled((out) => engine().decode224(data, out));
 }

@@ -22,7 +22,7 @@ export class BicubicNative {
   #acc = new Int32Array(0);
   // The edge sends one size (341x256 for most photos): the last plan's taps are reused (~40 µs).
   #planKey = "";
-  #plan: ReturnType<typeof bicubicPasses> | undefined;
+  #plan: (ReturnType<typeof bicubicPasses> & { readonly region: Int32Array }) | undefined;
   // The plan's column taps as offsets into a part that starts at column #shiftedLeft.
   #shifted: Int32Array | undefined;
   #shiftedLeft = 0;
@@ -38,7 +38,15 @@ export class BicubicNative {
   #planFor(width: number, height: number, window: ResizeWindow) {
     const key = `${width} ${height} ${Object.values(window).join(" ")}`;
     if (key !== this.#planKey || !this.#plan) {
-      this.#plan = bicubicPasses({ data: new Uint8Array(0), width, height }, window);
+      const plan = bicubicPasses({ data: new Uint8Array(0), width, height }, window);
+      // The source columns [x0, x1) and rows [y0, y1) the taps read.
+      let x0 = width;
+      let x1 = 0;
+      for (let x = 0; x < window.width; x++) {
+        x0 = Math.min(x0, plan.cols.start[x]!);
+        x1 = Math.max(x1, plan.cols.start[x]! + plan.cols.length[x]!);
+      }
+      this.#plan = { ...plan, region: Int32Array.of(x0, x1, plan.firstRow, plan.lastRow) };
       this.#planKey = key;
       this.#shifted = undefined;
     }
@@ -48,18 +56,12 @@ export class BicubicNative {
   /**
    * The source columns [x0, x1) and rows [y0, y1) that `window` of a width x height image reads,
    * for a decoder that can skip the rest; undefined when the whole image is needed (a pass that
-   * does not resize goes to the TypeScript port, which reads the whole image).
+   * does not resize goes to the TypeScript port, which reads the whole image). The array is the
+   * plan's own: read it, do not change it.
    */
   sourceRegion(width: number, height: number, window: ResizeWindow): Int32Array | undefined {
     if (window.outWidth === width || window.outHeight === height) return undefined;
-    const { cols, firstRow, lastRow } = this.#planFor(width, height, window);
-    let x0 = width;
-    let x1 = 0;
-    for (let x = 0; x < window.width; x++) {
-      x0 = Math.min(x0, cols.start[x]!);
-      x1 = Math.max(x1, cols.start[x]! + cols.length[x]!);
-    }
-    return Int32Array.of(x0, x1, firstRow, lastRow);
+    return this.#planFor(width, height, window).region;
   }
 
   /**
@@ -81,13 +83,16 @@ export class BicubicNative {
     if (out.byteLength < window.width * window.height * 3) {
       throw new RangeError(`${out.byteLength} bytes for a ${window.width}x${window.height} window`);
     }
-    const { rows, cols, firstRow, lastRow, rowBytes } = this.#planFor(
+    const { rows, cols, firstRow, lastRow, rowBytes, region } = this.#planFor(
       image.width,
       image.height,
       window,
     );
     if (firstRow < p.top || lastRow > p.top + p.rows) {
       throw new RangeError("window outside the image");
+    }
+    if (region[0]! < p.left || region[1]! > p.left + p.cols) {
+      throw new RangeError("window outside the decoded part");
     }
     let start = cols.start;
     if (p.left !== 0) {
@@ -96,11 +101,6 @@ export class BicubicNative {
         this.#shiftedLeft = p.left;
       }
       start = this.#shifted;
-    }
-    for (let x = 0; x < window.width; x++) {
-      if (start[x]! < 0 || start[x]! + cols.length[x]! > p.cols) {
-        throw new RangeError("window outside the decoded part");
-      }
     }
     const tmpBytes = (lastRow - firstRow) * rowBytes;
     if (this.#tmp.byteLength < tmpBytes) this.#tmp = new Uint8Array(tmpBytes);
