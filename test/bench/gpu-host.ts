@@ -167,14 +167,15 @@ function openLink(url: string, protocol: Protocol): Link {
     };
   }
   const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
-  return { call: (body) => connectCall(agent, url, body), close: () => agent.destroy() };
+  const target = new URL(PATH, url);
+  return { call: (body) => connectCall(agent, target, body), close: () => agent.destroy() };
 }
 
 /** One Connect unary call; resolves with the response message, rejects on any other status. */
-function connectCall(agent: http.Agent, url: string, body: Buffer): Promise<Buffer> {
+function connectCall(agent: http.Agent, target: URL, body: Buffer): Promise<Buffer> {
   return new Promise((resolveCall, reject) => {
     const req = http.request(
-      `${url}${PATH}`,
+      target,
       {
         agent,
         method: "POST",
@@ -252,10 +253,10 @@ async function drive(
   perCall: number,
   connections: number,
 ): Promise<Omit<RpcRun, "kind" | "processes" | "rep">> {
-  const sessions = Array.from({ length: connections }, () => openLink(node.url, protocol));
+  const links = Array.from({ length: connections }, () => openLink(node.url, protocol));
   // Every link's first call is checked in full: the right number of 512-d vectors.
   await Promise.all(
-    sessions.map(async (s, i) => {
+    links.map(async (s, i) => {
       const res = await s.call(bodies[i % bodies.length]!);
       const decoded = fromBinary(EmbedResponseSchema, res);
       if (decoded.embeddings.length !== perCall || decoded.dimension !== 512) {
@@ -273,7 +274,7 @@ async function drive(
       if (counting && !stop) images += perCall;
     }
   };
-  const loops = sessions.flatMap((s) => [loop(s), loop(s)]);
+  const loops = links.flatMap((s) => [loop(s), loop(s)]);
   await new Promise((r) => setTimeout(r, plan.warmupMs));
   const t0 = performance.now();
   const cpu0 = {
@@ -290,7 +291,7 @@ async function drive(
   const machine = machineBusySeconds() - cpu0.machine;
   stop = true;
   await Promise.all(loops);
-  for (const s of sessions) s.close();
+  for (const s of links) s.close();
   const seconds = elapsedMs / 1000;
   return {
     imagesPerSecond: images / seconds,
