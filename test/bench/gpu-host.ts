@@ -9,7 +9,8 @@
  * channel).
  *
  *   node test/bench/gpu-host.ts [--quick] [--max-processes N | --counts 1,16] [--images-per-call N]
- *                               [--protocol grpc|connect] [--server-args="--decode-concurrency 16 ..."]
+ *                               [--protocol grpc|connect] [--stub-decoder]
+ *                               [--server-args="--decode-concurrency 16 ..."]
  *
  * Self-contained: generated images, loopback only, no network, no python. Prints Markdown; writes
  * the full results as JSON to $OUT/ if OUT is set, else to .cache/bench/. The load comes from
@@ -318,6 +319,7 @@ async function benchRpc(
   counts: readonly number[],
   perCall: number,
   serverArgs: readonly string[],
+  entry: string | undefined,
 ): Promise<RpcRun[]> {
   const runs: RpcRun[] = [];
   const bodies: Record<Kind, Buffer[]> = {
@@ -343,7 +345,7 @@ async function benchRpc(
           "0",
           ...serverArgs,
         ],
-        BENCH_GPU_NODE,
+        { ...BENCH_GPU_NODE, ...(entry ? { entry } : {}) },
       );
       try {
         for (const kind of ["256-px", "exact-224"] as const) {
@@ -598,14 +600,16 @@ function report(
 }
 
 const USAGE = `usage: npm run bench:gpu-host -- [--quick] [--max-processes N | --counts 1,16]
-                              [--images-per-call N] [--protocol grpc|connect]
+                              [--images-per-call N] [--protocol grpc|connect] [--stub-decoder]
                               [--server-args="--decode-concurrency 16 ..."]
 
 Images per second through the gpu-node's CPU side (no-op backend) with 1, 2, 4, … processes, then
 each decoder's CPU per image and the pixel channel's cost. --images-per-call (default 8): 1 is a
 phone's single upload through the edge. --protocol: grpc (h2c, the default) or connect (binary
-protobuf over HTTP/1.1 keep-alive, as the edge's Worker sends). Prints Markdown; writes JSON to
-$OUT/ if OUT is set, else to .cache/bench/.`;
+protobuf over HTTP/1.1 keep-alive, as the edge's Worker sends). --stub-decoder: one process whose
+decoder returns fixed pixels without reading the file, so the CPU per image is the call's own
+cost (HTTP, Connect, batching, the no-op backend). Prints Markdown; writes JSON to $OUT/ if OUT is
+set, else to .cache/bench/.`;
 
 async function main(): Promise<void> {
   const { values } = parseCli(USAGE, {
@@ -616,8 +620,10 @@ async function main(): Promise<void> {
       "server-args": { type: "string", default: "" },
       protocol: { type: "string", default: "grpc" },
       counts: { type: "string" },
+      "stub-decoder": { type: "boolean", default: false },
     },
   });
+  const stub = values["stub-decoder"];
   const protocol = values.protocol as Protocol;
   if (!PROTOCOLS.includes(protocol)) throw new Error("--protocol is grpc or connect");
   const plan = values.quick ? QUICK : FULL;
@@ -629,9 +635,14 @@ async function main(): Promise<void> {
   }
   const counts = values.counts
     ? values.counts.split(",").map((c) => Number(c.trim()))
-    : processCounts(max);
+    : stub
+      ? [1]
+      : processCounts(max);
   if (counts.some((c) => !Number.isSafeInteger(c) || c < 1)) {
     throw new Error("--counts takes positive integers, e.g. 1,16");
+  }
+  if (stub && (values["max-processes"] !== undefined || counts.some((c) => c !== 1))) {
+    throw new Error("--stub-decoder runs one process: leave out --counts and --max-processes");
   }
   progress(`${cores} cores (${cpus()[0]?.model ?? "?"}), processes ${counts.join(", ")}`);
   const images = await inputs(64);
@@ -641,14 +652,17 @@ async function main(): Promise<void> {
   };
   const load0 = loadavg()[0]!;
   const serverArgs = values["server-args"].split(/\s+/).filter((a) => a !== "");
-  const runs = await benchRpc(plan, protocol, images, counts, perCall, serverArgs);
+  const entry = stub ? join(ROOT, "test/bench/stub-decoder-node.ts") : undefined;
+  const runs = await benchRpc(plan, protocol, images, counts, perCall, serverArgs, entry);
   const decoders = await benchDecoders(plan, images);
   const channel = await benchChannel(plan);
   progress(`pixel channel: ${channel.imagesPerSecond.toFixed(0)} img/s`);
 
   // The node starts with --backend noop; --server-args may name another (the last flag wins).
   const at = serverArgs.lastIndexOf("--backend");
-  const backend = at >= 0 ? serverArgs.slice(at).join(" ") : "--backend noop (CPU side only)";
+  const backend =
+    (at >= 0 ? serverArgs.slice(at).join(" ") : "--backend noop (CPU side only)") +
+    (stub ? ", decoder stubbed (fixed pixels, no file read: the call's own cost)" : "");
   const text = report(runs, decoders, channel, protocol, perCall, kib, backend);
   const environment = {
     cores,
@@ -660,6 +674,7 @@ async function main(): Promise<void> {
     quick: values.quick,
     protocol,
     serverArgs,
+    stubDecoder: stub,
   };
   process.stdout.write(
     `\n## bench:gpu-host — ${cores} cores, ${environment.cpu}, Node ${process.version}` +

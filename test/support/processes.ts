@@ -245,6 +245,8 @@ export interface GpuNodeOptions {
    * call logs at debug only).
    */
   readonly logLevel?: "debug" | "info";
+  /** The script to run instead of gpu-node/main.ts; it takes the same flags (benchmarks' stand-ins). */
+  readonly entry?: string;
 }
 
 /**
@@ -266,7 +268,7 @@ export async function spawnGpuNode(
   args: readonly string[],
   opts: GpuNodeOptions = {},
 ): Promise<GpuNodeProcess> {
-  const node = await startAnnounced(GPU_NODE, {
+  const node = await startAnnounced(opts.entry ?? GPU_NODE, {
     args: [
       "--host",
       "127.0.0.1",
