@@ -21,6 +21,7 @@ const SKIPPED: Record<string, string> = {
   generate: "buf and wrangler",
   start: "the edge's local stack: its command line belongs to the edge's reorganisation",
   "edge:node": "the edge's Node entry: likewise",
+  postinstall: "patch-package (patches/README.md)",
 };
 const isDocs = (name: string) => name === "docs" || name.startsWith("docs:");
 
