@@ -1,4 +1,5 @@
 // The self-hosted edge on Node: same app, sharp resizer, a real gpu-node (noop backend) behind it.
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
@@ -9,7 +10,7 @@ import { testConfig } from "../../gpu-node/config.ts";
 import { type GpuNode, startGpuNode } from "../../gpu-node/node.ts";
 import { decodeForClip } from "../../gpu-node/preprocess/decode.ts";
 import { photoPixels } from "../../test/support/images.ts";
-import { createNodeEdge } from "./server.ts";
+import { createNodeEdge, NODE_FLAGS } from "./server.ts";
 
 const HEIF = resolve(import.meta.dirname, "../../../shared/corpus/photos/samplefilehub.heif");
 let gpu: GpuNode;
@@ -110,4 +111,25 @@ describe("edge on Node (sharp resizer)", () => {
       expect((await sharp(received[0]!).metadata()).format).toBe("jpeg");
     },
   );
+
+  it("runs with its Node flags: npm run edge:node passes them, and they cap the young generation", () => {
+    const pkg = JSON.parse(
+      readFileSync(resolve(import.meta.dirname, "../../package.json"), "utf8"),
+    );
+    expect(pkg.scripts["edge:node"]).toBe(`node ${NODE_FLAGS.join(" ")} edge/node/server.ts`);
+    // Garbage enough for V8 to grow its young generation as far as it may.
+    const probe = `const v8 = require("node:v8"); let keep = [];
+      for (let i = 0; i < 300000; i++) { keep.push({ i, s: "x" + i }); if (keep.length > 50000) keep = []; }
+      const s = v8.getHeapSpaceStatistics().find((x) => x.space_name === "new_space");
+      process.stdout.write(String(s.space_size));`;
+    const young = (flags: readonly string[]) => {
+      const res = spawnSync(process.execPath, [...flags, "-e", probe], { encoding: "utf8" });
+      expect(res.stderr).toBe("");
+      return Number(res.stdout);
+    };
+    const capped = young(NODE_FLAGS);
+    expect(capped).toBeGreaterThan(0);
+    expect(capped).toBeLessThanOrEqual(8 * 1024 * 1024);
+    expect(young([])).toBeGreaterThan(capped);
+  });
 });

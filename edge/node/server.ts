@@ -9,6 +9,16 @@ import { createSharpResizer } from "./sharp-resizer.ts";
 
 const resizer = createSharpResizer();
 
+/**
+ * The Node flags the edge runs with (`npm run edge:node`; package.json must say the same): a young
+ * generation of at most 4 MB. Each request leaves ~0.75 MB of ArrayBuffers that only a GC frees
+ * (the body as read and joined, the decoded image, sharp's output, the gpu-node request). Under
+ * V8's default young generation they piled up until a full GC every ~10 requests (a 2–7 ms pause
+ * each, 9 of 11 runs of 200 seed calls); with 4 MB a scavenge frees them every few requests
+ * (~1.3 ms), and the loopback p95 fell from 2.2–2.7× p50 to 1.4–1.5× (docs/benchmarks.md).
+ */
+export const NODE_FLAGS = ["--max-semi-space-size=4"] as const;
+
 /** The app with the environment as its bindings (the same variable names as wrangler.toml). */
 export function createNodeEdge(env: Record<string, string | undefined> = process.env) {
   const vars = Object.fromEntries(

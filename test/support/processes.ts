@@ -93,6 +93,8 @@ export interface Announced {
 
 export interface StartOptions {
   readonly args?: readonly string[];
+  /** Node's own flags, before the script (`node ...nodeArgs script ...args`). */
+  readonly nodeArgs?: readonly string[];
   /** The child's whole environment (default: this process's). */
   readonly env?: NodeJS.ProcessEnv;
   /** Which stdout line announces that it is ready. */
@@ -109,12 +111,12 @@ export interface StartOptions {
   readonly detached?: boolean;
 }
 
-/** Starts `node script ...args` (the Node running this) and resolves once it announces itself. */
+/** Starts `node [...nodeArgs] script ...args` (the Node running this) and resolves once it announces itself. */
 export async function startAnnounced(script: string, opts: StartOptions): Promise<Announced> {
   const keepLogs = opts.keepLogs ?? true;
   const t0 = performance.now();
   const child = track(
-    spawn(process.execPath, [script, ...(opts.args ?? [])], {
+    spawn(process.execPath, [...(opts.nodeArgs ?? []), script, ...(opts.args ?? [])], {
       cwd: ROOT,
       stdio: ["ignore", "pipe", "pipe"],
       env: opts.env ?? process.env,

@@ -1,6 +1,7 @@
 /** The end-to-end benchmark's servers as child processes: the edge (wrangler's dev runtime, its production bundle on workerd, and on Node) and the KServe v2 test double with the FP32 model files it needs. */
 import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { NODE_FLAGS } from "../../../edge/node/server.ts";
 import { float32ModelFile } from "../../support/kserve-double.ts";
 import {
   type Announced,
@@ -83,11 +84,16 @@ export async function startWorkerdEdge(
 }
 
 /**
- * The edge on Node (`edge/node/server.ts`, the sharp resizer) on a free loopback port, settings
- * from its environment as an operator would give them.
+ * The edge on Node (`edge/node/server.ts`, the sharp resizer) on a free loopback port, with the
+ * Node flags `npm run edge:node` gives it (or `nodeArgs`) and settings from its environment as an
+ * operator would give them.
  */
-export async function startNodeEdge(vars: Record<string, string>): Promise<EdgeDev> {
+export async function startNodeEdge(
+  vars: Record<string, string>,
+  nodeArgs: readonly string[] = NODE_FLAGS,
+): Promise<EdgeDev> {
   const edge = await startAnnounced(resolve(ROOT, "edge/node/server.ts"), {
+    nodeArgs,
     env: { ...process.env, ...vars, EDGE_HOST: "127.0.0.1", EDGE_PORT: "0" },
     isReady: (l) => l.msg === "listening" && typeof l.url === "string",
     what: "Node edge",
