@@ -13,9 +13,10 @@ const resizer = createSharpResizer();
  * The Node flags the edge runs with (`npm run edge:node`; package.json must say the same): a young
  * generation of at most 4 MB. Each request leaves ~0.75 MB of ArrayBuffers that only a GC frees
  * (the body as read and joined, the decoded image, sharp's output, the gpu-node request). Under
- * V8's default young generation they piled up until a full GC every ~10 requests (a 2–7 ms pause
- * each, 9 of 11 runs of 200 seed calls); with 4 MB a scavenge frees them every few requests
- * (~1.3 ms), and the loopback p95 fell from 2.2–2.7× p50 to 1.4–1.5× (docs/benchmarks.md).
+ * V8's default young generation they could pile up until a full GC every ~10 requests, 2–7 ms
+ * each, and p95 reached 2.2–2.7× p50 on loopback (in half to most runs of 200 seed calls). With
+ * 4 MB, scavenges every few requests (~1–3 ms) free them: p95 stayed at 1.4–1.5× p50 in every run
+ * (`npm run bench:seed-tails -- --compare`; docs/benchmarks.md).
  */
 export const NODE_FLAGS = ["--max-semi-space-size=4"] as const;
 
