@@ -45,9 +45,16 @@ export interface CallState {
   inFlight: number;
 }
 
-/** Per call: request id, auth, refusal while draining, one log line (debug when served), error translation. */
-export function callInterceptor(config: Config, log: Logger, state: CallState): Interceptor {
-  const tokenOk = bearerCheck(config.token);
+/**
+ * Per call: request id, auth, refusal while draining, one log line (debug when served), error
+ * translation. `tokenOk` is the server's own `bearerCheck(config.token)`, shared with its gate.
+ */
+export function callInterceptor(
+  config: Config,
+  log: Logger,
+  state: CallState,
+  tokenOk: (header: string | null) => boolean,
+): Interceptor {
   return (next) => async (req) => {
     const requestId = req.contextValues.get(requestIdKey);
     const started = performance.now();

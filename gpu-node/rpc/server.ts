@@ -105,7 +105,7 @@ export async function serveNode(config: Config, parts: NodeParts): Promise<GpuNo
     maxTimeoutMs: config.maxDeadlineMs,
     shutdownSignal: shutdown.signal,
     // Metrics outermost: they count the codes the call interceptor settled on.
-    interceptors: [metrics.interceptor, callInterceptor(config, log, state)],
+    interceptors: [metrics.interceptor, callInterceptor(config, log, state, tokenOk)],
     // Runs on the headers, before the body is read. The token is checked here, so that a caller
     // without it cannot make the node read and parse a message of up to --max-message-bytes; the
     // interceptor checks it again only for a call the gate did not mark as checked. A call

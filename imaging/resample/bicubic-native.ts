@@ -70,8 +70,7 @@ export class BicubicNative {
    * it must cover everything the window reads (`sourceRegion`).
    */
   resize(image: RgbImage, window: ResizeWindow, out: Uint8Array, part?: Part): Uint8Array {
-    const whole = { left: 0, top: 0, cols: image.width, rows: image.height };
-    const p = part ?? whole;
+    const p = part ?? { left: 0, top: 0, cols: image.width, rows: image.height };
     if (window.outWidth === image.width || window.outHeight === image.height) {
       if (part) throw new RangeError("a pass that does not resize needs the whole image");
       return resizeBicubicWindow(image, window, out);

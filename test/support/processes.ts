@@ -263,8 +263,9 @@ export const BENCH_GPU_NODE: GpuNodeOptions = {
 };
 
 /**
- * Starts `node gpu-node/main.ts --host 127.0.0.1 --port <port> ...args` (at log level debug
- * unless `opts.logLevel` says otherwise) and resolves once it logs "listening".
+ * Starts `node gpu-node/main.ts --host 127.0.0.1 --port <port> ...args` (or `opts.entry` with the
+ * same arguments; at log level debug unless `opts.logLevel` says otherwise) and resolves once it
+ * logs "listening".
  */
 export async function spawnGpuNode(
   args: readonly string[],
