@@ -63,3 +63,31 @@ describe("--help", () => {
     expect(res.stdout).toMatch(/^usage: /i);
   });
 });
+
+// Bad arguments stop a benchmark before it starts any server, naming what was wrong.
+describe("benchmark arguments", () => {
+  it.each([
+    ["test/bench/gpu-host.ts", ["--protocol", "h3"], "--protocol is grpc or connect"],
+    [
+      "test/bench/gpu-host.ts",
+      ["--stub-decoder", "--counts", "1,2"],
+      "--stub-decoder runs one process",
+    ],
+    [
+      "test/bench/gpu-host.ts",
+      ["--stub-decoder", "--max-processes", "4"],
+      "--stub-decoder runs one process",
+    ],
+    ["test/bench/seed-tails.ts", ["--calls", "5"], "--calls takes an integer ≥ 20"],
+    ["test/bench/seed-tails.ts", ["--runs", "0"], "--runs a positive integer"],
+  ])("%s %j is refused", (file, args, message) => {
+    const res = spawnSync(process.execPath, [resolve(ROOT, file), ...args], {
+      cwd: ROOT,
+      encoding: "utf8",
+      timeout: 50_000,
+    });
+    expect(res.status).not.toBe(0);
+    expect(res.stderr).toContain(message);
+    expect(res.stdout).not.toContain("##");
+  });
+});
