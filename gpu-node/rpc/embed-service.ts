@@ -25,10 +25,14 @@ import { ImageError } from "../preprocess/image-errors.ts";
 import { Semaphore } from "./admission.ts";
 import { imageFailure, overloaded } from "./errors.ts";
 
-/** Decodes one encoded image to the model's 224x224 RGB pixels (preprocess/decode.ts in production). */
+/**
+ * Decodes one encoded image to the model's 224x224 RGB pixels (preprocess/decode.ts in
+ * production). `signal` is the call's: a decoder may skip the work once it has aborted.
+ */
 export type Decoder = (
   data: Uint8Array,
   limits: { readonly maxPixels: number; readonly maxBytes: number },
+  signal?: AbortSignal,
 ) => Promise<{ readonly pixels: Uint8Array }>;
 
 export interface EmbedServiceDeps {
@@ -76,7 +80,7 @@ export function createEmbedService(deps: EmbedServiceDeps): ServiceImpl<typeof E
     const t0 = now();
     let pixels: Uint8Array;
     try {
-      ({ pixels } = await decodeSlots.with(1, signal, () => decode(image.data, limits)));
+      ({ pixels } = await decodeSlots.with(1, signal, () => decode(image.data, limits, signal)));
       signal.throwIfAborted();
     } catch (err) {
       batcher.expect(-1);

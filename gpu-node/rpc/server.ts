@@ -8,6 +8,7 @@ import { type Config, nodeUrl } from "../config.ts";
 import type { Logger } from "../logger.ts";
 import type { NodeMetrics } from "../observability/metrics.ts";
 import { type MetricsServer, startMetricsServerOrWarn } from "../observability/metrics-server.ts";
+import { decodeInRounds } from "../preprocess/decode-rounds.ts";
 import { Semaphore } from "./admission.ts";
 import { createEmbedService, type Decoder } from "./embed-service.ts";
 import {
@@ -91,7 +92,8 @@ export async function serveNode(config: Config, parts: NodeParts): Promise<GpuNo
     batcher,
     admission,
     decodeSlots: new Semaphore(config.decodeConcurrency),
-    decode: parts.decode,
+    // Each turn's decodes together, then its calls' JavaScript together (warm caches for both).
+    decode: decodeInRounds(parts.decode),
     releasePixels: parts.releasePixels,
   });
 

@@ -30,7 +30,7 @@ export class BicubicNative {
   readonly #simd: SimdLevel;
 
   /** `simd` caps the passes' instruction set (tests check each pass's bytes). */
-  constructor(addon: ClipNative, simd: SimdLevel = 2) {
+  constructor(addon: ClipNative, simd: SimdLevel = 3) {
     this.#addon = addon;
     this.#simd = simd;
   }

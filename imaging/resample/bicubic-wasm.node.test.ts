@@ -1,5 +1,7 @@
 // Both fast builds of the bicubic loops against the TypeScript Pillow port: resample.wasm, and the
-// native addon's (AVX2, SSE4.1 and scalar horizontal passes) where it loads.
+// native addon's (AVX-512, AVX2, SSE4.1 and scalar passes, each where the CPU has it) where it
+// loads. Random scales reach both sides of the AVX-512 passes' limits (five outputs' taps within
+// one 64-byte load, weights that split into three bytes), where they hand over to AVX2.
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { loadClipNative } from "../native/clip-native.ts";
@@ -18,6 +20,7 @@ const resizers: [string, Resizer][] = [
   ...(addon
     ? ([
         ["BicubicNative", new BicubicNative(addon)],
+        ["BicubicNative, AVX2 at most", new BicubicNative(addon, 2)],
         ["BicubicNative, SSE4.1 at most", new BicubicNative(addon, 1)],
         ["BicubicNative, scalar", new BicubicNative(addon, 0)],
       ] as [string, Resizer][])
