@@ -26,8 +26,9 @@
  *   horizontal(src, srcWidth, firstRow, lastRow, outWidth, start, len, weights, stride, out, simd?)
  *   vertical(src, rowBytes, firstRow, outHeight, start, len, weights, stride, acc, out, simd?)
  *     resample.c's two passes on typed arrays (no copies); bicubic-native.ts checks the bounds.
- *     The horizontal pass runs on AVX2, else SSE4.1, else resample.c's scalar loop, the vertical
- *     pass on AVX2, else resample.c's loop; `simd` (2, 1 or 0) caps that choice.
+ *     The horizontal pass runs on AVX-512 (with VBMI and VNNI), else AVX2, else SSE4.1, else
+ *     resample.c's scalar loop, the vertical pass on AVX-512 (VNNI), else AVX2, else resample.c's
+ *     loop; `simd` (3, 2, 1 or 0) caps that choice. Every level gives the same bytes.
  */
 #include <setjmp.h>
 #include <stddef.h>
