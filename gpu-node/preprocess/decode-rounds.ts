@@ -7,8 +7,10 @@
  * then ran with cold caches. Started from each call's own continuation, decodes alternated with
  * that JavaScript one call at a time: the gpu-node spent ~0.87 ms of CPU per call with 8 calls in
  * flight on the 2-core dev machine, of which the decode itself was ~0.4 ms. In rounds, the calls
- * of a turn are parsed together, decoded together and answered together: 0.71-0.75 ms per call
- * (`npm run bench:gpu-host`). A lone call waits one hop of the event loop (microseconds).
+ * of a turn are parsed together, decoded together and answered together: 0.71-0.75 ms per call.
+ * With the AVX-512 resize passes, `npm run bench:gpu-host` went from 0.87-0.94 to 0.65-0.70 ms
+ * per 256-px photo at one photo per call (docs/benchmarks.md, "Decodes in rounds"). A lone call
+ * waits one hop of the event loop (microseconds).
  */
 
 /** A decoder as the embed service calls it: encoded bytes and limits in, pixels out. */

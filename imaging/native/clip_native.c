@@ -211,6 +211,20 @@ __attribute__((target("avx2"))) static int horizontal_madd_avx2(
  * a time. Answers 0 (the caller falls back) when five outputs' taps do not fit one load, a weight
  * does not split so, or memory is short.
  */
+/* A 22-bit weight's three 8-bit parts, w = w2 * 65536 + w1 * 256 + w0 (each in -128..127, for
+   vpdpbusd's signed bytes); 0 when w2 does not fit. */
+static int split_bytes(int32_t w, int8_t part[3]) {
+  const int32_t w0 = ((w + 128) & 255) - 128;
+  const int32_t r = (w - w0) / 256;
+  const int32_t w1 = ((r + 128) & 255) - 128;
+  const int32_t w2 = (r - w1) / 256;
+  if (w2 < -128 || w2 > 127) return 0;
+  part[0] = (int8_t)w0;
+  part[1] = (int8_t)w1;
+  part[2] = (int8_t)w2;
+  return 1;
+}
+
 #define H512_OUTS 5
 #define H512_SPAN 21 /* pixels one 64-byte load holds */
 struct h512_quad {
@@ -279,17 +293,12 @@ horizontal_avx512(const uint8_t *src, int src_width, int first_row, int last_row
         for (int i = 0; i < 4; i++) {
           const int t = 4 * q + i;
           if (t >= len[x]) continue; /* weight 0, index 0: reads a byte that is there */
-          const int32_t w0 = ((k[t] + 128) & 255) - 128;
-          const int32_t r = (k[t] - w0) / 256;
-          const int32_t w1 = ((r + 128) & 255) - 128;
-          const int32_t w2 = (r - w1) / 256;
-          if (w2 < -128 || w2 > 127) goto refuse;
+          int8_t part[3];
+          if (!split_bytes(k[t], part)) goto refuse;
           for (int ch = 0; ch < 3; ch++) {
             const int byte = 4 * (3 * o + ch) + i; /* sum 3o+ch, its i-th tap of this quad */
             idx[byte] = (uint8_t)(3 * (start[x] - b + t) + ch);
-            w[0][byte] = (int8_t)w0;
-            w[1][byte] = (int8_t)w1;
-            w[2][byte] = (int8_t)w2;
+            for (int j = 0; j < 3; j++) w[j][byte] = part[j];
           }
         }
       }
@@ -377,7 +386,7 @@ __attribute__((target("avx2"))) static void vertical_avx2(
  * The vertical pass on AVX-512 VNNI: 64 bytes of an output row at a time, four taps per step. The
  * same bytes of four input rows are interleaved into 32-bit lanes (two rounds of unpacks), and
  * `vpdpbusd` multiplies them by the three 8-bit parts of the four weights (split as in
- * horizontal_avx512) and adds the four products. The unpacks work within 128-bit lanes and the
+ * horizontal_avx512, split_bytes) and adds the four products. The unpacks work within 128-bit lanes and the
  * packs at the end undo them lane by lane, so the bytes come out in order; the arithmetic is
  * exact, so the bytes are rs_vertical's. A row's last row_bytes % 64 bytes go through masked loads
  * and stores. Answers 0 (the caller falls back) when a weight does not split so or an output row
@@ -401,14 +410,9 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) static int verti
         /* A tap past the row's last is the last row again, under a zero weight. */
         rows[q][i] = src + (size_t)(start[y] - first_row + (t < n ? t : n - 1)) * row_bytes;
         if (t >= n) continue;
-        const int32_t w0 = ((k[t] + 128) & 255) - 128;
-        const int32_t r = (k[t] - w0) / 256;
-        const int32_t w1 = ((r + 128) & 255) - 128;
-        const int32_t w2 = (r - w1) / 256;
-        if (w2 < -128 || w2 > 127) return 0;
-        part[0] |= (uint32_t)(w0 & 255) << (8 * i);
-        part[1] |= (uint32_t)(w1 & 255) << (8 * i);
-        part[2] |= (uint32_t)(w2 & 255) << (8 * i);
+        int8_t bytes[3];
+        if (!split_bytes(k[t], bytes)) return 0;
+        for (int j = 0; j < 3; j++) part[j] |= (uint32_t)(uint8_t)bytes[j] << (8 * i);
       }
       for (int j = 0; j < 3; j++) w[q][j] = _mm512_set1_epi32((int32_t)part[j]);
     }
