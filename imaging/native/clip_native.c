@@ -198,19 +198,6 @@ __attribute__((target("avx2"))) static int horizontal_madd_avx2(
   return 1;
 }
 
-/*
- * The horizontal pass on AVX-512 (VBMI byte permutes, VNNI byte dot products): five output pixels
- * per step. One 64-byte load covers every tap of five neighbouring outputs (their taps span at
- * most 21 pixels, which holds for the downscales of up to ~2x this path serves); one `vpermb` per
- * four taps lays those bytes out as 15 channel sums (the five pixels' RGB, in order) of four taps
- * each, and `vpdpbusd` multiplies each pixel byte by an 8-bit part of its weight and adds the four
- * products into a 32-bit sum. Each 22-bit weight w is split as w = w2 * 65536 + w1 * 256 + w0
- * (every part in -128..127), the three sums are taken apart and recombined with shifts: exact
- * integer arithmetic (int32 wrap-around included, since the true sum fits), so the same bytes as
- * rs_horizontal. About 30% of the AVX2 pass's CPU, which spent most of it shuffling two pixels at
- * a time. Answers 0 (the caller falls back) when five outputs' taps do not fit one load, a weight
- * does not split so, or memory is short.
- */
 /* A 22-bit weight's three 8-bit parts, w = w2 * 65536 + w1 * 256 + w0 (each in -128..127, for
    vpdpbusd's signed bytes); 0 when w2 does not fit. */
 static int split_bytes(int32_t w, int8_t part[3]) {
@@ -225,14 +212,16 @@ static int split_bytes(int32_t w, int8_t part[3]) {
   return 1;
 }
 
+/* The AVX-512 subsets both AVX-512 passes are built for (has_avx512 checks them at run time). */
+#define AVX512_TARGET "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni"
 #define H512_OUTS 5
 #define H512_SPAN 21 /* pixels one 64-byte load holds */
 struct h512_quad {
   __m512i idx, w0, w1, w2; /* per four taps: byte indices, the weights' three 8-bit parts */
 };
 
-/* horizontal_avx512's rows, once its table is built (inlined for each constant `quads`). */
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni"), always_inline)) static inline void
+/* horizontal_avx512's rows (below), once its table is built (inlined for each constant `quads`). */
+__attribute__((target(AVX512_TARGET), always_inline)) static inline void
 h512_rows(const uint8_t *src, int src_width, int first_row, int last_row, int out_width,
           const struct h512_quad *table, const int *base, int groups, const int quads,
           uint8_t *out) {
@@ -266,10 +255,24 @@ h512_rows(const uint8_t *src, int src_width, int first_row, int last_row, int ou
   }
 }
 
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni"))) static int
-horizontal_avx512(const uint8_t *src, int src_width, int first_row, int last_row, int out_width,
-                  const int32_t *start, const int32_t *len, const int32_t *weights, int stride,
-                  uint8_t *out) {
+/*
+ * The horizontal pass on AVX-512 (VBMI byte permutes, VNNI byte dot products): five output pixels
+ * per step. One 64-byte load covers every tap of five neighbouring outputs (their taps span at
+ * most 21 pixels, which holds for the downscales of up to ~2x this path serves); one `vpermb` per
+ * four taps lays those bytes out as 15 channel sums (the five pixels' RGB, in order) of four taps
+ * each, and `vpdpbusd` multiplies each pixel byte by an 8-bit part of its weight and adds the four
+ * products into a 32-bit sum. Each 22-bit weight w is split as w = w2 * 65536 + w1 * 256 + w0
+ * (every part in -128..127), the three sums are taken apart and recombined with shifts: exact
+ * integer arithmetic (int32 wrap-around included, since the true sum fits), so the same bytes as
+ * rs_horizontal. About 40% of the AVX2 pass's CPU (46-52 against 109-116 µs for 256 rows), which
+ * spent most of it shuffling two pixels at a time. Answers 0 (the caller falls back) when five
+ * outputs' taps do not fit one load, a weight does not split so, or memory is short. The table is
+ * built on every call (~5 µs for a 224-px window): the taps arrive as typed arrays, and keeping a
+ * table across calls would need per-thread state keyed on their contents.
+ */
+__attribute__((target(AVX512_TARGET))) static int horizontal_avx512(
+    const uint8_t *src, int src_width, int first_row, int last_row, int out_width,
+    const int32_t *start, const int32_t *len, const int32_t *weights, int stride, uint8_t *out) {
   const int quads = (stride + 3) / 4;
   const int groups = (out_width + H512_OUTS - 1) / H512_OUTS;
   struct h512_quad *table =
@@ -385,15 +388,15 @@ __attribute__((target("avx2"))) static void vertical_avx2(
 /*
  * The vertical pass on AVX-512 VNNI: 64 bytes of an output row at a time, four taps per step. The
  * same bytes of four input rows are interleaved into 32-bit lanes (two rounds of unpacks), and
- * `vpdpbusd` multiplies them by the three 8-bit parts of the four weights (split as in
- * horizontal_avx512, split_bytes) and adds the four products. The unpacks work within 128-bit lanes and the
- * packs at the end undo them lane by lane, so the bytes come out in order; the arithmetic is
- * exact, so the bytes are rs_vertical's. A row's last row_bytes % 64 bytes go through masked loads
- * and stores. Answers 0 (the caller falls back) when a weight does not split so or an output row
- * has more than V512_MAX_QUADS * 4 taps.
+ * `vpdpbusd` multiplies them by the three 8-bit parts of the four weights (split_bytes) and adds
+ * the four products. The unpacks work within 128-bit lanes and the packs at the end undo them lane
+ * by lane, so the bytes come out in order; the arithmetic is exact, so the bytes are rs_vertical's.
+ * A row's last row_bytes % 64 bytes go through masked loads and stores. Answers 0 when a weight
+ * does not split so or an output row has more than V512_MAX_QUADS * 4 taps: the caller's fallback
+ * then writes every row again.
  */
 #define V512_MAX_QUADS 8
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) static int vertical_avx512(
+__attribute__((target(AVX512_TARGET))) static int vertical_avx512(
     const uint8_t *src, int row_bytes, int first_row, int out_height, const int32_t *start,
     const int32_t *len, const int32_t *weights, int stride, uint8_t *out) {
   const __m512i half = _mm512_set1_epi32(1 << (PRECISION_BITS - 1));
@@ -625,7 +628,7 @@ static napi_value decode(napi_env env, napi_callback_info info) {
   return result;
 }
 
-/* The AVX-512 subsets horizontal_avx512 uses (the CPU's and the OS's: libgcc checks XCR0). */
+/* AVX512_TARGET's subsets on this CPU, with the OS's support (libgcc checks XCR0). */
 static int has_avx512(void) {
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vbmi") &&
