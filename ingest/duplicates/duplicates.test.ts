@@ -44,7 +44,9 @@ describe("near-duplicate search", () => {
 
   it("the HNSW index finds the planted twins and reports its recall", () => {
     const { vectors, twins } = plantedVectors(3000, { twinEvery: 25 });
-    const found = nearPairs(vectors, { ...opts, exactMax: 1000 });
+    // One thread: usearch builds the same graph on every run. With two, insertion order follows
+    // the scheduler, and on a loaded machine the graph now and then missed 3 of the 119 twins.
+    const found = nearPairs(vectors, { ...opts, exactMax: 1000, threads: 1 });
     expect(found.index).toBe("hnsw");
     const got = new Set(keys(found.pairs));
     const hit = twins.filter(([c, o]) => got.has(`${Math.min(c, o)}-${Math.max(c, o)}`)).length;
