@@ -54,7 +54,7 @@ start() {
   shift
   GLIBC_TUNABLES=glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=131072 NODE_ENV=production \
     GPU_NODE_CACHE_DIR="$WORK/cache" \
-    "$NODE_BIN" gpu-node/main.ts --host 127.0.0.1 --port 0 --metrics-port 0 "$@" >"$log" 2>&1 &
+    "$NODE_BIN" --initial-old-space-size=64 gpu-node/main.ts --host 127.0.0.1 --port 0 --metrics-port 0 "$@" >"$log" 2>&1 &
   PID=$!
   local url=
   for _ in $(seq 1 300); do

@@ -3,7 +3,8 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { EDGE_SETTINGS } from "../edge/config.ts";
-import { SETTINGS } from "../gpu-node/config.ts";
+import { NODE_FLAGS as EDGE_NODE_FLAGS } from "../edge/node/server.ts";
+import { NODE_FLAGS as GPU_NODE_FLAGS, SETTINGS } from "../gpu-node/config.ts";
 import { DUPLICATES_OPTIONS, INGEST_OPTIONS, type Option } from "../ingest/config.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
@@ -139,16 +140,20 @@ export function renderConfiguration(sources: Sources): string {
   lines.push(
     "",
     "`npm run gpu-node` also sets `GLIBC_TUNABLES=glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=131072`",
-    "unless it is set (see [operations](operations.md#memory)).",
+    "unless it is set (see [operations](operations.md#memory)). It runs as",
+    `\`node ${GPU_NODE_FLAGS.join(" ")} gpu-node/main.ts\` (\`NODE_FLAGS\` in \`gpu-node/config.ts\`; the`,
+    "Dockerfile, the systemd unit and `npm start` pass the same flags, and the cluster's workers inherit",
+    "them): keep them when starting it another way. They cut its full GCs under load by half or more",
+    "([benchmarks](benchmarks.md#fewer-full-gcs-the-servers-node-flags)).",
     "",
     "## edge",
     "",
     "Vars live in `wrangler.toml` (`[vars]`); secrets in `.dev.vars` locally (copy",
     "`.dev.vars.example`; `npm start` writes one with a fresh dev key) and `wrangler secret put NAME`",
     "in production. The Node entry (`npm run edge:node`) reads the same names from its environment.",
-    "It runs as `node --max-semi-space-size=4 edge/node/server.ts` (`NODE_FLAGS` in",
-    "`edge/node/server.ts`): keep the flag when starting it another way; without it the edge can settle",
-    "into a full GC every ~10 requests ([benchmarks](benchmarks.md#the-seeds-own-workload-issue-15--2-core-dev-machine-2026-12-06)).",
+    `It runs as \`node ${EDGE_NODE_FLAGS.join(" ")} edge/node/server.ts\` (\`NODE_FLAGS\` in`,
+    "`edge/node/server.ts`): keep the flags when starting it another way; without them the edge",
+    "settles into a full GC every ~15 requests ([benchmarks](benchmarks.md#fewer-full-gcs-the-servers-node-flags)).",
     "Source: `EDGE_SETTINGS` in `edge/config.ts`.",
     "",
     "| variable | default | set in | what |",

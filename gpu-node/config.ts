@@ -13,6 +13,19 @@ const JPEG_DECODERS: readonly JpegDecoder[] = ["auto", "native", "wasm"];
 const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error", "silent"];
 
 const MiB = 1024 * 1024;
+
+/**
+ * The Node flags every gpu-node process runs with: `npm run gpu-node`, the Dockerfile's
+ * ENTRYPOINT, the systemd unit and `npm start` pass them (test/deploy.test.ts checks that they
+ * agree), and the cluster's workers inherit them. Every call leaves ArrayBuffers that only a GC
+ * frees (the request as read, the decoded pixels, the batch's tensors), and V8 counts them toward
+ * the limit at which it starts a full GC, which costs the call it lands on 10–15 ms on a 2-core
+ * machine. Started from a 64 MB old-generation budget, from which V8 sets that limit, the
+ * primary ran 8–9 full GCs in 1,000 seed calls instead of 18–22, and its two workers 7 instead of
+ * 16, for ~20 MB more RSS in all (`npm run bench:seed-tails -- --compare`; docs/benchmarks.md).
+ */
+export const NODE_FLAGS = ["--initial-old-space-size=64"] as const;
+
 const REPO_ROOT = resolve(import.meta.dirname, "..");
 
 export interface Config {

@@ -2,13 +2,13 @@
 // is accepted by the gpu-node's own parseConfig; ports, probe paths, /dev/shm, metrics, drain and
 // stop times, image pins, the Triton model and the KEDA metric agree across compose, the
 // Dockerfile, systemd, Kubernetes and cloudflared, and with the code's defaults.
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, posix, relative, resolve } from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { describe, expect, it } from "vitest";
 import { parseAllDocuments, parse as parseYaml } from "yaml";
-import { type Config, ConfigError, parseConfig, SETTINGS } from "../gpu-node/config.ts";
+import { type Config, ConfigError, NODE_FLAGS, parseConfig, SETTINGS } from "../gpu-node/config.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const DEPLOY = join(ROOT, "deploy");
@@ -159,13 +159,30 @@ interface Invocation {
   readonly optionalEnv: Record<string, string>;
 }
 
-/** Everything after `node gpu-node/main.ts` in a command line. */
-function mainArgs(words: readonly string[], where: string): string[] {
-  const i = words.indexOf("gpu-node/main.ts");
-  if (i < 1 || !/(^|\/)node$/.test(words[i - 1]!)) {
-    throw new Error(`${where}: does not run node gpu-node/main.ts: ${words.join(" ")}`);
+/** Where `node [flags] gpu-node/main.ts` sits in a command line: node's index and the script's. */
+function mainAt(words: readonly string[], where: string): { node: number; main: number } {
+  const main = words.indexOf("gpu-node/main.ts");
+  const node = words.findIndex((w) => /(^|\/)node$/.test(w));
+  if (
+    main < 1 ||
+    node < 0 ||
+    node >= main ||
+    !words.slice(node + 1, main).every((w) => w.startsWith("--"))
+  ) {
+    throw new Error(`${where}: does not run node [flags] gpu-node/main.ts: ${words.join(" ")}`);
   }
-  return words.slice(i + 1);
+  return { node, main };
+}
+
+/** Everything after `node [flags] gpu-node/main.ts` in a command line. */
+function mainArgs(words: readonly string[], where: string): string[] {
+  return words.slice(mainAt(words, where).main + 1);
+}
+
+/** The Node flags between `node` and `gpu-node/main.ts` in a command line. */
+function nodeFlagsOf(words: readonly string[], where: string): string[] {
+  const { node, main } = mainAt(words, where);
+  return words.slice(node + 1, main);
 }
 
 // --- the files -------------------------------------------------------------------------------
@@ -339,6 +356,34 @@ describe("the gpu-node accepts every flag and variable the deploy files give it"
     }
   });
 
+  it("every place that starts a gpu-node passes its Node flags (NODE_FLAGS)", () => {
+    const script: string = JSON.parse(read("package.json")).scripts["gpu-node"];
+    const launchers: [string, string[]][] = [
+      ["package.json gpu-node", shellWords(script)],
+      ["Dockerfile ENTRYPOINT", JSON.parse(dockerOne("ENTRYPOINT"))],
+      ["systemd ExecStart", shellWords(one(gpuNodeUnit, "Service", "ExecStart"))],
+      [
+        "check-image-contents.sh",
+        // The image check runs the image's node as $NODE_BIN.
+        shellWords(
+          /^\s*"\$NODE_BIN" .*gpu-node\/main\.ts.*$/m.exec(
+            read("deploy/check-image-contents.sh"),
+          )![0],
+        ).map((w) => (w === "$NODE_BIN" ? "node" : w)),
+      ],
+    ];
+    for (const [where, words] of launchers) {
+      expect(nodeFlagsOf(words, where), where).toEqual([...NODE_FLAGS]);
+    }
+    // npm start spreads the constant itself.
+    expect(read("edge/node/local-stack.ts")).toMatch(
+      /\[\s*\.\.\.GPU_NODE_FLAGS,\s*join\(ROOT, "gpu-node\/main\.ts"\)/,
+    );
+    // Node takes them (a typo would stop every gpu-node at start).
+    const res = spawnSync(process.execPath, [...NODE_FLAGS, "-e", ""], { encoding: "utf8" });
+    expect([res.status, res.stderr]).toEqual([0, ""]);
+  });
+
   it("GLIBC_TUNABLES match package.json's gpu-node script", () => {
     const script = JSON.parse(read("package.json")).scripts["gpu-node"] as string;
     const tunables = /\$\{GLIBC_TUNABLES:-([^}]+)\}/.exec(script)![1];
@@ -375,7 +420,11 @@ describe("ports, probes and paths agree with the code", () => {
     // The health check finds the port as the gpu-node does: parseConfig over the same environment.
     expect(read("deploy/gpu-host/healthcheck.ts")).toContain("parseConfig([], process.env)");
     expect(dockerOne("STOPSIGNAL")).toBe("SIGTERM");
-    expect(JSON.parse(dockerOne("ENTRYPOINT"))).toEqual(["node", "gpu-node/main.ts"]);
+    expect(JSON.parse(dockerOne("ENTRYPOINT"))).toEqual([
+      "node",
+      ...NODE_FLAGS,
+      "gpu-node/main.ts",
+    ]);
     expect(dockerOne("FROM")).toBe("node:24-bookworm-slim");
     const user = dockerOne("USER");
     expect(["root", "0"]).not.toContain(user);

@@ -5,6 +5,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
+import { NODE_FLAGS as GPU_NODE_FLAGS } from "../../gpu-node/config.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const CACHE = join(ROOT, ".cache");
@@ -125,7 +126,14 @@ async function main(): Promise<void> {
   const gpu = start(
     "gpu-node",
     process.execPath,
-    [join(ROOT, "gpu-node/main.ts"), "--port", values["gpu-port"], "--model", values.model],
+    [
+      ...GPU_NODE_FLAGS,
+      join(ROOT, "gpu-node/main.ts"),
+      "--port",
+      values["gpu-port"],
+      "--model",
+      values.model,
+    ],
     { ...process.env, GPU_NODE_TOKEN: token },
   );
   const { url: gpuUrl, runsOn } = await gpuNodeListening(gpu);

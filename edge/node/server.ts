@@ -10,15 +10,21 @@ import { createSharpResizer } from "./sharp-resizer.ts";
 const resizer = createSharpResizer();
 
 /**
- * The Node flags the edge runs with (`npm run edge:node`; package.json must say the same): a young
- * generation of at most 4 MB. Each request leaves ~0.75 MB of ArrayBuffers that only a GC frees
- * (the body as read and joined, the decoded image, sharp's output, the gpu-node request). Under
- * V8's default young generation they could pile up until a full GC every ~10 requests, 2–7 ms
- * each, and p95 reached 2.2–2.7× p50 on loopback (in half to most runs of 200 seed calls). With
- * 4 MB, scavenges every few requests (~1–3 ms) free them: p95 stayed at 1.4–1.5× p50 in every run
- * (`npm run bench:seed-tails -- --compare`; docs/benchmarks.md).
+ * The Node flags the edge runs with (`npm run edge:node`; package.json must say the same). Each
+ * request leaves ~0.75 MB of ArrayBuffers that only a GC frees (the body as read and joined, the
+ * decoded image, sharp's output, the gpu-node request), and V8 counts them toward the limit at
+ * which it starts a full GC. Under V8's defaults the edge settled into a full GC every ~15
+ * requests, each costing the request it lands on 10–15 ms on 2 cores (incremental marking, then
+ * the pause): 67–73 in 1,000 seed calls.
+ * - `--max-semi-space-size=4`: a young generation of at most 4 MB, so that scavenges every few
+ *   requests (~1–3 ms) free those buffers before they add up. Alone, it only put that mode off
+ *   (72–76 full GCs in 1,000 calls, in a scratch run).
+ * - `--initial-old-space-size=64`: V8 starts from a 64 MB old-generation budget and sets that
+ *   limit from it. With both: 6 full GCs in 1,000 calls, p95 1.55–1.63× p50 against 3.0–3.1×,
+ *   and less RSS (184–187 MB against 208) (`npm run bench:seed-tails -- --compare`;
+ *   docs/benchmarks.md).
  */
-export const NODE_FLAGS = ["--max-semi-space-size=4"] as const;
+export const NODE_FLAGS = ["--max-semi-space-size=4", "--initial-old-space-size=64"] as const;
 
 /** The app with the environment as its bindings (the same variable names as wrangler.toml). */
 export function createNodeEdge(env: Record<string, string | undefined> = process.env) {

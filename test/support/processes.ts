@@ -3,6 +3,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { resolve } from "node:path";
 import { createInterface } from "node:readline";
+import { NODE_FLAGS as GPU_NODE_FLAGS } from "../../gpu-node/config.ts";
 import { treeRss } from "./proc.ts";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
@@ -249,6 +250,8 @@ export interface GpuNodeOptions {
   readonly logLevel?: "debug" | "info";
   /** The script to run instead of gpu-node/main.ts; it takes the same flags (benchmarks' stand-ins). */
   readonly entry?: string;
+  /** Node's own flags (default: NODE_FLAGS in gpu-node/config.ts, as every launcher passes). */
+  readonly nodeArgs?: readonly string[];
 }
 
 /**
@@ -272,6 +275,7 @@ export async function spawnGpuNode(
   opts: GpuNodeOptions = {},
 ): Promise<GpuNodeProcess> {
   const node = await startAnnounced(opts.entry ?? GPU_NODE, {
+    nodeArgs: opts.nodeArgs ?? GPU_NODE_FLAGS,
     args: [
       "--host",
       "127.0.0.1",
