@@ -32,11 +32,15 @@ const DIRECT = [
   "test/bench/e2e/workerd-child.ts",
 ];
 
-/** `[VAR=… ]node FILE.ts [args…]` → the file and the arguments the script passes. */
-function entryOf(command: string): { file: string; args: string[] } | undefined {
-  const m = /(?:^|\s)node\s+(\S+\.ts)((?:\s+\S+)*)\s*$/.exec(command);
+const words = (text: string) => text.trim().split(/\s+/).filter(Boolean);
+
+/** `[VAR=… ]node [--flags…] FILE.ts [args…]` → Node's flags, the file and the script's arguments. */
+function entryOf(
+  command: string,
+): { nodeFlags: string[]; file: string; args: string[] } | undefined {
+  const m = /(?:^|\s)node((?:\s+--\S+)*)\s+(\S+\.ts)((?:\s+\S+)*)\s*$/.exec(command);
   if (!m) return undefined;
-  return { file: m[1]!, args: m[2]!.trim().split(/\s+/).filter(Boolean) };
+  return { nodeFlags: words(m[1]!), file: m[2]!, args: words(m[3]!) };
 }
 
 const covered = Object.entries(scripts).filter(([name]) => !(name in SKIPPED) && !isDocs(name));
@@ -49,15 +53,25 @@ describe("--help", () => {
 
   const cases = [
     ...covered.map(([name, command]) => ({ name: `npm run ${name}`, ...entryOf(command)! })),
-    ...DIRECT.map((file) => ({ name: file, file, args: [] as string[] })),
+    ...DIRECT.map((file) => ({
+      name: file,
+      nodeFlags: [] as string[],
+      file,
+      args: [] as string[],
+    })),
   ];
-  it.each(cases)("$name -- --help prints its usage and exits 0", ({ file, args }) => {
-    const res = spawnSync(process.execPath, [resolve(ROOT, file), ...args, "--help"], {
-      cwd: ROOT,
-      encoding: "utf8",
-      // Were --help ignored, the tool would start its work: the test's timeout says so.
-      timeout: 50_000,
-    });
+  it.each(cases)("$name -- --help prints its usage and exits 0", ({ nodeFlags, file, args }) => {
+    // With the script's own Node flags: Node refusing one would stop the script at start.
+    const res = spawnSync(
+      process.execPath,
+      [...nodeFlags, resolve(ROOT, file), ...args, "--help"],
+      {
+        cwd: ROOT,
+        encoding: "utf8",
+        // Were --help ignored, the tool would start its work: the test's timeout says so.
+        timeout: 50_000,
+      },
+    );
     expect(res.stderr).toBe("");
     expect(res.status).toBe(0);
     expect(res.stdout).toMatch(/^usage: /i);
