@@ -18,7 +18,7 @@ const resizer = createSharpResizer();
  * the pause): 67–73 in 1,000 seed calls.
  * - `--max-semi-space-size=4`: a young generation of at most 4 MB, so that scavenges every few
  *   requests (~1–3 ms) free those buffers before they add up. Alone, it only put that mode off
- *   (72–76 full GCs in 1,000 calls, in a scratch run).
+ *   (53–76 full GCs in 1,000 calls, in four scratch runs).
  * - `--initial-old-space-size=64`: V8 starts from a 64 MB old-generation budget and sets that
  *   limit from it. With both: 6 full GCs in 1,000 calls, p95 1.55–1.63× p50 against 3.0–3.1×,
  *   and less RSS (184–187 MB against 208) (`npm run bench:seed-tails -- --compare`;
