@@ -1,6 +1,9 @@
 // The results database: rows round-trip, a full disk is a StoreFullError that leaves every saved
 // row intact, and files that are not ours (another program's SQLite, not SQLite at all, a newer
-// schema) are refused with a message that says so.
+// schema) are refused with a message that says so; a reader of the file does not make opening it
+// fail.
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -95,5 +98,38 @@ describe("store", () => {
     raw.close();
     expect(() => Store.open(join(dir, "newer.db"))).toThrow(/newer photo-ingest \(schema 99/);
     expect(() => Store.open(join(dir, "none.db"), { readOnly: true })).toThrow(StoreError);
+  });
+
+  it("opens a database that another process is reading: it waits for the lock, not fails", async () => {
+    // The file as a reader finds it when the ingest has just created it (empty), read by another
+    // process that holds its read lock for 300 ms: switching the file to WAL needs that lock
+    // gone. (The ingest test's poller, a duplicates run, or a user's sqlite3 can be that reader.)
+    const path = join(dir, "read-meanwhile.db");
+    writeFileSync(path, "");
+    const reader = spawn(
+      process.execPath,
+      [
+        "-e",
+        `const { DatabaseSync } = require("node:sqlite");
+        const db = new DatabaseSync(process.argv[1], { readOnly: true });
+        db.exec("BEGIN");
+        db.prepare("SELECT count(*) FROM sqlite_schema").get();
+        process.stdout.write("reading\\n");
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
+        db.exec("COMMIT");
+        db.close();`,
+        path,
+      ],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    const exited = once(reader, "exit");
+    await once(reader.stdout!, "data");
+    const store = Store.open(path);
+    store.put(row(1));
+    store.close();
+    expect((await exited)[0]).toBe(0);
+    const back = Store.open(path, { readOnly: true });
+    expect(back.lookup("/p/1.jpg")?.sha256).toBe("sha1");
+    back.close();
   });
 });

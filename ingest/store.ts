@@ -132,6 +132,10 @@ export class Store {
       throw new StoreError(`cannot open database ${path}: ${(error as Error).message}`);
     }
     try {
+      // First, before any statement takes a lock: another process reading the file (a
+      // duplicates run, a user's sqlite3) must make this wait, not fail with "database is
+      // locked". Switching a new file to WAL below needs every reader's lock gone.
+      db.exec("PRAGMA busy_timeout = 5000");
       const appId = Number(
         (db.prepare("PRAGMA application_id").get() as { application_id: number }).application_id,
       );
@@ -158,9 +162,7 @@ export class Store {
         // WAL: readers never block the writer, and a commit is one append to the log. NORMAL
         // sync: a killed process loses no commit (the OS has the bytes); only a power cut may
         // drop the last few, and never corrupts.
-        db.exec(
-          "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
-        );
+        db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
         if (appId !== APPLICATION_ID || version < SCHEMA_VERSION) {
           db.exec(
             `BEGIN; ${SCHEMA} PRAGMA application_id = ${APPLICATION_ID}; PRAGMA user_version = ${SCHEMA_VERSION}; COMMIT;`,
