@@ -39,7 +39,7 @@ ${SLOW}× p50, and the full GCs of each process. --compare alternates runs with 
 flags (edge: ${EDGE_FLAGS.join(" ")}; gpu-node: ${GPU_NODE_FLAGS.join(" ")}) and without.`;
 
 /**
- * Loaded into every server process with --import (the gpu-node's workers inherit it): counts its
+ * Loaded into every server process with --import (the gpu-node's workers inherit it): counts its full
  * GCs and writes them to GC_STATS_DIR/<pid>.json when it exits. The edge has no SIGTERM handler
  * of its own, so there (GC_EXIT_ON_SIGTERM) one is added that exits; the gpu-node drains and exits
  * by itself.
@@ -47,15 +47,10 @@ flags (edge: ${EDGE_FLAGS.join(" ")}; gpu-node: ${GPU_NODE_FLAGS.join(" ")}) and
 const GC_PRELOAD = `import { PerformanceObserver, constants } from "node:perf_hooks";
 import { writeFileSync } from "node:fs";
 import { basename } from "node:path";
-const stats = { script: basename(process.argv[1] ?? ""), scavenges: 0, full: 0, longestFullMs: 0, pauseMs: 0 };
+const stats = { script: basename(process.argv[1] ?? ""), full: 0 };
 new PerformanceObserver((list) => {
   for (const e of list.getEntries()) {
-    stats.pauseMs += e.duration;
-    if (e.detail.kind === constants.NODE_PERFORMANCE_GC_MINOR) stats.scavenges++;
-    if (e.detail.kind === constants.NODE_PERFORMANCE_GC_MAJOR) {
-      stats.full++;
-      stats.longestFullMs = Math.max(stats.longestFullMs, e.duration);
-    }
+    if (e.detail.kind === constants.NODE_PERFORMANCE_GC_MAJOR) stats.full++;
   }
 }).observe({ entryTypes: ["gc"] });
 process.on("exit", () => writeFileSync(process.env.GC_STATS_DIR + "/" + process.pid + ".json", JSON.stringify(stats)));
@@ -64,10 +59,7 @@ if (process.env.GC_EXIT_ON_SIGTERM) process.once("SIGTERM", () => process.exit(0
 
 interface GcStats {
   readonly script: string;
-  readonly scavenges: number;
   readonly full: number;
-  readonly longestFullMs: number;
-  readonly pauseMs: number;
 }
 
 interface Run {
@@ -109,7 +101,7 @@ async function run(calls: number, withFlags: boolean, dir: string, i: number): P
     nodeArgs: withFlags ? GPU_NODE_FLAGS : [],
     env: { GPU_NODE_TOKEN: token, GC_STATS_DIR: statsDir, NODE_OPTIONS: preload },
   });
-  let ms: number[] = [];
+  const ms: number[] = [];
   let clientFull = 0;
   let rssMiB = { edge: 0, gpuNode: 0 };
   try {
@@ -129,7 +121,6 @@ async function run(calls: number, withFlags: boolean, dir: string, i: number): P
     try {
       for (let k = 0; k < WARMUP; k++) await call([images[k % images.length]!]);
       const client = countClientFullGcs();
-      ms = [];
       for (let k = 0; k < calls; k++) {
         const t0 = performance.now();
         await call([images[k % images.length]!]);
