@@ -43,7 +43,14 @@ describe("MicroBatcher", () => {
 
   it("waits for images still on their way, then runs them together", async () => {
     const { batches, run } = recordingRunner(0);
-    const b = new MicroBatcher({ maxBatchSize: 32, maxWaitMs: 100, maxConcurrentBatches: 1, run });
+    // A wait far longer than any stall of a loaded machine: the batch runs when the second image
+    // comes, not when the wait ends.
+    const b = new MicroBatcher({
+      maxBatchSize: 32,
+      maxWaitMs: 60_000,
+      maxConcurrentBatches: 1,
+      run,
+    });
     b.expect(2);
     const first = b.embed(img(1));
     b.expect(-1);
