@@ -32,30 +32,43 @@ afterAll(async () => {
   await gpu?.close();
 });
 
+/** One 32-image request; how long its calls' arrivals spanned, and its resize stage. */
+async function spreadOfOneRequest(
+  pngs: readonly Buffer[],
+): Promise<{ spread: number; resizeMs: number }> {
+  const before = gpu.embedArrivals.length;
+  const res = await fetch(`${edge.url}/embed/base64`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
+    body: JSON.stringify({ images: pngs.map((p) => p.toString("base64")) }),
+  });
+  const body = (await res.json()) as { count: number };
+  expect(res.status).toBe(200);
+  expect(body.count).toBe(IMAGES);
+  const arrivals = gpu.embedArrivals.slice(before);
+  expect(arrivals).toHaveLength(IMAGES / PER_CALL);
+  const resizeMs = Number(
+    /(?:^|,)\s*resize;dur=([\d.]+)/.exec(res.headers.get("server-timing")!)![1],
+  );
+  return { spread: arrivals.at(-1)! - arrivals[0]!, resizeMs };
+}
+
 describe("the Worker sends each gpu-node call while later images resize", () => {
   it("spreads a 32-image request's four calls over its resize stage", async () => {
     // The seed's own images: 224x224 noise PNGs, ~2 ms of in-Worker resize each.
     const pngs = await Promise.all(Array.from({ length: IMAGES }, (_, i) => seedNoisePng(i + 1)));
-    const res = await fetch(`${edge.url}/embed/base64`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
-      body: JSON.stringify({ images: pngs.map((p) => p.toString("base64")) }),
-    });
-    const body = (await res.json()) as { count: number };
-    expect(res.status).toBe(200);
-    expect(body.count).toBe(IMAGES);
-    expect(gpu.embedArrivals).toHaveLength(IMAGES / PER_CALL);
-    const resizeMs = Number(
-      /(?:^|,)\s*resize;dur=([\d.]+)/.exec(res.headers.get("server-timing")!)![1],
-    );
     // Sent as their images are ready, the calls arrive over the last 3/4 of the resize stage
-    // (measured 0.53–0.73 of it, with a busy loop on one core too); held back, within 0.18–0.32
-    // of it (the PNGs' inflate streams give workerd a few polls of their own).
-    const arrivals = gpu.embedArrivals;
-    const spread = arrivals.at(-1)! - arrivals[0]!;
-    expect(
-      spread,
-      `calls arrived over ${spread.toFixed(1)} ms of a ${resizeMs} ms resize`,
-    ).toBeGreaterThan(resizeMs * 0.4);
+    // (measured 0.51–0.61 of it, idle or with busy loops on both cores); held back (turns on 0 ms
+    // timers only), within 0.10–0.32 of it, idle or loaded (the PNGs' inflate streams give
+    // workerd a few polls of their own). A stall in the middle of a request narrows a good spread
+    // (a loaded CI run gave 0.37 once): so up to three requests, and the widest counts.
+    const seen: string[] = [];
+    let widest = 0;
+    for (let attempt = 0; attempt < 3 && widest <= 0.4; attempt++) {
+      const { spread, resizeMs } = await spreadOfOneRequest(pngs);
+      seen.push(`${spread.toFixed(1)} ms of a ${resizeMs} ms resize`);
+      widest = Math.max(widest, spread / resizeMs);
+    }
+    expect(widest, `calls arrived over ${seen.join("; ")}`).toBeGreaterThan(0.4);
   });
 });
