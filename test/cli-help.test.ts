@@ -4,6 +4,7 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
+import { NODE_FLAGS as EDGE_NODE_FLAGS } from "../edge/node/server.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const scripts = (
@@ -104,4 +105,15 @@ describe("benchmark arguments", () => {
     expect(res.stderr).toContain(message);
     expect(res.stdout).not.toContain("##");
   });
+});
+
+// The twin of test/deploy.test.ts's check on the gpu-node's launchers: the edge's Node flags are
+// written out in package.json, so a change to NODE_FLAGS must reach each script that uses them.
+describe("the edge's Node flags", () => {
+  it.each(["edge:node", "bench", "bench:seed-tails"])(
+    "npm run %s passes NODE_FLAGS from edge/node/server.ts",
+    (name) => {
+      expect(entryOf(scripts[name]!)?.nodeFlags).toEqual([...EDGE_NODE_FLAGS]);
+    },
+  );
 });

@@ -10,10 +10,10 @@ import { createSharpResizer } from "./sharp-resizer.ts";
 const resizer = createSharpResizer();
 
 /**
- * The Node flags the edge runs with (`npm run edge:node`; package.json must say the same). Each
- * request leaves ~0.75 MB of ArrayBuffers that only a GC frees (the body as read and joined, the
- * decoded image, sharp's output, the gpu-node request), and V8 counts them toward the limit at
- * which it starts a full GC. Under V8's defaults the edge settled into a full GC every ~15
+ * The Node flags the edge runs with (`npm run edge:node`; package.json's scripts say them again,
+ * and test/cli-help.test.ts checks that they agree). Each request leaves ~0.75 MB of ArrayBuffers
+ * that only a GC frees (the body as read and joined, the decoded image, sharp's output, the
+ * gpu-node request), and V8 counts them toward the limit at which it starts a full GC. Under V8's defaults the edge settled into a full GC every ~15
  * requests, each costing the request it lands on 10–15 ms on 2 cores (incremental marking, then
  * the pause): 67–73 in 1,000 seed calls.
  * - `--max-semi-space-size=4`: a young generation of at most 4 MB, so that scavenges every few
